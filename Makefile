@@ -1,0 +1,43 @@
+# Character Chat fleet: one virtual environment (.aienv) for every service and package.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .aienv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+SERVICES := user-service
+PACKAGES := packages/chat-common
+MYPYPATH := $(subst $(eval) ,:,$(foreach p,$(PACKAGES),../$(p)))
+REQUIREMENTS := requirements-dev.txt $(foreach s,$(SERVICES),$(s)/requirements.txt) \
+	$(foreach p,$(PACKAGES),$(p)/pyproject.toml)
+
+.PHONY: install run test lint format clean
+
+# (Re)install whenever .aienv is missing or a requirements file is newer than the last install.
+$(STAMP): $(REQUIREMENTS)
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/pip install -q -r requirements-dev.txt
+	@for s in $(SERVICES); do (cd $$s && ../$(BIN)/pip install -q -r requirements.txt) || exit 1; done
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+run: install
+	$(BIN)/python -m devstack
+
+test: install
+	$(BIN)/python -m pytest -q $(foreach p,$(PACKAGES),$(p)/tests) tests
+	@for s in $(SERVICES); do echo "== $$s"; (cd $$s && ../$(BIN)/python -m pytest -q) || exit 1; done
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy $(foreach p,$(PACKAGES),$(p)) devstack
+	@for s in $(SERVICES); do (cd $$s && MYPYPATH=$(MYPYPATH) ../$(BIN)/mypy --config-file ../pyproject.toml app) || exit 1; done
+
+format: install
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache htmlcov .coverage
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +

@@ -1,0 +1,1 @@
+"""`python -m devstack`: the whole fleet on one machine with embedded real backends."""

@@ -1,0 +1,27 @@
+"""The fleet as devstack runs it: one entry per service, nothing else to change to add one."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+Urls = dict[str, str]
+
+
+@dataclass(frozen=True)
+class ServiceSpec:
+    """How to start one service: its directory (with run.py), port, and environment from the URLs."""
+
+    name: str
+    port: int
+    env: Callable[[Urls], dict[str, str]] = field(default=lambda urls: {})
+    needs: tuple[str, ...] = ("postgres", "redis")
+
+
+SERVICES: list[ServiceSpec] = [
+    ServiceSpec(
+        "user-service",
+        8024,
+        lambda urls: {"DATABASE_URL": urls["postgres"], "REDIS_URL": urls["redis"]},
+    ),
+]

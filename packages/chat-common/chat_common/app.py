@@ -1,0 +1,63 @@
+"""Builds a FastAPI app with everything the fleet shares: request ids, errors, health, metrics."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
+from typing import Any
+
+from asgi_correlation_id import CorrelationIdMiddleware
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+from prometheus_fastapi_instrumentator import Instrumentator
+
+from chat_common.errors import install_error_handlers
+from chat_common.health import health_router
+from chat_common.logging import configure_logging
+from chat_common.middleware import BodySizeLimitMiddleware, valid_request_id
+from chat_common.settings import CommonSettings
+
+Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
+
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    "4XX": {"description": "Client error in the shared error shape"},
+    "5XX": {"description": "Server or dependency error in the shared error shape"},
+}
+
+
+def create_service_app(
+    settings: CommonSettings,
+    *,
+    title: str,
+    description: str,
+    lifespan: Lifespan | None = None,
+    version: str = "1.0.0",
+) -> FastAPI:
+    """A service's FastAPI app with the fleet's middleware, handlers, `/health`, `/ready`, `/metrics`."""
+    configure_logging(settings.service_name, settings.log_level, settings.json_logs)
+    app = FastAPI(
+        title=title,
+        description=description,
+        version=version,
+        lifespan=lifespan,
+        debug=settings.debug,
+        responses=ERROR_RESPONSES,
+    )
+    app.state.settings = settings
+    app.state.readiness_checks = {}
+    install_error_handlers(app)
+    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["*"],
+            allow_headers=["*"],
+            expose_headers=["X-Request-ID", "Retry-After"],
+        )
+    app.add_middleware(CorrelationIdMiddleware, validator=valid_request_id)
+    app.include_router(health_router(settings.service_name))
+    Instrumentator(excluded_handlers=["/metrics", "/health"]).instrument(app).expose(
+        app, include_in_schema=False
+    )
+    return app

@@ -1,0 +1,10 @@
+"""Test helpers for the fleet: real backends (embedded unless TEST_*_URL is set) and RSA keys.
+
+The pytest fixtures live in `chat_common.testing.plugin`, registered as a pytest plugin, so every
+service's suite can ask for `postgres_url`, `redis_url`, `mongodb_url` and `rsa_private_key_pem`.
+"""
+
+from chat_common.testing.keys import generate_rsa_private_key_pem
+from chat_common.testing.postgres import create_database
+
+__all__ = ["create_database", "generate_rsa_private_key_pem"]

@@ -1,0 +1,81 @@
+"""The shared app factory: error envelope, request ids, body limit, health and production checks."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from pydantic import ValidationError
+
+from chat_common.app import create_service_app
+from chat_common.errors import ConflictError
+from chat_common.settings import CommonSettings
+
+
+def make_app() -> FastAPI:
+    settings = CommonSettings(service_name="demo", max_body_bytes=100, json_logs=False)
+    app = create_service_app(settings, title="demo", description="demo")
+
+    @app.get("/conflict")
+    async def conflict() -> None:
+        raise ConflictError("already there", details={"id": 1})
+
+    @app.get("/crash")
+    async def crash() -> None:
+        raise RuntimeError("secret internals")
+
+    @app.post("/echo")
+    async def echo(body: dict[str, int]) -> dict[str, int]:
+        return body
+
+    async def failing() -> None:
+        raise ConnectionError("db down")
+
+    app.state.readiness_checks = {"db": failing}
+    return app
+
+
+@pytest.fixture
+async def client() -> httpx.AsyncClient:
+    transport = httpx.ASGITransport(app=make_app(), raise_app_exceptions=False)
+    return httpx.AsyncClient(transport=transport, base_url="http://demo")
+
+
+async def test_app_error_uses_the_envelope(client: httpx.AsyncClient) -> None:
+    response = await client.get("/conflict", headers={"X-Request-ID": "abc-1"})
+    assert response.status_code == 409
+    assert response.json() == {
+        "error": {"code": "conflict", "message": "already there", "details": {"id": 1}, "request_id": "abc-1"}
+    }
+
+
+async def test_unhandled_error_is_500_without_internals(client: httpx.AsyncClient) -> None:
+    response = await client.get("/crash")
+    assert response.status_code == 500
+    assert response.json()["error"]["code"] == "internal_error"
+    assert "secret" not in response.text
+
+
+async def test_oversized_body_is_413(client: httpx.AsyncClient) -> None:
+    response = await client.post("/echo", json={"a" * 200: 1})
+    assert response.status_code == 413 and response.json()["error"]["code"] == "payload_too_large"
+
+
+async def test_hostile_request_id_is_replaced(client: httpx.AsyncClient) -> None:
+    response = await client.get("/conflict", headers={"X-Request-ID": "bad id\twith spaces"})
+    assert response.json()["error"]["request_id"] != "bad id\twith spaces"
+
+
+async def test_ready_reports_failing_check_as_503(client: httpx.AsyncClient) -> None:
+    response = await client.get("/ready")
+    assert response.status_code == 503
+    assert response.json()["checks"]["db"].startswith("error: ConnectionError")
+    assert (await client.get("/health")).status_code == 200
+
+
+def test_production_refuses_wildcard_cors_and_debug() -> None:
+    with pytest.raises(ValidationError, match="CORS_ORIGINS"):
+        CommonSettings(environment="production", cors_origins=["*"])
+    with pytest.raises(ValidationError, match="DEBUG"):
+        CommonSettings(environment="production", cors_origins=["https://chat.example"], debug=True)
+    assert CommonSettings(environment="production", cors_origins=["https://chat.example"]).is_production

@@ -1,0 +1,56 @@
+"""Operator commands: `python -m app.cli create-admin --email ... --password ...`."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import sys
+
+from pydantic import ValidationError
+
+from app.config import get_settings
+from app.database import create_engine, create_sessionmaker, run_migrations
+from app.schemas.user import UserCreate
+from app.services import users as user_service
+from app.services.passwords import PasswordHasher
+
+
+async def create_admin(email: str, password: str, username: str, display_name: str) -> str:
+    settings = get_settings()
+    await run_migrations(settings)
+    engine = create_engine(settings)
+    try:
+        data = UserCreate(email=email, username=username, display_name=display_name, password=password)
+        async with create_sessionmaker(engine)() as session:
+            user, created = await user_service.ensure_admin(
+                session,
+                PasswordHasher(settings.bcrypt_rounds),
+                data=data,
+                initial_credits=settings.initial_credits,
+            )
+        return f"{'created' if created else 'promoted existing'} admin {user.email} ({user.id})"
+    finally:
+        await engine.dispose()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m app.cli")
+    commands = parser.add_subparsers(dest="command", required=True)
+    admin = commands.add_parser("create-admin", help="create an admin, or promote an existing email")
+    admin.add_argument("--email", required=True)
+    admin.add_argument("--username", default="admin")
+    admin.add_argument("--display-name", default="Administrator")
+    admin.add_argument("--password", help="read from the terminal when omitted")
+    args = parser.parse_args(argv)
+    password = args.password or getpass.getpass("Password: ")
+    try:
+        print(asyncio.run(create_admin(args.email, password, args.username, args.display_name)))
+    except ValidationError as exc:
+        print(f"invalid input: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,96 @@
+"""user-service settings: one home for every environment variable it reads."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import BaseModel, SecretStr, field_validator
+from pydantic_settings import SettingsConfigDict
+
+from chat_common.settings import CommonSettings, is_dev_secret
+
+
+class ServiceClientConfig(BaseModel):
+    """An internal service allowed to obtain service tokens by client credentials."""
+
+    secret: SecretStr
+    scopes: list[str]
+
+
+DEV_SERVICE_CLIENTS = {
+    "message-service": ServiceClientConfig(
+        secret=SecretStr("dev-message-service-secret"),
+        scopes=["credits:write", "characters:counters", "conversations:read"],
+    ),
+    "conversation-service": ServiceClientConfig(
+        secret=SecretStr("dev-conversation-service-secret"), scopes=["characters:counters"]
+    ),
+}
+
+
+def async_database_url(url: str) -> str:
+    """Accept plain `postgresql://` URLs and point SQLAlchemy at asyncpg."""
+    for prefix in ("postgresql+asyncpg://", "postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+asyncpg://" + url[len(prefix) :]
+    raise ValueError("DATABASE_URL must be a postgresql:// URL")
+
+
+class Settings(CommonSettings):
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore")
+
+    service_name: str = "user-service"
+    host: str = "127.0.0.1"
+    port: int = 8024
+    database_url: str = "postgresql://postgres@127.0.0.1:5431/chatbot"
+    db_pool_size: int = 10
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    redis_prefix: str = "user-service"
+    data_dir: Path = Path(".data")
+
+    jwt_private_key: SecretStr | None = None
+    jwt_private_key_file: Path | None = None
+    access_token_minutes: int = 30
+    refresh_token_days: int = 30
+    service_token_minutes: int = 15
+    service_clients: dict[str, ServiceClientConfig] = DEV_SERVICE_CLIENTS
+
+    bcrypt_rounds: int = 12
+    password_min_length: int = 8
+    login_account_limit: str = "5/minute"
+    login_ip_limit: str = "30/minute"
+
+    initial_credits: int = 100
+    reservation_ttl_seconds: int = 300
+    reservation_sweep_seconds: float = 30.0
+
+    first_admin_email: str | None = None
+    first_admin_password: SecretStr | None = None
+    first_admin_username: str = "admin"
+
+    @field_validator("database_url")
+    @classmethod
+    def _postgres_only(cls, value: str) -> str:
+        async_database_url(value)
+        return value
+
+    @property
+    def async_database_url(self) -> str:
+        return async_database_url(self.database_url)
+
+    def unsafe_production_values(self) -> list[str]:
+        problems = super().unsafe_production_values()
+        if not self.jwt_private_key and not self.jwt_private_key_file:
+            problems.append("JWT_PRIVATE_KEY or JWT_PRIVATE_KEY_FILE is required")
+        for client_id, client in self.service_clients.items():
+            if is_dev_secret(client.secret.get_secret_value()):
+                problems.append(f"SERVICE_CLIENTS[{client_id}] uses a development secret")
+        if self.bcrypt_rounds < 10:
+            problems.append("BCRYPT_ROUNDS must be at least 10")
+        return problems
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,48 @@
+"""Request-scoped dependencies: database session, auth context, the caller's own account."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Annotated
+
+from fastapi import Depends, Query, Request
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.models import User
+from app.schemas.common import MAX_LIMIT
+from app.services import users as user_service
+from app.services.auth import AuthContext
+from chat_common.auth import CurrentUser
+
+
+async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
+    async with request.app.state.sessionmaker() as session:
+        yield session
+
+
+def get_auth_context(request: Request) -> AuthContext:
+    return request.app.state.auth  # type: ignore[no-any-return]
+
+
+SessionDep = Annotated[AsyncSession, Depends(get_session)]
+AuthDep = Annotated[AuthContext, Depends(get_auth_context)]
+
+
+async def get_me(session: SessionDep, principal: CurrentUser) -> User:
+    return await user_service.get_active(session, principal.user_id)
+
+
+Me = Annotated[User, Depends(get_me)]
+
+
+class Pagination:
+    def __init__(
+        self,
+        limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 20,
+        offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
+    ) -> None:
+        self.limit = limit
+        self.offset = offset
+
+
+PageDep = Annotated[Pagination, Depends()]

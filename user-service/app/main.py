@@ -1,0 +1,105 @@
+"""user-service: accounts, tokens (RS256 + JWKS), service tokens and the credits ledger."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from app.api.v1 import jwks
+from app.api.v1.router import api_router
+from app.config import Settings, get_settings
+from app.database import create_engine, create_sessionmaker, ping, run_migrations
+from app.repositories.rate_limits import LoginLimiter
+from app.schemas.user import UserCreate
+from app.services import credits as credit_service
+from app.services import users as user_service
+from app.services.auth import AuthContext
+from app.services.keys import TokenSigner, load_private_key_pem
+from app.services.passwords import PasswordHasher
+from chat_common.app import create_service_app
+from chat_common.auth import StaticKeySource, TokenVerifier
+
+logger = logging.getLogger(__name__)
+
+
+async def create_first_admin(
+    sessionmaker: async_sessionmaker[AsyncSession], hasher: PasswordHasher, settings: Settings
+) -> None:
+    if not settings.first_admin_email or not settings.first_admin_password:
+        return
+    data = UserCreate(
+        email=settings.first_admin_email,
+        username=settings.first_admin_username,
+        display_name="Administrator",
+        password=settings.first_admin_password.get_secret_value(),
+    )
+    async with sessionmaker() as session:
+        _, created = await user_service.ensure_admin(
+            session, hasher, data=data, initial_credits=settings.initial_credits
+        )
+    logger.info("first admin %s", "created" if created else "already present")
+
+
+async def sweep_reservations(sessionmaker: async_sessionmaker[AsyncSession], every: float) -> None:
+    """Release reservations left unsettled past their TTL (a crashed caller must not keep credits)."""
+    while True:
+        await asyncio.sleep(every)
+        try:
+            async with sessionmaker() as session:
+                expired = await credit_service.expire_due(session)
+            if expired:
+                logger.info("released %d expired credit reservations", expired)
+        except Exception:
+            logger.exception("reservation sweep failed; retrying next round")
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await run_migrations(settings)
+        engine = create_engine(settings)
+        sessionmaker = create_sessionmaker(engine)
+        hasher = PasswordHasher(settings.bcrypt_rounds)
+        signer = TokenSigner(load_private_key_pem(settings), settings)
+        limiter = LoginLimiter(
+            settings.redis_url,
+            prefix=settings.redis_prefix,
+            per_account=settings.login_account_limit,
+            per_ip=settings.login_ip_limit,
+        )
+        app.state.sessionmaker = sessionmaker
+        app.state.auth = AuthContext(settings=settings, signer=signer, hasher=hasher, limiter=limiter)
+        app.state.token_verifier = TokenVerifier(
+            StaticKeySource(signer.jwks), issuer=settings.jwt_issuer, audience=settings.jwt_audience
+        )
+        app.state.readiness_checks = {"postgres": lambda: ping(sessionmaker), "redis": limiter.ping}
+        await create_first_admin(sessionmaker, hasher, settings)
+        sweeper = asyncio.create_task(sweep_reservations(sessionmaker, settings.reservation_sweep_seconds))
+        try:
+            yield
+        finally:
+            sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sweeper
+            await engine.dispose()
+
+    app = create_service_app(
+        settings,
+        title="user-service",
+        description="Accounts, OAuth2 login, RS256 JWT + JWKS, service tokens and the credits ledger.",
+        lifespan=lifespan,
+    )
+    app.include_router(api_router)
+    app.include_router(jwks.router)
+    return app
+
+
+app = create_app()

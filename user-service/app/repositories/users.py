@@ -1,0 +1,91 @@
+"""Queries on users."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from sqlalchemy import func, or_, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.models import User
+from chat_common.errors import ConflictError
+
+
+async def get(session: AsyncSession, user_id: uuid.UUID) -> User | None:
+    return await session.get(User, user_id)
+
+
+async def get_by_login(session: AsyncSession, login: str) -> User | None:
+    """Find by email or username, case-insensitively."""
+    needle = login.lower()
+    query = select(User).where(or_(func.lower(User.email) == needle, func.lower(User.username) == needle))
+    return (await session.execute(query)).scalars().first()
+
+
+async def get_by_email(session: AsyncSession, email: str) -> User | None:
+    query = select(User).where(func.lower(User.email) == email.lower())
+    return (await session.execute(query)).scalar_one_or_none()
+
+
+def _conflict_from(exc: IntegrityError) -> ConflictError:
+    text = str(exc.orig)
+    if "email" in text:
+        return ConflictError("A user with this email already exists", code="email_taken")
+    if "username" in text:
+        return ConflictError("This username is taken", code="username_taken")
+    return ConflictError("User already exists")
+
+
+async def add(session: AsyncSession, user: User) -> User:
+    """Insert and flush; a duplicate email or username becomes a 409."""
+    session.add(user)
+    try:
+        await session.flush()
+    except IntegrityError as exc:
+        await session.rollback()
+        raise _conflict_from(exc) from exc
+    return user
+
+
+async def update_fields(session: AsyncSession, user: User, fields: dict[str, Any]) -> User:
+    for name, value in fields.items():
+        setattr(user, name, value)
+    try:
+        await session.flush()
+    except IntegrityError as exc:
+        await session.rollback()
+        raise _conflict_from(exc) from exc
+    return user
+
+
+async def search(
+    session: AsyncSession,
+    *,
+    q: str | None,
+    role: str | None,
+    is_active: bool | None,
+    limit: int,
+    offset: int,
+) -> tuple[list[User], int]:
+    conditions = []
+    if q:
+        escaped = q.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        pattern = f"%{escaped}%"
+        conditions.append(
+            or_(
+                func.lower(User.email).like(pattern),
+                func.lower(User.username).like(pattern),
+                func.lower(User.display_name).like(pattern),
+            )
+        )
+    if role:
+        conditions.append(User.role == role)
+    if is_active is not None:
+        conditions.append(User.is_active == is_active)
+    total = (await session.execute(select(func.count()).select_from(User).where(*conditions))).scalar_one()
+    rows = await session.execute(
+        select(User).where(*conditions).order_by(User.created_at.desc(), User.id).limit(limit).offset(offset)
+    )
+    return list(rows.scalars()), int(total)

@@ -1,0 +1,59 @@
+"""Credit balance, ledger and reservation shapes."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+MAX_AMOUNT = 1_000_000
+
+
+class Balance(BaseModel):
+    user_id: uuid.UUID
+    balance: int
+
+
+class TransactionPublic(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    amount: int
+    kind: str
+    balance_after: int
+    reference: str | None
+    reservation_id: uuid.UUID | None
+    created_at: datetime
+
+
+class CreditAdjustment(BaseModel):
+    amount: int = Field(ge=-MAX_AMOUNT, le=MAX_AMOUNT, description="Positive grants, negative deducts")
+    reason: str = Field(min_length=1, max_length=255)
+
+
+class ReservationCreate(BaseModel):
+    user_id: uuid.UUID
+    amount: int = Field(gt=0, le=MAX_AMOUNT)
+    idempotency_key: str = Field(min_length=1, max_length=128)
+    reference: str | None = Field(default=None, max_length=255)
+
+
+class ReservationCommit(BaseModel):
+    amount: int = Field(ge=0, le=MAX_AMOUNT, description="Actual cost; at most the reserved amount")
+
+
+class ReservationPublic(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: uuid.UUID
+    user_id: uuid.UUID
+    amount: int
+    committed_amount: int | None
+    status: Literal["held", "committed", "released", "expired"]
+    idempotency_key: str
+    reference: str | None
+    expires_at: datetime
+    created_at: datetime
+    settled_at: datetime | None

@@ -1,0 +1,98 @@
+"""User schemas: UserBase / UserCreate / UserUpdate / UserPublic, and password rules."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, EmailStr, Field, field_validator, model_validator
+
+from app.services.passwords import BCRYPT_MAX_BYTES
+
+USERNAME_PATTERN = r"^[A-Za-z0-9_.-]{3,32}$"
+PASSWORD_MIN_LENGTH = 8
+Role = Literal["user", "admin"]
+
+
+def check_password_strength(password: str) -> str:
+    """Reject passwords bcrypt would truncate or that are easy to guess."""
+    if len(password.encode()) > BCRYPT_MAX_BYTES:
+        raise ValueError(f"Password must be at most {BCRYPT_MAX_BYTES} bytes in UTF-8")
+    if len(password) < PASSWORD_MIN_LENGTH:
+        raise ValueError(f"Password must be at least {PASSWORD_MIN_LENGTH} characters")
+    if not re.search(r"[^\W\d_]", password) or not re.search(r"[\d\W_]", password):
+        raise ValueError("Password must mix letters with digits or symbols")
+    if len(set(password)) < 4:
+        raise ValueError("Password is too repetitive")
+    return password
+
+
+class UserBase(BaseModel):
+    email: EmailStr = Field(max_length=320, examples=["ada@example.com"])
+    username: str = Field(pattern=USERNAME_PATTERN, examples=["ada"])
+    display_name: str = Field(min_length=1, max_length=100, examples=["Ada Lovelace"])
+
+    @field_validator("email")
+    @classmethod
+    def _lower_email(cls, value: str) -> str:
+        return value.lower()
+
+
+class UserCreate(UserBase):
+    password: str = Field(max_length=256, examples=["correct-horse-42"])
+
+    @field_validator("password")
+    @classmethod
+    def _strong_password(cls, value: str) -> str:
+        return check_password_strength(value)
+
+    @model_validator(mode="after")
+    def _password_not_username(self) -> UserCreate:
+        if self.username.lower() in self.password.lower():
+            raise ValueError("Password must not contain the username")
+        return self
+
+
+class UserUpdate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    email: EmailStr | None = Field(default=None, max_length=320)
+    username: str | None = Field(default=None, pattern=USERNAME_PATTERN)
+    display_name: str | None = Field(default=None, min_length=1, max_length=100)
+
+    @field_validator("email")
+    @classmethod
+    def _lower_email(cls, value: str | None) -> str | None:
+        return value.lower() if value else value
+
+
+class PasswordChange(BaseModel):
+    current_password: str = Field(max_length=256)
+    new_password: str = Field(max_length=256)
+
+    @field_validator("new_password")
+    @classmethod
+    def _strong_password(cls, value: str) -> str:
+        return check_password_strength(value)
+
+
+class UserPublic(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: uuid.UUID
+    email: str
+    username: str
+    display_name: str
+    role: Role
+    is_active: bool
+    credits: int
+    created_at: datetime
+
+
+class AdminUserUpdate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    role: Role | None = None
+    is_active: bool | None = None

@@ -1,0 +1,96 @@
+"""The RS256 signing key, its JWKS, and minting of access and service tokens."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from jose import jwt
+
+from app.config import Settings
+from chat_common.auth import ACCESS, ALGORITHM, SERVICE
+
+DEV_KEY_FILE = "jwt_private_key.pem"
+
+
+def _b64url_uint(value: int) -> str:
+    raw = value.to_bytes((value.bit_length() + 7) // 8, "big")
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+def load_private_key_pem(settings: Settings) -> str:
+    """The configured key; in development, one generated once under DATA_DIR."""
+    if settings.jwt_private_key:
+        return settings.jwt_private_key.get_secret_value()
+    if settings.jwt_private_key_file:
+        return Path(settings.jwt_private_key_file).read_text()
+    path = Path(settings.data_dir) / DEV_KEY_FILE
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        pem = key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(pem)
+    return path.read_text()
+
+
+class TokenSigner:
+    """Signs tokens with one RSA key and publishes its public half as a JWKS entry."""
+
+    def __init__(self, private_key_pem: str, settings: Settings) -> None:
+        key = serialization.load_pem_private_key(private_key_pem.encode(), password=None)
+        if not isinstance(key, rsa.RSAPrivateKey):
+            raise ValueError("JWT private key must be an RSA key")
+        numbers = key.public_key().public_numbers()
+        n, e = _b64url_uint(numbers.n), _b64url_uint(numbers.e)
+        # RFC 7638 thumbprint: stable across restarts, changes when the key rotates.
+        thumbprint_input = f'{{"e":"{e}","kty":"RSA","n":"{n}"}}'.encode()
+        self.kid = base64.urlsafe_b64encode(hashlib.sha256(thumbprint_input).digest()).rstrip(b"=").decode()
+        self._jwk = {"kty": "RSA", "use": "sig", "alg": ALGORITHM, "kid": self.kid, "n": n, "e": e}
+        self._private_pem = private_key_pem
+        self.issuer = settings.jwt_issuer
+        self.audience = settings.jwt_audience
+        self.access_ttl = timedelta(minutes=settings.access_token_minutes)
+        self.service_ttl = timedelta(minutes=settings.service_token_minutes)
+
+    def jwks(self) -> dict[str, Any]:
+        return {"keys": [self._jwk]}
+
+    def _sign(self, *, sub: str, role: str, scopes: list[str], token_type: str, ttl: timedelta) -> str:
+        now = datetime.now(UTC)
+        claims = {
+            "sub": sub,
+            "role": role,
+            "scopes": scopes,
+            "type": token_type,
+            "iat": int(now.timestamp()),
+            "exp": int((now + ttl).timestamp()),
+            "jti": uuid.uuid4().hex,
+            "iss": self.issuer,
+            "aud": self.audience,
+        }
+        return str(jwt.encode(claims, self._private_pem, algorithm=ALGORITHM, headers={"kid": self.kid}))
+
+    def access_token(self, *, user_id: str, role: str) -> str:
+        return self._sign(sub=user_id, role=role, scopes=[], token_type=ACCESS, ttl=self.access_ttl)
+
+    def service_token(self, *, client_id: str, scopes: list[str]) -> str:
+        return self._sign(
+            sub=f"service:{client_id}",
+            role="service",
+            scopes=scopes,
+            token_type=SERVICE,
+            ttl=self.service_ttl,
+        )

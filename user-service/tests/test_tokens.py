@@ -1,0 +1,188 @@
+"""Access tokens: claims, JWKS, and every forged or misused token rejected with 401."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import time
+from typing import Any
+
+import pytest
+from cryptography.hazmat.primitives import serialization
+from fastapi import FastAPI
+from httpx import ASGITransport, AsyncClient
+from jose import jwt
+
+from app.config import Settings
+from chat_common.auth import JWKSKeySource, TokenVerifier
+from chat_common.errors import UnauthorizedError
+from tests.conftest import AppUser, UserFactory, assert_error_shape
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def _claims(user: AppUser, settings: Settings, **overrides: Any) -> dict[str, Any]:
+    now = int(time.time())
+    return {
+        "sub": user.id,
+        "role": "user",
+        "scopes": [],
+        "type": "access",
+        "iat": now,
+        "exp": now + 600,
+        "jti": "x",
+        "iss": settings.jwt_issuer,
+        "aud": settings.jwt_audience,
+        **overrides,
+    }
+
+
+def _sign(claims: dict[str, Any], settings: Settings, app: FastAPI) -> str:
+    assert settings.jwt_private_key is not None
+    kid = app.state.auth.signer.kid
+    return str(
+        jwt.encode(
+            claims, settings.jwt_private_key.get_secret_value(), algorithm="RS256", headers={"kid": kid}
+        )
+    )
+
+
+async def _me_status(client: AsyncClient, token: str) -> tuple[int, dict[str, Any]]:
+    response = await client.get("/api/v1/users/me", headers={"Authorization": f"Bearer {token}"})
+    return response.status_code, response.json()
+
+
+async def test_access_token_carries_the_design_claims(
+    client: AsyncClient, make_user: UserFactory, settings: Settings
+) -> None:
+    user = await make_user()
+    claims = jwt.get_unverified_claims(user.access_token)
+    header = jwt.get_unverified_header(user.access_token)
+    assert header["alg"] == "RS256" and header["kid"]
+    assert claims["sub"] == user.id and claims["role"] == "user" and claims["type"] == "access"
+    assert claims["iss"] == settings.jwt_issuer and claims["aud"] == settings.jwt_audience
+    assert claims["exp"] - claims["iat"] == 30 * 60
+    assert set(claims) >= {"scopes", "jti"}
+
+
+async def test_jwks_publishes_the_signing_key(client: AsyncClient, make_user: UserFactory) -> None:
+    user = await make_user()
+    jwks = (await client.get("/.well-known/jwks.json")).json()
+    kid = jwt.get_unverified_header(user.access_token)["kid"]
+    (key,) = [k for k in jwks["keys"] if k["kid"] == kid]
+    assert key["kty"] == "RSA" and key["alg"] == "RS256" and "d" not in key
+    assert (
+        jwt.decode(user.access_token, key, algorithms=["RS256"], audience="character-chat")["sub"] == user.id
+    )
+
+
+async def test_jwks_verifier_of_other_services_accepts_real_tokens(
+    app: FastAPI, client: AsyncClient, make_user: UserFactory, settings: Settings
+) -> None:
+    """chat_common's JWKS verifier (used by every other service) over user-service's endpoint."""
+    user = await make_user()
+    source = JWKSKeySource("http://testserver/.well-known/jwks.json", transport=ASGITransport(app=app))
+    verifier = TokenVerifier(source, issuer=settings.jwt_issuer, audience=settings.jwt_audience)
+    principal = await verifier.verify(user.access_token)
+    with pytest.raises(UnauthorizedError):
+        await verifier.verify(user.access_token[:-4] + "AAAA")
+    assert principal.user_id == user.id and not principal.is_service
+
+
+async def test_expired_token_is_401(
+    client: AsyncClient, make_user: UserFactory, settings: Settings, app: FastAPI
+) -> None:
+    user = await make_user()
+    token = _sign(
+        _claims(user, settings, exp=int(time.time()) - 10, iat=int(time.time()) - 100), settings, app
+    )
+    status, body = await _me_status(client, token)
+    assert status == 401
+    assert_error_shape(body, "token_expired")
+
+
+async def test_tampered_payload_is_401(client: AsyncClient, make_user: UserFactory) -> None:
+    user = await make_user()
+    header, payload, signature = user.access_token.split(".")
+    claims = json.loads(base64.urlsafe_b64decode(payload + "=="))
+    claims["role"] = "admin"
+    forged = f"{header}.{_b64(json.dumps(claims).encode())}.{signature}"
+    status, body = await _me_status(client, forged)
+    assert status == 401
+    assert_error_shape(body, "invalid_token")
+
+
+async def test_alg_none_is_401(client: AsyncClient, make_user: UserFactory, settings: Settings) -> None:
+    user = await make_user()
+    header = _b64(json.dumps({"alg": "none", "typ": "JWT"}).encode())
+    payload = _b64(json.dumps(_claims(user, settings)).encode())
+    status, body = await _me_status(client, f"{header}.{payload}.")
+    assert status == 401
+    assert_error_shape(body, "invalid_token")
+
+
+async def test_hs256_signed_with_the_public_key_is_401(
+    client: AsyncClient, make_user: UserFactory, settings: Settings, app: FastAPI
+) -> None:
+    """The classic key-confusion attack: HMAC keyed with the published RSA public key."""
+    user = await make_user()
+    assert settings.jwt_private_key is not None
+    private = serialization.load_pem_private_key(settings.jwt_private_key.get_secret_value().encode(), None)
+    public_pem = private.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    header = _b64(json.dumps({"alg": "HS256", "typ": "JWT", "kid": app.state.auth.signer.kid}).encode())
+    payload = _b64(json.dumps(_claims(user, settings)).encode())
+    signature = _b64(hmac.new(public_pem, f"{header}.{payload}".encode(), hashlib.sha256).digest())
+    status, body = await _me_status(client, f"{header}.{payload}.{signature}")
+    assert status == 401
+    assert_error_shape(body, "invalid_token")
+
+
+@pytest.mark.parametrize("claim", [{"iss": "someone-else"}, {"aud": "another-app"}])
+async def test_wrong_issuer_or_audience_is_401(
+    client: AsyncClient, make_user: UserFactory, settings: Settings, app: FastAPI, claim: dict[str, str]
+) -> None:
+    user = await make_user()
+    status, body = await _me_status(client, _sign(_claims(user, settings, **claim), settings, app))
+    assert status == 401
+    assert_error_shape(body, "invalid_token")
+
+
+async def test_token_signed_by_another_key_is_401(
+    client: AsyncClient, make_user: UserFactory, settings: Settings, app: FastAPI
+) -> None:
+    from chat_common.testing import generate_rsa_private_key_pem
+
+    user = await make_user()
+    kid = app.state.auth.signer.kid
+    token = jwt.encode(
+        _claims(user, settings), generate_rsa_private_key_pem(), algorithm="RS256", headers={"kid": kid}
+    )
+    status, body = await _me_status(client, token)
+    assert status == 401
+
+
+async def test_refresh_token_used_as_access_token_is_401(client: AsyncClient, make_user: UserFactory) -> None:
+    user = await make_user()
+    status, body = await _me_status(client, user.refresh_token)
+    assert status == 401
+    assert_error_shape(body, "invalid_token")
+
+
+async def test_token_of_unknown_type_is_401(
+    client: AsyncClient, make_user: UserFactory, settings: Settings, app: FastAPI
+) -> None:
+    user = await make_user()
+    status, body = await _me_status(client, _sign(_claims(user, settings, type="refresh"), settings, app))
+    assert status == 401
+
+
+async def test_missing_token_is_401(client: AsyncClient) -> None:
+    response = await client.get("/api/v1/users/me")
+    assert response.status_code == 401
+    assert_error_shape(response.json(), "unauthorized")
