@@ -131,8 +131,10 @@ def main(argv: list[str] | None = None) -> int:
 
     processes: dict[str, subprocess.Popen[str]] = {}
     servers: list[EmbeddedServer] = []
-    stopping = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stopping.set())
+    # Ctrl-C and SIGTERM both stop the fleet, even when started in the background (where a shell
+    # starts Python with SIGINT ignored).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
         urls, servers = start_backends(state_dir, config, needed)
         for spec in SERVICES:
@@ -146,13 +148,12 @@ def main(argv: list[str] | None = None) -> int:
         for spec in SERVICES:
             log(f"  {spec.name:<22} {urls[spec.name]}/docs")
         log("Ctrl-C stops everything")
-        while not stopping.is_set():
+        while True:
             if any(p.poll() is not None for p in processes.values()):
                 dead = [n for n, p in processes.items() if p.poll() is not None]
                 log(f"stopping: {', '.join(dead)} exited")
                 return 1
-            stopping.wait(0.5)
-        return 0
+            time.sleep(0.5)
     except KeyboardInterrupt:
         return 0
     except (RuntimeError, TimeoutError, OSError, subprocess.CalledProcessError) as exc:

@@ -20,7 +20,7 @@ def create_engine(settings: Settings) -> AsyncEngine:
         settings.async_database_url,
         pool_size=settings.db_pool_size,
         max_overflow=settings.db_pool_size * 2,
-        pool_pre_ping=True,
+        pool_recycle=1800,
     )
 
 

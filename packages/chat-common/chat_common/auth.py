@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Protocol
@@ -11,7 +12,7 @@ from typing import Annotated, Any, Protocol
 import httpx
 from fastapi import Depends, Request
 from fastapi.security import OAuth2PasswordBearer
-from jose import JWTError, jwt
+from jose import JWTError, jwk, jwt
 
 from chat_common.errors import ForbiddenError, ServiceUnavailableError, UnauthorizedError
 
@@ -106,14 +107,40 @@ class JWKSKeySource:
 
 
 class TokenVerifier:
-    """Checks signature (RS256 only), expiry, issuer and audience; returns the caller."""
+    """Checks signature (RS256 only), expiry, issuer and audience; returns the caller.
 
-    def __init__(self, keys: KeySource, *, issuer: str, audience: str) -> None:
+    A client sends the same token for up to its lifetime, so verified tokens are remembered (until
+    their own expiry, at most `cache_size` of them) and parsed RSA keys are reused.
+    """
+
+    def __init__(self, keys: KeySource, *, issuer: str, audience: str, cache_size: int = 10_000) -> None:
         self.keys = keys
         self.issuer = issuer
         self.audience = audience
+        self.cache_size = cache_size
+        self._verified: OrderedDict[str, Principal] = OrderedDict()
+        self._prepared: dict[tuple[str, str], Any] = {}
+
+    def _prepared_key(self, key: dict[str, Any]) -> Any:
+        cache_key = (str(key.get("kid")), str(key.get("n")))
+        if cache_key not in self._prepared:
+            self._prepared[cache_key] = jwk.construct(key, ALGORITHM).prepared_key
+        return self._prepared[cache_key]
 
     async def verify(self, token: str) -> Principal:
+        cached = self._verified.get(token)
+        if cached is not None:
+            if cached.claims["exp"] > time.time():
+                return cached
+            del self._verified[token]
+            raise UnauthorizedError("Token has expired", code="token_expired")
+        principal = await self._verify_uncached(token)
+        self._verified[token] = principal
+        if len(self._verified) > self.cache_size:
+            self._verified.popitem(last=False)
+        return principal
+
+    async def _verify_uncached(self, token: str) -> Principal:
         try:
             header = jwt.get_unverified_header(token)
         except JWTError as exc:
@@ -125,14 +152,18 @@ class TokenVerifier:
             raise UnauthorizedError("Token signed with an unknown key", code="invalid_token")
         try:
             claims = jwt.decode(
-                token, key, algorithms=[ALGORITHM], audience=self.audience, issuer=self.issuer
+                token,
+                self._prepared_key(key),
+                algorithms=[ALGORITHM],
+                audience=self.audience,
+                issuer=self.issuer,
             )
         except jwt.ExpiredSignatureError as exc:
             raise UnauthorizedError("Token has expired", code="token_expired") from exc
         except JWTError as exc:
             raise UnauthorizedError(f"Invalid token: {exc}", code="invalid_token") from exc
         token_type = claims.get("type")
-        if token_type not in (ACCESS, SERVICE) or not claims.get("sub"):
+        if token_type not in (ACCESS, SERVICE) or not claims.get("sub") or "exp" not in claims:
             raise UnauthorizedError("Not an access token", code="invalid_token")
         return Principal(
             subject=str(claims["sub"]),
