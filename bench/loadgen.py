@@ -45,8 +45,10 @@ class Result:
 
     def summary(self) -> str:
         mean = statistics.fmean(self.latencies) * 1000 if self.latencies else float("nan")
-        return (f"{self.rps:8.1f} req/s  p50 {self.pct(0.5):7.2f} ms  p99 {self.pct(0.99):7.2f} ms  "
-                f"mean {mean:7.2f} ms  n={len(self.latencies)} errors={self.errors}")
+        return (
+            f"{self.rps:8.1f} req/s  p50 {self.pct(0.5):7.2f} ms  p99 {self.pct(0.99):7.2f} ms  "
+            f"mean {mean:7.2f} ms  n={len(self.latencies)} errors={self.errors}"
+        )
 
 
 class Connection:
@@ -86,7 +88,9 @@ class Connection:
             self.writer.close()
 
 
-def build_request(url: str, method: str = "GET", headers: dict[str, str] | None = None, body: bytes = b"") -> bytes:
+def build_request(
+    url: str, method: str = "GET", headers: dict[str, str] | None = None, body: bytes = b""
+) -> bytes:
     parts = urlsplit(url)
     path = parts.path + (f"?{parts.query}" if parts.query else "")
     lines = [f"{method} {path} HTTP/1.1", f"Host: {parts.netloc}", "Connection: keep-alive"]
@@ -129,7 +133,11 @@ async def run_load(url: str, raw: bytes, *, concurrency: int, duration: float, w
 def hello_world(port: int) -> Iterator[str]:
     """A bare FastAPI hello-world on uvicorn (same server settings as the services), as a yardstick."""
     process = subprocess.Popen(
-        [sys.executable, "-c", HELLO_APP + f"\nimport uvicorn\nuvicorn.run(app, port={port}, log_level='warning')"],
+        [
+            sys.executable,
+            "-c",
+            HELLO_APP + f"\nimport uvicorn\nuvicorn.run(app, port={port}, log_level='warning')",
+        ],
     )
     url = f"http://127.0.0.1:{port}"
     try:

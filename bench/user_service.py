@@ -31,7 +31,12 @@ async def make_users(base: str, count: int) -> list[str]:
     async with httpx.AsyncClient(base_url=base, timeout=60) as client:
         for _ in range(count):
             name = f"bench{uuid.uuid4().hex[:10]}"
-            body = {"email": f"{name}@example.com", "username": name, "display_name": name, "password": PASSWORD}
+            body = {
+                "email": f"{name}@example.com",
+                "username": name,
+                "display_name": name,
+                "password": PASSWORD,
+            }
             response = await client.post("/api/v1/auth/register", json=body)
             response.raise_for_status()
             names.append(name)
@@ -44,7 +49,8 @@ async def logins_with_health(base: str, names: list[str], duration: float) -> tu
 
     async def login_worker(name: str) -> None:
         raw = build_request(
-            f"{base}/api/v1/auth/token", "POST",
+            f"{base}/api/v1/auth/token",
+            "POST",
             {"Content-Type": "application/x-www-form-urlencoded"},
             urlencode({"username": name, "password": PASSWORD}).encode(),
         )
@@ -61,7 +67,9 @@ async def logins_with_health(base: str, names: list[str], duration: float) -> tu
 
 
 async def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--url", default="http://127.0.0.1:8024")
     parser.add_argument("--duration", type=float, default=10.0)
     args = parser.parse_args()
@@ -70,15 +78,23 @@ async def main() -> None:
     names = await make_users(base, 16)
     logins, health = await logins_with_health(base, names, args.duration)
     print(f"login      c=16  {logins.summary()}")
-    print(f"/health    c=1 during logins  {health.summary()}   target p99 < 50 ms: "
-          f"{'MET' if health.pct(0.99) < 50 else 'MISSED'}")
+    print(
+        f"/health    c=1 during logins  {health.summary()}   target p99 < 50 ms: "
+        f"{'MET' if health.pct(0.99) < 50 else 'MISSED'}"
+    )
 
     async with httpx.AsyncClient(base_url=base) as client:
-        token = (await client.post("/api/v1/auth/token", data={"username": names[0], "password": PASSWORD})).json()
-    me_raw = build_request(f"{base}/api/v1/users/me", headers={"Authorization": f"Bearer {token['access_token']}"})
+        token = (
+            await client.post("/api/v1/auth/token", data={"username": names[0], "password": PASSWORD})
+        ).json()
+    me_raw = build_request(
+        f"{base}/api/v1/users/me", headers={"Authorization": f"Bearer {token['access_token']}"}
+    )
     me = await run_load(base, me_raw, concurrency=32, duration=args.duration)
     with hello_world(free_port()) as hello_url:
-        hello = await run_load(hello_url, build_request(f"{hello_url}/hello"), concurrency=32, duration=args.duration)
+        hello = await run_load(
+            hello_url, build_request(f"{hello_url}/hello"), concurrency=32, duration=args.duration
+        )
     ratio = me.rps / hello.rps if hello.rps else 0.0
     print(f"/users/me  c=32  {me.summary()}")
     print(f"hello      c=32  {hello.summary()}")

@@ -44,7 +44,8 @@ class Settings(CommonSettings):
     host: str = "127.0.0.1"
     port: int = 8024
     database_url: str = "postgresql://postgres@127.0.0.1:5431/chatbot"
-    db_pool_size: int = 10
+    db_pool_size: int = 16
+    db_pool_timeout: float = 10.0
     redis_url: str = "redis://127.0.0.1:6379/0"
     redis_prefix: str = "user-service"
     data_dir: Path = Path(".data")

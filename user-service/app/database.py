@@ -15,12 +15,17 @@ from app.config import Settings
 SERVICE_DIR = Path(__file__).resolve().parent.parent
 
 
-def create_engine(settings: Settings) -> AsyncEngine:
+def create_engine(settings: Settings, *, autocommit: bool = False) -> AsyncEngine:
+    """The engine for transactions, or (autocommit) one for single-query reads, which spares the
+    BEGIN and ROLLBACK round trips that would otherwise wrap every read."""
     return create_async_engine(
         settings.async_database_url,
+        # A fixed pool: overflow connections would be opened and closed again under sustained load.
         pool_size=settings.db_pool_size,
-        max_overflow=settings.db_pool_size * 2,
+        max_overflow=0,
+        pool_timeout=settings.db_pool_timeout,
         pool_recycle=1800,
+        isolation_level="AUTOCOMMIT" if autocommit else "READ COMMITTED",
     )
 
 

@@ -14,7 +14,12 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from app.api.v1 import jwks
 from app.api.v1.router import api_router
 from app.config import Settings, get_settings
-from app.database import create_engine, create_sessionmaker, ping, run_migrations
+from app.database import (
+    create_engine,
+    create_sessionmaker,
+    ping,
+    run_migrations,
+)
 from app.repositories.rate_limits import LoginLimiter
 from app.schemas.user import UserCreate
 from app.services import credits as credit_service
@@ -76,6 +81,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             per_ip=settings.login_ip_limit,
         )
         app.state.sessionmaker = sessionmaker
+        read_engine = create_engine(settings, autocommit=True)
+        app.state.read_sessionmaker = create_sessionmaker(read_engine)
         app.state.auth = AuthContext(settings=settings, signer=signer, hasher=hasher, limiter=limiter)
         app.state.token_verifier = TokenVerifier(
             StaticKeySource(signer.jwks), issuer=settings.jwt_issuer, audience=settings.jwt_audience
@@ -90,6 +97,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             with contextlib.suppress(asyncio.CancelledError):
                 await sweeper
             await engine.dispose()
+            await read_engine.dispose()
 
     app = create_service_app(
         settings,

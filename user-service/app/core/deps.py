@@ -20,11 +20,17 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
         yield session
 
 
+async def get_read_session(request: Request) -> AsyncIterator[AsyncSession]:
+    async with request.app.state.read_sessionmaker() as session:
+        yield session
+
+
 def get_auth_context(request: Request) -> AuthContext:
     return request.app.state.auth  # type: ignore[no-any-return]
 
 
 SessionDep = Annotated[AsyncSession, Depends(get_session)]
+ReadSessionDep = Annotated[AsyncSession, Depends(get_read_session)]
 AuthDep = Annotated[AuthContext, Depends(get_auth_context)]
 
 
@@ -32,7 +38,12 @@ async def get_me(session: SessionDep, principal: CurrentUser) -> User:
     return await user_service.get_active(session, principal.user_id)
 
 
+async def read_me(session: ReadSessionDep, principal: CurrentUser) -> User:
+    return await user_service.get_active(session, principal.user_id)
+
+
 Me = Annotated[User, Depends(get_me)]
+MeReadOnly = Annotated[User, Depends(read_me)]
 
 
 class Pagination:

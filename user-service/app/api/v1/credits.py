@@ -7,7 +7,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request, Response, status
 
-from app.core.deps import PageDep, SessionDep
+from app.core.deps import PageDep, ReadSessionDep, SessionDep
 from app.schemas.common import Page
 from app.schemas.credit import (
     Balance,
@@ -25,13 +25,13 @@ CreditWriter = Annotated[Principal, Depends(require_scopes("credits:write"))]
 
 
 @router.get("", response_model=Balance)
-async def balance(user: CurrentUser, session: SessionDep) -> Balance:
+async def balance(user: CurrentUser, session: ReadSessionDep) -> Balance:
     user_id = uuid.UUID(user.user_id)
     return Balance(user_id=user_id, balance=await credit_service.get_balance(session, user_id))
 
 
 @router.get("/transactions", response_model=Page[TransactionPublic])
-async def transactions(user: CurrentUser, session: SessionDep, page: PageDep) -> Page[TransactionPublic]:
+async def transactions(user: CurrentUser, session: ReadSessionDep, page: PageDep) -> Page[TransactionPublic]:
     """The caller's ledger, newest first."""
     rows, total = await credit_service.list_transactions(
         session, uuid.UUID(user.user_id), limit=page.limit, offset=page.offset

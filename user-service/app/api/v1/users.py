@@ -6,7 +6,7 @@ import uuid
 
 from fastapi import APIRouter, status
 
-from app.core.deps import AuthDep, Me, SessionDep
+from app.core.deps import AuthDep, Me, MeReadOnly, ReadSessionDep, SessionDep
 from app.schemas.user import PasswordChange, UserPublic, UserUpdate
 from app.services import users as user_service
 from chat_common.auth import CurrentUser
@@ -15,7 +15,7 @@ router = APIRouter(prefix="/users", tags=["users"])
 
 
 @router.get("/me", response_model=UserPublic)
-async def read_me(me: Me) -> UserPublic:
+async def read_me(me: MeReadOnly) -> UserPublic:
     return UserPublic.model_validate(me)
 
 
@@ -37,6 +37,6 @@ async def deactivate_me(me: Me, session: SessionDep) -> None:
 
 
 @router.get("/{user_id}", response_model=UserPublic)
-async def read_user(user_id: uuid.UUID, caller: CurrentUser, session: SessionDep) -> UserPublic:
+async def read_user(user_id: uuid.UUID, caller: CurrentUser, session: ReadSessionDep) -> UserPublic:
     """A user reads only themself (anyone else is 404); admins read anyone."""
     return UserPublic.model_validate(await user_service.get_visible(session, caller, user_id))
