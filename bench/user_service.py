@@ -20,8 +20,8 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.loadgen import Result, build_request, hello_world, run_load  # noqa: E402
-from chat_common.embedded import free_port  # noqa: E402
+from bench.loadgen import Result, build_request, hello_world, run_load
+from chat_common.embedded import free_port
 
 PASSWORD = "Bench-pass-2024"
 
