@@ -3,8 +3,8 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .aienv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-SERVICES := user-service
-PACKAGES := packages/chat-common
+SERVICES := user-service llm-service
+PACKAGES := packages/chat-common packages/lmstudio-client
 MYPYPATH := $(subst $(eval) ,:,$(foreach p,$(PACKAGES),../$(p)))
 REQUIREMENTS := requirements-dev.txt $(foreach s,$(SERVICES),$(s)/requirements.txt) \
 	$(foreach p,$(PACKAGES),$(p)/pyproject.toml)

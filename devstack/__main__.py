@@ -16,7 +16,16 @@ from pathlib import Path
 import httpx
 from dotenv import dotenv_values
 
-from chat_common.embedded import EmbeddedServer, free_port, start_mongodb, start_postgres, start_redis
+from chat_common.embedded import (
+    EmbeddedServer,
+    free_port,
+    port_is_free,
+    spawn,
+    start_mongodb,
+    start_postgres,
+    start_redis,
+    wait_for_port,
+)
 from devstack.services import SERVICES, ServiceSpec, Urls
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -30,6 +39,25 @@ BACKENDS: dict[str, tuple[str, int, Starter]] = {
 
 def log(message: str) -> None:
     print(f"[devstack] {message}", flush=True)
+
+
+def start_lmstudio(
+    state_dir: Path, config: dict[str, str | None], port: int
+) -> tuple[str, EmbeddedServer | None]:
+    """A running LM Studio wins; otherwise the stand-in takes its port."""
+    if configured := config.get("LMSTUDIO_BASE_URL"):
+        log(f"lmstudio: using LMSTUDIO_BASE_URL {configured}")
+        return configured, None
+    url = f"http://127.0.0.1:{port}"
+    if not port_is_free(port):
+        log(f"lmstudio: something listens on {port}; using it as LM Studio")
+        return url, None
+    (state_dir / "lmstudio").mkdir(parents=True, exist_ok=True)
+    command = [sys.executable, "-m", "lmstudio_client.standin", "--port", str(port)]
+    process = spawn(command, state_dir / "lmstudio" / "standin.log")
+    wait_for_port(port)
+    log(f"lmstudio: no LM Studio on {port}; started the STAND-IN there (echo replies, lmstudio-standin/*)")
+    return url, EmbeddedServer(name="lmstudio-standin", url=url, port=port, process=process)
 
 
 def start_backends(
@@ -123,6 +151,12 @@ def main(argv: list[str] | None = None) -> int:
         default=ROOT / ".devstack",
         help="where embedded data lives between runs (default: .devstack/)",
     )
+    parser.add_argument(
+        "--lmstudio-port",
+        type=int,
+        default=1234,
+        help="where LM Studio is looked for, and the stand-in started if none answers",
+    )
     args = parser.parse_args(argv)
     state_dir: Path = args.state_dir.resolve()
     state_dir.mkdir(parents=True, exist_ok=True)
@@ -137,6 +171,9 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
         urls, servers = start_backends(state_dir, config, needed)
+        if "lmstudio" in needed:
+            urls["lmstudio"], standin = start_lmstudio(state_dir, config, args.lmstudio_port)
+            servers += [standin] if standin else []
         for spec in SERVICES:
             urls[spec.name] = f"http://127.0.0.1:{free_port(spec.port)}"
         for spec in SERVICES:

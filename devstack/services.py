@@ -18,10 +18,21 @@ class ServiceSpec:
     needs: tuple[str, ...] = ("postgres", "redis")
 
 
+def jwks(urls: Urls) -> dict[str, str]:
+    """Every service but user-service verifies tokens with user-service's published keys."""
+    return {"JWKS_URL": f"{urls['user-service']}/.well-known/jwks.json"}
+
+
 SERVICES: list[ServiceSpec] = [
     ServiceSpec(
         "user-service",
         8024,
         lambda urls: {"DATABASE_URL": urls["postgres"], "REDIS_URL": urls["redis"]},
+    ),
+    ServiceSpec(
+        "llm-service",
+        8022,
+        lambda urls: {**jwks(urls), "LMSTUDIO_BASE_URL": urls["lmstudio"]},
+        needs=("lmstudio",),
     ),
 ]

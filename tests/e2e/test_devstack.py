@@ -16,7 +16,7 @@ from pathlib import Path
 import httpx
 
 ROOT = Path(__file__).resolve().parents[2]
-BACKEND_VARIABLES = ("DATABASE_URL", "REDIS_URL", "MONGODB_URL")
+BACKEND_VARIABLES = ("DATABASE_URL", "REDIS_URL", "MONGODB_URL", "LMSTUDIO_BASE_URL")
 
 
 @contextmanager
@@ -44,7 +44,7 @@ def devstack(state_dir: Path) -> Iterator[dict[str, str]]:
         assert not urls_file.exists()
 
 
-def test_devstack_serves_user_service_and_keeps_data_across_restarts(tmp_path: Path) -> None:
+def test_devstack_serves_the_fleet_and_keeps_data_across_restarts(tmp_path: Path) -> None:
     suffix = uuid.uuid4().hex[:8]
     user = {
         "email": f"dev{suffix}@example.com",
@@ -55,8 +55,9 @@ def test_devstack_serves_user_service_and_keeps_data_across_restarts(tmp_path: P
     with devstack(tmp_path) as urls:
         base = urls["user-service"]
         assert urls["postgres"].startswith("postgresql://") and urls["redis"].startswith("redis://")
-        for path in ("/docs", "/health", "/ready", "/metrics"):
-            assert httpx.get(base + path, timeout=10).status_code == 200, path
+        for service in ("user-service", "llm-service"):
+            for path in ("/docs", "/health", "/ready", "/metrics"):
+                assert httpx.get(urls[service] + path, timeout=10).status_code == 200, (service, path)
         assert httpx.post(f"{base}/api/v1/auth/register", json=user, timeout=10).status_code == 201
 
     with devstack(tmp_path) as urls:
@@ -66,3 +67,13 @@ def test_devstack_serves_user_service_and_keeps_data_across_restarts(tmp_path: P
             timeout=10,
         )
         assert login.status_code == 200
+        # a user-service token, verified by llm-service against the real JWKS, answered by the stand-in
+        reply = httpx.post(
+            f"{urls['llm-service']}/api/v1/chat/completions",
+            json={"messages": [{"role": "user", "content": "hello fleet"}]},
+            headers={"Authorization": f"Bearer {login.json()['access_token']}"},
+            timeout=30,
+        )
+        assert reply.status_code == 200, reply.text
+        assert reply.json()["choices"][0]["message"]["content"] == "You said: hello fleet"
+        assert reply.json()["model"].startswith("lmstudio-standin/")

@@ -15,6 +15,7 @@ import stat
 import subprocess
 import sys
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -73,10 +74,17 @@ class EmbeddedServer:
                 self.process.kill()
 
 
+def _pgserver_bin() -> Path:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # pgserver warns about XDG_RUNTIME_DIR on import
+        from pgserver._commands import POSTGRES_BIN_PATH
+    return Path(POSTGRES_BIN_PATH)
+
+
 def _prepare_root_postgres(data_dir: Path) -> str | None:
     if os.name != "posix" or os.geteuid() != 0:
         return None
-    from pgserver._commands import POSTGRES_BIN_PATH
+    postgres_bin = _pgserver_bin()
     from pgserver.utils import (
         ensure_folder_permissions,
         ensure_prefix_permissions,
@@ -86,21 +94,19 @@ def _prepare_root_postgres(data_dir: Path) -> str | None:
     user = ensure_user_exists(_PG_SYSTEM_USER)
     assert user is not None
     ensure_prefix_permissions(data_dir)
-    ensure_prefix_permissions(POSTGRES_BIN_PATH)
+    ensure_prefix_permissions(postgres_bin)
     read, execute = stat.S_IRGRP | stat.S_IROTH, stat.S_IXGRP | stat.S_IXOTH
-    ensure_folder_permissions(POSTGRES_BIN_PATH, read | execute)
-    ensure_folder_permissions(POSTGRES_BIN_PATH.parent / "lib", read)
+    ensure_folder_permissions(postgres_bin, read | execute)
+    ensure_folder_permissions(postgres_bin.parent / "lib", read)
     os.chown(data_dir, user.pw_uid, user.pw_gid)
     return _PG_SYSTEM_USER
 
 
 def start_postgres(data_dir: Path, port: int, database: str = "chatbot") -> EmbeddedServer:
     """PostgreSQL 16 on 127.0.0.1:`port`, data in `data_dir`, user `postgres` with trust auth."""
-    from pgserver._commands import POSTGRES_BIN_PATH
-
     data_dir.mkdir(parents=True, exist_ok=True)
     system_user = _prepare_root_postgres(data_dir)
-    bin_dir = POSTGRES_BIN_PATH
+    bin_dir = _pgserver_bin()
     if not (data_dir / "PG_VERSION").exists():
         subprocess.run(
             [
@@ -159,7 +165,7 @@ def start_postgres(data_dir: Path, port: int, database: str = "chatbot") -> Embe
     )
 
 
-def _spawn(command: list[str], log_path: Path) -> subprocess.Popen[bytes]:
+def spawn(command: list[str], log_path: Path) -> subprocess.Popen[bytes]:
     log = open(log_path, "ab")  # noqa: SIM115 - the child owns it for its whole life
     return subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
 
@@ -183,7 +189,7 @@ def start_redis(data_dir: Path, port: int, *, persist: bool = True) -> EmbeddedS
         "--appendonly",
         "yes" if persist else "no",
     ]
-    process = _spawn(command, data_dir / "redis.log")
+    process = spawn(command, data_dir / "redis.log")
     wait_for_port(port)
     return EmbeddedServer(name="redis", url=f"redis://127.0.0.1:{port}/0", port=port, process=process)
 
@@ -202,6 +208,6 @@ def start_mongodb(data_dir: Path, port: int) -> EmbeddedServer:
         "-p",
         str(port),
     ]
-    process = _spawn(command, data_dir / "mongodb.log")
+    process = spawn(command, data_dir / "mongodb.log")
     wait_for_port(port)
     return EmbeddedServer(name="mongodb", url=f"mongodb://127.0.0.1:{port}", port=port, process=process)

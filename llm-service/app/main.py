@@ -1,0 +1,65 @@
+"""llm-service: the one door to LM Studio (OpenAI-compatible, queued, cancellable)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import APIRouter, FastAPI
+
+from app.api.v1 import generation, models, status
+from app.config import Settings, get_settings
+from app.services.gate import ConcurrencyGate
+from app.services.llm import LLMService
+from chat_common.app import create_service_app
+from chat_common.auth import JWKSKeySource, TokenVerifier
+from lmstudio_client import LMStudioClient, Timeouts
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        client = LMStudioClient(
+            settings.lmstudio_base_url,
+            api_key=settings.lmstudio_api_key.get_secret_value() if settings.lmstudio_api_key else None,
+            timeouts=Timeouts(
+                connect=settings.connect_timeout_seconds,
+                first_token=settings.first_token_timeout_seconds,
+                idle=settings.idle_timeout_seconds,
+                total=settings.total_timeout_seconds,
+            ),
+            max_connections=max(settings.max_concurrency * 2, 10),
+        )
+        gate = ConcurrencyGate(
+            settings.max_concurrency,
+            settings.max_queue,
+            queue_timeout=settings.queue_timeout_seconds,
+            retry_after=settings.retry_after_seconds,
+        )
+        app.state.llm = LLMService(client, gate, settings)
+        app.state.token_verifier = TokenVerifier(
+            JWKSKeySource(settings.jwks_url, cache_seconds=settings.jwks_cache_seconds),
+            issuer=settings.jwt_issuer,
+            audience=settings.jwt_audience,
+        )
+        try:
+            yield
+        finally:
+            await client.aclose()
+
+    app = create_service_app(
+        settings,
+        title="llm-service",
+        description="OpenAI-compatible door to LM Studio: models, chat, completions, embeddings.",
+        lifespan=lifespan,
+    )
+    api = APIRouter(prefix="/api/v1")
+    for module in (models, generation, status):
+        api.include_router(module.router)
+    app.include_router(api)
+    return app
+
+
+app = create_app()

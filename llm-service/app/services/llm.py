@@ -1,0 +1,185 @@
+"""Generation through LM Studio: model choice, the concurrency gate, timing and error mapping."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
+from typing import Any, TypeVar
+
+from pydantic import BaseModel
+
+from app.config import Settings
+from app.services.errors import upstream_error
+from app.services.gate import ConcurrencyGate
+from lmstudio_client import (
+    ChatCompletion,
+    Completion,
+    LMStudioClient,
+    LMStudioError,
+    ModelInfo,
+    NoModelLoaded,
+)
+
+T = TypeVar("T")
+
+
+def _timing(started: float, first_token: float | None, completion_tokens: int | None) -> dict[str, Any]:
+    now = time.perf_counter()
+    generating = now - (first_token or started)
+    rate = completion_tokens / generating if completion_tokens and generating > 0 else None
+    return {
+        "total_ms": round((now - started) * 1000, 2),
+        "first_token_ms": round((first_token - started) * 1000, 2) if first_token else None,
+        "tokens_per_second": round(rate, 2) if rate else None,
+    }
+
+
+def _dump(model: BaseModel) -> dict[str, Any]:
+    return model.model_dump(mode="json", exclude_none=False)
+
+
+class LLMService:
+    """The one door to LM Studio."""
+
+    def __init__(self, client: LMStudioClient, gate: ConcurrencyGate, settings: Settings) -> None:
+        self.client = client
+        self.gate = gate
+        self.settings = settings
+        self._models: list[ModelInfo] = []
+        self._models_at = 0.0
+
+    async def call(self, operation: Callable[[], Awaitable[T]]) -> T:
+        try:
+            return await operation()
+        except LMStudioError as exc:
+            raise upstream_error(exc, self.client.base_url) from exc
+
+    # -- models -----------------------------------------------------------------------------------
+
+    async def models(self, *, fresh: bool = False) -> list[ModelInfo]:
+        if fresh or time.monotonic() - self._models_at > self.settings.models_cache_seconds:
+            self._models = await self.call(self.client.list_models)
+            self._models_at = time.monotonic()
+        return self._models
+
+    async def model(self, model_id: str) -> ModelInfo:
+        return await self.call(lambda: self.client.get_model(model_id))
+
+    async def load(self, model_id: str, context_length: int | None) -> dict[str, Any]:
+        result = await self.call(lambda: self.client.load_model(model_id, context_length=context_length))
+        self._models_at = 0.0
+        return _dump(result)
+
+    async def unload(self, model_id: str) -> None:
+        await self.call(lambda: self.client.unload_model(model_id))
+        self._models_at = 0.0
+
+    async def resolve_model(self, requested: str | None) -> str:
+        """Alias, then the name asked for, then DEFAULT_MODEL, then the first loaded LLM."""
+        if requested:
+            return self.settings.model_aliases.get(requested, requested)
+        if self.settings.default_model:
+            return self.settings.model_aliases.get(self.settings.default_model, self.settings.default_model)
+        loaded = [m for m in await self.models() if m.is_loaded and m.is_llm]
+        if not loaded:
+            loaded = [m for m in await self.models(fresh=True) if m.is_loaded and m.is_llm]
+        if not loaded:
+            raise upstream_error(NoModelLoaded("No models loaded"), self.client.base_url)
+        return loaded[0].id
+
+    # -- generation -------------------------------------------------------------------------------
+
+    async def generate(self, kind: str, payload: dict[str, Any]) -> dict[str, Any]:
+        """A whole chat or text completion, with usage and timing; the reply names the real model."""
+        payload = {**payload, "model": await self.resolve_model(payload.get("model"))}
+        async with self.gate.slot():
+            started = time.perf_counter()
+            result: ChatCompletion | Completion
+            if kind == "chat":
+                result = await self.call(lambda: self.client.chat(payload))
+            else:
+                result = await self.call(lambda: self.client.complete(payload))
+        body = _dump(result)
+        usage = result.usage.completion_tokens if result.usage else None
+        body["timing"] = _timing(started, None, usage)
+        return body
+
+    async def embeddings(self, payload: dict[str, Any]) -> dict[str, Any]:
+        async with self.gate.slot():
+            return _dump(await self.call(lambda: self.client.embeddings(payload)))
+
+    async def open_stream(self, kind: str, payload: dict[str, Any]) -> ChunkStream:
+        """Take a slot and wait for the first chunk, so that errors before streaming are plain HTTP errors."""
+        payload = {**payload, "model": await self.resolve_model(payload.get("model"))}
+        await self.gate.acquire()
+        started = time.perf_counter()
+        source: AsyncGenerator[BaseModel] = (
+            self.client.stream_chat(payload) if kind == "chat" else self.client.stream_completion(payload)
+        )
+        try:
+            first = await self.call(lambda: anext(source))
+        except BaseException:
+            await source.aclose()
+            self.gate.release()
+            raise
+        return ChunkStream(self, source, _dump(first), started)
+
+    async def status(self) -> dict[str, Any]:
+        health = await self.client.health()
+        return {
+            "lmstudio": {
+                "reachable": health.status == "ok",
+                "status": health.status,
+                "base_url": health.base_url,
+                "detail": health.detail,
+            },
+            "loaded_models": health.models,
+            "queue": {
+                "active": self.gate.active,
+                "waiting": self.gate.waiting,
+                "limit": self.gate.limit,
+                "max_queue": self.gate.max_queue,
+            },
+        }
+
+
+class ChunkStream:
+    """An open upstream stream holding a gate slot until it is closed (always, even on disconnect)."""
+
+    def __init__(
+        self,
+        service: LLMService,
+        source: AsyncGenerator[BaseModel],
+        first: dict[str, Any],
+        started: float,
+    ) -> None:
+        self._service = service
+        self._source = source
+        self._first = first
+        self._started = started
+        self._closed = False
+
+    async def events(self) -> AsyncIterator[dict[str, Any]]:
+        """Chunks in OpenAI's format; the usage chunk gains `timing`; an error becomes a last event."""
+        first_token: float | None = time.perf_counter()
+        yield self._first
+        try:
+            async for chunk in self._source:
+                event = _dump(chunk)
+                if event.get("usage"):
+                    event["timing"] = _timing(
+                        self._started, first_token, event["usage"].get("completion_tokens")
+                    )
+                yield event
+        except LMStudioError as exc:
+            error = upstream_error(exc, self._service.client.base_url)
+            yield {"error": {"code": error.code, "message": error.message, "details": error.details}}
+
+    async def aclose(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            await self._source.aclose()  # closes the upstream connection: LM Studio stops generating
+        finally:
+            self._service.gate.release()

@@ -1,0 +1,126 @@
+"""The client against the stand-in over real HTTP: health, model management, keys, timeouts, cancel."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from lmstudio_client import (
+    BadRequest,
+    LMStudioClient,
+    LMStudioTimeout,
+    Timeouts,
+    UnsupportedByServer,
+)
+from lmstudio_client.testing import StandinProcess, _free_port, run_standin
+
+ECHO = "lmstudio-standin/echo-7b"
+
+
+@pytest.fixture
+def not_lmstudio() -> Iterator[str]:
+    """Some other web server: answers, but not LM Studio's API."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = b"<html>Welcome to nginx</html>"
+            self.send_response(404)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+
+
+async def test_health_ok_lists_loaded_models(standin: StandinProcess) -> None:
+    async with LMStudioClient(standin.url) as client:
+        health = await client.health()
+    assert (
+        health.status == "ok" and ECHO in health.models and "lmstudio-standin/echo-70b" not in health.models
+    )
+
+
+async def test_health_tells_down_from_not_lmstudio(standin: StandinProcess, not_lmstudio: str) -> None:
+    async with LMStudioClient(f"http://127.0.0.1:{_free_port()}", timeouts=Timeouts(connect=1)) as client:
+        assert (await client.health()).status == "down"
+    async with LMStudioClient(f"{standin.url}/v1") as client:  # the classic mistake: base URL with /v1
+        wrong = await client.health()
+    assert wrong.status == "not_lmstudio" and "Unexpected endpoint" in wrong.detail
+    async with LMStudioClient(not_lmstudio) as client:
+        assert (await client.health()).status == "not_lmstudio"
+
+
+async def test_load_and_unload_on_04(standin: StandinProcess) -> None:
+    async with LMStudioClient(standin.url) as client:
+        result = await client.load_model("lmstudio-standin/echo-70b", context_length=8192)
+        assert result.status == "loaded"
+        assert (await client.get_model("lmstudio-standin/echo-70b")).state == "loaded"
+        await client.unload_model(result.instance_id)
+        assert (await client.get_model("lmstudio-standin/echo-70b")).state == "not-loaded"
+
+
+async def test_load_on_older_server_is_a_clear_error(standin: StandinProcess) -> None:
+    standin.configure(native_api=False)
+    async with LMStudioClient(standin.url) as client:
+        with pytest.raises(UnsupportedByServer, match="0.4"):
+            await client.load_model(ECHO)
+
+
+async def test_bearer_key_is_sent_when_configured() -> None:
+    with run_standin("--api-key", "sekrit") as guarded:
+        async with LMStudioClient(guarded.url) as anonymous:
+            with pytest.raises(BadRequest) as info:
+                await anonymous.list_models()
+        assert info.value.status == 401
+        async with LMStudioClient(guarded.url, api_key="sekrit") as client:
+            assert any(m.id == ECHO for m in await client.list_models())
+
+
+async def test_idle_gap_between_chunks_times_out(standin: StandinProcess) -> None:
+    standin.configure(tokens_per_second=2)
+    async with LMStudioClient(standin.url, timeouts=Timeouts(first_token=5, idle=0.2)) as client:
+        with pytest.raises(LMStudioTimeout) as info:
+            async for _ in client.stream_chat(
+                {"model": ECHO, "messages": [{"role": "user", "content": "a b c"}]}
+            ):
+                pass
+    assert info.value.phase in ("first_token", "idle")
+
+
+async def test_total_timeout_bounds_a_plain_request(standin: StandinProcess) -> None:
+    standin.configure(tokens_per_second=5)
+    async with LMStudioClient(standin.url, timeouts=Timeouts(total=0.3)) as client:
+        with pytest.raises(LMStudioTimeout) as info:
+            await client.chat({"model": ECHO, "messages": [{"role": "user", "content": "many words " * 10}]})
+    assert info.value.phase == "total"
+
+
+async def test_leaving_a_stream_early_cancels_generation(standin: StandinProcess) -> None:
+    standin.configure(tokens_per_second=50)
+    async with LMStudioClient(standin.url) as client:
+        stream = client.stream_chat({"model": ECHO, "messages": [{"role": "user", "content": "word " * 100}]})
+        async for _ in stream:
+            break
+        await stream.aclose()  # type: ignore[attr-defined]
+    for _ in range(100):
+        if standin.stats()["cancelled"] == 1:
+            break
+        await asyncio.sleep(0.05)
+    assert standin.stats()["cancelled"] == 1 and standin.stats()["active"] == 0
+
+
+async def test_streamed_text_completion(standin: StandinProcess) -> None:
+    async with LMStudioClient(standin.url) as client:
+        parts = [c async for c in client.stream_completion({"model": ECHO, "prompt": "Once upon"})]
+    assert "".join(p.choices[0].text for p in parts if p.choices) == "You said: Once upon"
+    assert parts[-1].usage is not None and parts[-1].usage.completion_tokens == 4
