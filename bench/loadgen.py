@@ -83,6 +83,32 @@ class Connection:
             await self.reader.readexactly(length)
         return status
 
+    async def first_chunk(self, raw: bytes) -> tuple[int, float, float]:
+        """Send a streaming request; (status, seconds to the first body chunk, seconds to the end)."""
+        if self.writer is None:
+            self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
+        assert self.reader is not None
+        start = time.perf_counter()
+        self.writer.write(raw)
+        status = int((await self.reader.readline()).split()[1])
+        chunked, length = False, 0
+        while (line := await self.reader.readline()) not in (b"\r\n", b""):
+            name, _, value = line.partition(b":")
+            if name.lower() == b"transfer-encoding" and b"chunked" in value.lower():
+                chunked = True
+            elif name.lower() == b"content-length":
+                length = int(value)
+        first = 0.0
+        if chunked:
+            while (size := int((await self.reader.readline()).strip(), 16)) > 0:
+                await self.reader.readexactly(size + 2)
+                first = first or time.perf_counter() - start
+            await self.reader.readline()
+        else:
+            await self.reader.readexactly(length)
+            first = time.perf_counter() - start
+        return status, first, time.perf_counter() - start
+
     def close(self) -> None:
         if self.writer:
             self.writer.close()
@@ -100,8 +126,13 @@ def build_request(
     return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
 
 
-async def run_load(url: str, raw: bytes, *, concurrency: int, duration: float, warmup: float = 1.0) -> Result:
-    """Send `raw` as fast as `concurrency` keep-alive connections allow, for `duration` seconds."""
+async def run_load(
+    url: str, raw: bytes, *, concurrency: int, duration: float, warmup: float = 1.0, first_chunk: bool = False
+) -> Result:
+    """Send `raw` as fast as `concurrency` keep-alive connections allow, for `duration` seconds.
+
+    With `first_chunk`, latencies are the time to the first body chunk of a streamed answer.
+    """
     result = Result()
     stop_at = time.perf_counter() + warmup + duration
     measure_from = time.perf_counter() + warmup
@@ -110,15 +141,20 @@ async def run_load(url: str, raw: bytes, *, concurrency: int, duration: float, w
         conn = Connection(url)
         try:
             while (start := time.perf_counter()) < stop_at:
+                latency = 0.0
                 try:
-                    status = await conn.request(raw)
+                    if first_chunk:
+                        status, latency, _ = await conn.first_chunk(raw)
+                    else:
+                        status = await conn.request(raw)
+                        latency = time.perf_counter() - start
                 except (OSError, ValueError, asyncio.IncompleteReadError):
                     conn.close()
                     conn = Connection(url)
                     status = 0
                 if start >= measure_from:
                     if 200 <= status < 300:
-                        result.latencies.append(time.perf_counter() - start)
+                        result.latencies.append(latency)
                     else:
                         result.errors += 1
         finally:

@@ -9,7 +9,8 @@ from fastapi import Depends, Request
 from app.services.llm import LLMService
 
 
-def get_llm(request: Request) -> LLMService:
+async def get_llm(request: Request) -> LLMService:
+    """Async on purpose: FastAPI runs plain-def dependencies in a thread pool."""
     return request.app.state.llm  # type: ignore[no-any-return]
 
 

@@ -24,6 +24,7 @@ from lmstudio_client.errors import (
     error_from_body,
     error_message,
 )
+from lmstudio_client.transport import PooledTransport
 from lmstudio_client.types import (
     ChatChunk,
     ChatCompletion,
@@ -80,7 +81,7 @@ class LMStudioClient:
             headers=headers,
             timeout=httpx.Timeout(None, connect=self.timeouts.connect),
             limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
-            transport=transport,
+            transport=transport or PooledTransport(limits=httpx.Limits(max_connections=max_connections)),
         )
 
     async def aclose(self) -> None:
