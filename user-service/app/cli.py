@@ -9,16 +9,16 @@ import sys
 
 from pydantic import ValidationError
 
-from app.config import get_settings
-from app.database import create_engine, create_sessionmaker, run_migrations
+from app.config import SERVICE_DIR, get_settings
 from app.schemas.user import UserCreate
 from app.services import users as user_service
 from app.services.passwords import PasswordHasher
+from chat_common.database import create_engine, create_sessionmaker, run_migrations
 
 
 async def create_admin(email: str, password: str, username: str, display_name: str) -> str:
     settings = get_settings()
-    await run_migrations(settings)
+    await run_migrations(SERVICE_DIR, settings)
     engine = create_engine(settings)
     try:
         data = UserCreate(email=email, username=username, display_name=display_name, password=password)

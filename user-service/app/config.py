@@ -5,10 +5,13 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import BaseModel, SecretStr, field_validator
+from pydantic import BaseModel, SecretStr
 from pydantic_settings import SettingsConfigDict
 
-from chat_common.settings import CommonSettings, is_dev_secret
+from chat_common.database import DatabaseSettings
+from chat_common.settings import is_dev_secret
+
+SERVICE_DIR = Path(__file__).resolve().parent.parent
 
 
 class ServiceClientConfig(BaseModel):
@@ -29,23 +32,12 @@ DEV_SERVICE_CLIENTS = {
 }
 
 
-def async_database_url(url: str) -> str:
-    """Accept plain `postgresql://` URLs and point SQLAlchemy at asyncpg."""
-    for prefix in ("postgresql+asyncpg://", "postgresql://", "postgres://"):
-        if url.startswith(prefix):
-            return "postgresql+asyncpg://" + url[len(prefix) :]
-    raise ValueError("DATABASE_URL must be a postgresql:// URL")
-
-
-class Settings(CommonSettings):
+class Settings(DatabaseSettings):
     model_config = SettingsConfigDict(env_file=".env", extra="ignore")
 
     service_name: str = "user-service"
     host: str = "127.0.0.1"
     port: int = 8024
-    database_url: str = "postgresql://postgres@127.0.0.1:5431/chatbot"
-    db_pool_size: int = 16
-    db_pool_timeout: float = 10.0
     redis_url: str = "redis://127.0.0.1:6379/0"
     redis_prefix: str = "user-service"
     data_dir: Path = Path(".data")
@@ -69,16 +61,6 @@ class Settings(CommonSettings):
     first_admin_email: str | None = None
     first_admin_password: SecretStr | None = None
     first_admin_username: str = "admin"
-
-    @field_validator("database_url")
-    @classmethod
-    def _postgres_only(cls, value: str) -> str:
-        async_database_url(value)
-        return value
-
-    @property
-    def async_database_url(self) -> str:
-        return async_database_url(self.database_url)
 
     def unsafe_production_values(self) -> list[str]:
         problems = super().unsafe_production_values()

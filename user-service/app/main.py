@@ -13,13 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.api.v1 import jwks
 from app.api.v1.router import api_router
-from app.config import Settings, get_settings
-from app.database import (
-    create_engine,
-    create_sessionmaker,
-    ping,
-    run_migrations,
-)
+from app.config import SERVICE_DIR, Settings, get_settings
 from app.repositories.rate_limits import LoginLimiter
 from app.schemas.user import UserCreate
 from app.services import credits as credit_service
@@ -29,6 +23,7 @@ from app.services.keys import TokenSigner, load_private_key_pem
 from app.services.passwords import PasswordHasher
 from chat_common.app import create_service_app
 from chat_common.auth import StaticKeySource, TokenVerifier
+from chat_common.database import create_engine, create_sessionmaker, ping, run_migrations
 
 logger = logging.getLogger(__name__)
 
@@ -69,7 +64,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        await run_migrations(settings)
+        await run_migrations(SERVICE_DIR, settings)
         engine = create_engine(settings)
         sessionmaker = create_sessionmaker(engine)
         hasher = PasswordHasher(settings.bcrypt_rounds)

@@ -1,29 +1,16 @@
-"""Request-scoped dependencies: database session, auth context, the caller's own account."""
+"""Request-scoped dependencies: auth context and the caller's own account."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from typing import Annotated
 
-from fastapi import Depends, Query, Request
-from sqlalchemy.ext.asyncio import AsyncSession
+from fastapi import Depends, Request
 
 from app.models import User
-from app.schemas.common import MAX_LIMIT
 from app.services import users as user_service
 from app.services.auth import AuthContext
 from chat_common.auth import CurrentUser
-
-
-async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
-    async with request.app.state.sessionmaker() as session:
-        yield session
-
-
-async def get_read_session(request: Request) -> AsyncIterator[AsyncSession]:
-    async with request.app.state.read_sessionmaker() as session:
-        yield session
+from chat_common.database import ReadSessionDep, SessionDep
 
 
 async def get_auth_context(request: Request) -> AuthContext:
@@ -31,8 +18,6 @@ async def get_auth_context(request: Request) -> AuthContext:
     return request.app.state.auth  # type: ignore[no-any-return]
 
 
-SessionDep = Annotated[AsyncSession, Depends(get_session)]
-ReadSessionDep = Annotated[AsyncSession, Depends(get_read_session)]
 AuthDep = Annotated[AuthContext, Depends(get_auth_context)]
 
 
@@ -46,19 +31,3 @@ async def read_me(session: ReadSessionDep, principal: CurrentUser) -> User:
 
 Me = Annotated[User, Depends(get_me)]
 MeReadOnly = Annotated[User, Depends(read_me)]
-
-
-@dataclass(frozen=True)
-class Pagination:
-    limit: int
-    offset: int
-
-
-async def get_pagination(
-    limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 20,
-    offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
-) -> Pagination:
-    return Pagination(limit=limit, offset=offset)
-
-
-PageDep = Annotated[Pagination, Depends(get_pagination)]

@@ -1,27 +1,16 @@
-"""Declarative base: the `users` schema and a naming convention for constraints."""
+"""Declarative base of user-service: every table in the `users` schema."""
 
-from __future__ import annotations
-
-from datetime import UTC, datetime
-
-from sqlalchemy import DateTime, MetaData
+from sqlalchemy import MetaData
 from sqlalchemy.orm import DeclarativeBase
 
+from chat_common.database import NAMING_CONVENTION, TYPE_ANNOTATION_MAP, utcnow
+
 SCHEMA = "users"
-
-NAMING_CONVENTION = {
-    "ix": "ix_%(column_0_label)s",
-    "uq": "uq_%(table_name)s_%(column_0_name)s",
-    "ck": "ck_%(table_name)s_%(constraint_name)s",
-    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
-    "pk": "pk_%(table_name)s",
-}
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 class Base(DeclarativeBase):
     metadata = MetaData(schema=SCHEMA, naming_convention=NAMING_CONVENTION)
-    type_annotation_map = {datetime: DateTime(timezone=True)}
+    type_annotation_map = TYPE_ANNOTATION_MAP
+
+
+__all__ = ["SCHEMA", "Base", "utcnow"]

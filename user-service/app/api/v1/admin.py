@@ -7,13 +7,13 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, status
 
-from app.core.deps import PageDep, SessionDep
-from app.schemas.common import Page
 from app.schemas.credit import CreditAdjustment, TransactionPublic
 from app.schemas.user import AdminUserUpdate, Role, UserPublic
 from app.services import credits as credit_service
 from app.services import users as user_service
 from chat_common.auth import CurrentAdmin
+from chat_common.database import SessionDep
+from chat_common.pagination import Page, PageDep
 
 router = APIRouter(prefix="/admin/users", tags=["admin"])
 

@@ -7,10 +7,11 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Form, Request, status
 from fastapi.security import OAuth2PasswordRequestForm
 
-from app.core.deps import AuthDep, SessionDep
+from app.core.deps import AuthDep
 from app.schemas.auth import RefreshRequest, ServiceToken, TokenPair
 from app.schemas.user import UserCreate, UserPublic
 from app.services import auth as auth_service
+from chat_common.database import SessionDep
 from chat_common.errors import BadRequestError
 
 router = APIRouter(prefix="/auth", tags=["auth"])

@@ -7,8 +7,6 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request, Response, status
 
-from app.core.deps import PageDep, ReadSessionDep, SessionDep
-from app.schemas.common import Page
 from app.schemas.credit import (
     Balance,
     ReservationCommit,
@@ -18,6 +16,8 @@ from app.schemas.credit import (
 )
 from app.services import credits as credit_service
 from chat_common.auth import CurrentUser, Principal, require_scopes
+from chat_common.database import ReadSessionDep, SessionDep
+from chat_common.pagination import Page, PageDep
 
 router = APIRouter(prefix="/credits", tags=["credits"])
 

@@ -6,10 +6,11 @@ import uuid
 
 from fastapi import APIRouter, status
 
-from app.core.deps import AuthDep, Me, MeReadOnly, ReadSessionDep, SessionDep
+from app.core.deps import AuthDep, Me, MeReadOnly
 from app.schemas.user import PasswordChange, UserPublic, UserUpdate
 from app.services import users as user_service
 from chat_common.auth import CurrentUser
+from chat_common.database import ReadSessionDep, SessionDep
 
 router = APIRouter(prefix="/users", tags=["users"])
 

@@ -1,0 +1,105 @@
+"""PostgreSQL plumbing shared by the SQL services: settings, engines, sessions, migrations, base model."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+from alembic import command
+from alembic.config import Config
+from fastapi import Depends, Request
+from pydantic import field_validator
+from sqlalchemy import DateTime, text
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+
+from chat_common.settings import CommonSettings
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+# Every timestamp is timezone-aware (UTC): use in a declarative base's `type_annotation_map`.
+TYPE_ANNOTATION_MAP: dict[type, Any] = {datetime: DateTime(timezone=True)}
+
+
+def async_database_url(url: str) -> str:
+    """Accept plain `postgresql://` URLs and point SQLAlchemy at asyncpg."""
+    for prefix in ("postgresql+asyncpg://", "postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+asyncpg://" + url[len(prefix) :]
+    raise ValueError("DATABASE_URL must be a postgresql:// URL")
+
+
+class DatabaseSettings(CommonSettings):
+    database_url: str = "postgresql://postgres@127.0.0.1:5431/chatbot"
+    db_pool_size: int = 16
+    db_pool_timeout: float = 10.0
+
+    @field_validator("database_url")
+    @classmethod
+    def _postgres_only(cls, value: str) -> str:
+        async_database_url(value)
+        return value
+
+    @property
+    def async_database_url(self) -> str:
+        return async_database_url(self.database_url)
+
+
+def create_engine(settings: DatabaseSettings, *, autocommit: bool = False) -> AsyncEngine:
+    """The engine for transactions, or (autocommit) one for single-query reads, which spares the
+    BEGIN and ROLLBACK round trips that would otherwise wrap every read."""
+    return create_async_engine(
+        settings.async_database_url,
+        # A fixed pool: overflow connections would be opened and closed again under sustained load.
+        pool_size=settings.db_pool_size,
+        max_overflow=0,
+        pool_timeout=settings.db_pool_timeout,
+        pool_recycle=1800,
+        isolation_level="AUTOCOMMIT" if autocommit else "READ COMMITTED",
+    )
+
+
+def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    return async_sessionmaker(engine, expire_on_commit=False)
+
+
+async def run_migrations(service_dir: Path, settings: DatabaseSettings) -> None:
+    """Upgrade the service's schema to head (in a thread: Alembic runs its own event loop)."""
+    config = Config(str(service_dir / "alembic.ini"))
+    config.set_main_option("script_location", str(service_dir / "alembic"))
+    config.attributes["database_url"] = settings.async_database_url
+    await asyncio.to_thread(command.upgrade, config, "head")
+
+
+async def ping(sessionmaker: async_sessionmaker[AsyncSession]) -> None:
+    async with sessionmaker() as session:
+        await session.execute(text("SELECT 1"))
+
+
+async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
+    """A transactional session (`app.state.sessionmaker`); closing it rolls back what was not committed."""
+    async with request.app.state.sessionmaker() as session:
+        yield session
+
+
+async def get_read_session(request: Request) -> AsyncIterator[AsyncSession]:
+    """An autocommit session (`app.state.read_sessionmaker`) for single-query reads."""
+    async with request.app.state.read_sessionmaker() as session:
+        yield session
+
+
+SessionDep = Annotated[AsyncSession, Depends(get_session)]
+ReadSessionDep = Annotated[AsyncSession, Depends(get_read_session)]
