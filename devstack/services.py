@@ -30,6 +30,12 @@ SERVICES: list[ServiceSpec] = [
         lambda urls: {"DATABASE_URL": urls["postgres"], "REDIS_URL": urls["redis"]},
     ),
     ServiceSpec(
+        "character-service",
+        8020,
+        lambda urls: {**jwks(urls), "DATABASE_URL": urls["postgres"]},
+        needs=("postgres",),
+    ),
+    ServiceSpec(
         "llm-service",
         8022,
         lambda urls: {**jwks(urls), "LMSTUDIO_BASE_URL": urls["lmstudio"]},

@@ -52,26 +52,34 @@ def test_devstack_serves_the_fleet_and_keeps_data_across_restarts(tmp_path: Path
         "display_name": "Dev",
         "password": "Restart-proof-42",
     }
+    login_form = {"username": user["username"], "password": user["password"]}
     with devstack(tmp_path) as urls:
         base = urls["user-service"]
         assert urls["postgres"].startswith("postgresql://") and urls["redis"].startswith("redis://")
-        for service in ("user-service", "llm-service"):
+        for service in ("user-service", "character-service", "llm-service"):
             for path in ("/docs", "/health", "/ready", "/metrics"):
                 assert httpx.get(urls[service] + path, timeout=10).status_code == 200, (service, path)
         assert httpx.post(f"{base}/api/v1/auth/register", json=user, timeout=10).status_code == 201
-
-    with devstack(tmp_path) as urls:
-        login = httpx.post(
-            f"{urls['user-service']}/api/v1/auth/token",
-            data={"username": user["username"], "password": user["password"]},
+        token = httpx.post(f"{base}/api/v1/auth/token", data=login_form, timeout=10).json()["access_token"]
+        created = httpx.post(
+            f"{urls['character-service']}/api/v1/characters",
+            json={"name": "Restart Survivor"},
+            headers={"Authorization": f"Bearer {token}"},
             timeout=10,
         )
+        assert created.status_code == 201, created.text
+
+    with devstack(tmp_path) as urls:
+        login = httpx.post(f"{urls['user-service']}/api/v1/auth/token", data=login_form, timeout=10)
         assert login.status_code == 200
-        # a user-service token, verified by llm-service against the real JWKS, answered by the stand-in
+        auth = {"Authorization": f"Bearer {login.json()['access_token']}"}
+        # a user-service token, verified by the other services against the real JWKS over HTTP
+        mine = httpx.get(f"{urls['character-service']}/api/v1/characters/mine", headers=auth, timeout=10)
+        assert [c["name"] for c in mine.json()["items"]] == ["Restart Survivor"]
         reply = httpx.post(
             f"{urls['llm-service']}/api/v1/chat/completions",
             json={"messages": [{"role": "user", "content": "hello fleet"}]},
-            headers={"Authorization": f"Bearer {login.json()['access_token']}"},
+            headers=auth,
             timeout=30,
         )
         assert reply.status_code == 200, reply.text

@@ -1,0 +1,78 @@
+"""Character Card V2 import (JSON or PNG) and export, and the stored avatar."""
+
+from __future__ import annotations
+
+import uuid
+from functools import partial
+from typing import Annotated, Any, Literal
+
+import anyio
+from fastapi import APIRouter, File, Form, Query, Response, UploadFile, status
+from fastapi.responses import JSONResponse
+
+from app.core.deps import SettingsDep
+from app.schemas.character import CharacterPublic, Visibility
+from app.services import cards
+from app.services import characters as character_service
+from chat_common.auth import CurrentPrincipal, CurrentUser
+from chat_common.database import ReadSessionDep, SessionDep
+from chat_common.errors import NotFoundError, PayloadTooLargeError
+
+router = APIRouter(prefix="/characters", tags=["cards"])
+
+
+@router.post("/import", response_model=CharacterPublic, status_code=status.HTTP_201_CREATED)
+async def import_card(
+    file: Annotated[UploadFile, File(description="A Character Card V2: PNG with a `chara` chunk, or JSON")],
+    user: CurrentUser,
+    session: SessionDep,
+    settings: SettingsDep,
+    visibility: Annotated[Visibility | None, Form()] = None,
+) -> Any:
+    """Create a character from a card; a PNG's image becomes the character's avatar."""
+    data = await file.read(settings.max_upload_bytes + 1)
+    if len(data) > settings.max_upload_bytes:
+        raise PayloadTooLargeError(f"card files are limited to {settings.max_upload_bytes} bytes")
+    parse = partial(
+        cards.parse_card,
+        data,
+        max_pixels=settings.max_image_pixels,
+        max_text_bytes=settings.max_text_chunk_bytes,
+    )
+    card = await anyio.to_thread.run_sync(parse)
+    return await character_service.import_card(
+        session, user, card, visibility=visibility, metadata_limit=settings.metadata_max_bytes
+    )
+
+
+@router.get("/{character_id}/export", responses={200: {"content": {"image/png": {}, "application/json": {}}}})
+async def export_card(
+    character_id: uuid.UUID,
+    caller: CurrentPrincipal,
+    session: ReadSessionDep,
+    format: Annotated[Literal["json", "png"], Query()] = "json",
+) -> Response:
+    """A card SillyTavern imports: JSON, or PNG with the card in a `chara` text chunk."""
+    character = await character_service.get_visible(session, caller, character_id)
+    filename = "".join(c if c.isalnum() or c in "-_" else "_" for c in character.name)[:60] or "character"
+    if format == "json":
+        return JSONResponse(
+            cards.to_card(character),
+            headers={"Content-Disposition": f'attachment; filename="{filename}.json"'},
+        )
+    avatar = await character_service.avatar_of(session, character.id)
+    image = await anyio.to_thread.run_sync(cards.to_png, character, avatar)
+    return Response(
+        image,
+        media_type="image/png",
+        headers={"Content-Disposition": f'attachment; filename="{filename}.png"'},
+    )
+
+
+@router.get("/{character_id}/avatar", responses={200: {"content": {"image/png": {}}}})
+async def avatar(character_id: uuid.UUID, caller: CurrentPrincipal, session: ReadSessionDep) -> Response:
+    character = await character_service.get_visible(session, caller, character_id)
+    image = await character_service.avatar_of(session, character.id)
+    if image is None:
+        raise NotFoundError("This character has no stored avatar")
+    return Response(image, media_type="image/png")

@@ -1,0 +1,153 @@
+"""Character CRUD, the public catalogue, the caller's own characters, and metadata."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Query, status
+
+from app.core.deps import SettingsDep
+from app.repositories.characters import CatalogueQuery
+from app.schemas.character import (
+    CharacterCreate,
+    CharacterPublic,
+    CharacterSummary,
+    CharacterUpdate,
+    SortOrder,
+)
+from app.services import characters as character_service
+from chat_common.auth import CurrentPrincipal, CurrentUser
+from chat_common.database import ReadSessionDep, SessionDep
+from chat_common.pagination import Page, PageDep
+
+router = APIRouter(prefix="/characters", tags=["characters"])
+
+
+def _page(rows: list[Any], total: int, page: PageDep) -> Page[CharacterSummary]:
+    items = [CharacterSummary.model_validate(row) for row in rows]
+    return Page(items=items, total=total, limit=page.limit, offset=page.offset)
+
+
+@router.get("", response_model=Page[CharacterSummary])
+async def catalogue(
+    _: CurrentPrincipal,
+    session: ReadSessionDep,
+    page: PageDep,
+    q: Annotated[str | None, Query(max_length=200, description="Words in name, tags, description")] = None,
+    tags: Annotated[list[str], Query(max_length=10, description="Characters having all of these")] = [],  # noqa: B006
+    creator: Annotated[str | None, Query(max_length=200)] = None,
+    sort: Annotated[SortOrder | None, Query(description="Default: relevance with q, else newest")] = None,
+) -> Page[CharacterSummary]:
+    """Public characters, searched and ranked (a name match ranks above a description match)."""
+    query = CatalogueQuery(
+        q=q,
+        tags=tags,
+        creator=creator,
+        owner_id=None,
+        public_only=True,
+        sort=sort or ("relevance" if q else "newest"),
+        limit=page.limit,
+        offset=page.offset,
+    )
+    rows, total = await character_service.catalogue(session, query)
+    return _page(rows, total, page)
+
+
+@router.get("/mine", response_model=Page[CharacterSummary])
+async def mine(
+    user: CurrentUser, session: ReadSessionDep, page: PageDep, sort: SortOrder = "newest"
+) -> Page[CharacterSummary]:
+    """The caller's own characters, every visibility."""
+    query = CatalogueQuery(
+        q=None,
+        tags=[],
+        creator=None,
+        owner_id=uuid.UUID(user.subject),
+        public_only=False,
+        sort=sort,
+        limit=page.limit,
+        offset=page.offset,
+    )
+    rows, total = await character_service.catalogue(session, query)
+    return _page(rows, total, page)
+
+
+@router.post("", response_model=CharacterPublic, status_code=status.HTTP_201_CREATED)
+async def create(data: CharacterCreate, user: CurrentUser, session: SessionDep, settings: SettingsDep) -> Any:
+    return await character_service.create(session, user, data, metadata_limit=settings.metadata_max_bytes)
+
+
+@router.get("/{character_id}", response_model=CharacterPublic)
+async def read(character_id: uuid.UUID, caller: CurrentPrincipal, session: ReadSessionDep) -> Any:
+    """Public and unlisted characters for anyone signed in; private ones for their owner (else 404)."""
+    return await character_service.get_visible(session, caller, character_id)
+
+
+@router.patch("/{character_id}", response_model=CharacterPublic)
+async def patch(
+    character_id: uuid.UUID,
+    data: CharacterUpdate,
+    user: CurrentUser,
+    session: SessionDep,
+    settings: SettingsDep,
+) -> Any:
+    return await character_service.update(
+        session, user, character_id, data, partial=True, metadata_limit=settings.metadata_max_bytes
+    )
+
+
+@router.put("/{character_id}", response_model=CharacterPublic)
+async def replace(
+    character_id: uuid.UUID,
+    data: CharacterCreate,
+    user: CurrentUser,
+    session: SessionDep,
+    settings: SettingsDep,
+) -> Any:
+    return await character_service.update(
+        session, user, character_id, data, partial=False, metadata_limit=settings.metadata_max_bytes
+    )
+
+
+@router.delete("/{character_id}", status_code=status.HTTP_204_NO_CONTENT)
+async def delete(character_id: uuid.UUID, user: CurrentUser, session: SessionDep) -> None:
+    """Soft delete: the character disappears from every read."""
+    await character_service.delete(session, user, character_id)
+
+
+@router.get("/{character_id}/metadata")
+async def read_metadata(character_id: uuid.UUID, caller: CurrentPrincipal, session: ReadSessionDep) -> Any:
+    return (await character_service.get_visible(session, caller, character_id)).meta
+
+
+@router.put("/{character_id}/metadata")
+async def replace_metadata(
+    character_id: uuid.UUID,
+    metadata: Annotated[dict[str, Any], Body()],
+    user: CurrentUser,
+    session: SessionDep,
+    settings: SettingsDep,
+) -> Any:
+    return await character_service.set_metadata(
+        session, user, character_id, metadata, merge=False, limit=settings.metadata_max_bytes
+    )
+
+
+@router.patch(
+    "/{character_id}/metadata",
+    openapi_extra={
+        "requestBody": {"content": {"application/merge-patch+json": {"schema": {"type": "object"}}}}
+    },
+)
+async def merge_metadata(
+    character_id: uuid.UUID,
+    patch: Annotated[dict[str, Any], Body()],
+    user: CurrentUser,
+    session: SessionDep,
+    settings: SettingsDep,
+) -> Any:
+    """JSON merge patch (RFC 7386): nested objects merge, `null` removes a key."""
+    return await character_service.set_metadata(
+        session, user, character_id, patch, merge=True, limit=settings.metadata_max_bytes
+    )

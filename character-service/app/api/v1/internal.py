@@ -1,0 +1,29 @@
+"""Endpoints for the other services (service token with `characters:counters`)."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated
+
+from fastapi import APIRouter, Depends
+
+from app.schemas.character import CounterChange, Counters
+from app.services import characters as character_service
+from chat_common.auth import Principal, require_scopes
+from chat_common.database import SessionDep
+
+router = APIRouter(prefix="/internal", tags=["internal"])
+
+
+@router.post("/characters/{character_id}/counters", response_model=Counters)
+async def change_counters(
+    character_id: uuid.UUID,
+    change: CounterChange,
+    session: SessionDep,
+    _: Annotated[Principal, Depends(require_scopes("characters:counters"))],
+) -> Counters:
+    """Add to the conversation and message counters (conversation- and message-service)."""
+    conversations, messages = await character_service.change_counters(
+        session, character_id, conversations=change.conversations, messages=change.messages
+    )
+    return Counters(id=character_id, conversation_count=conversations, message_count=messages)

@@ -1,0 +1,179 @@
+"""CRUD, visibility and ownership rules."""
+
+from __future__ import annotations
+
+import pytest
+from httpx import AsyncClient
+
+from app.characters.tests.conftest import Caller, CharacterFactory, error_code
+
+
+async def test_create_returns_every_field_owned_by_the_caller(client: AsyncClient, alice: Caller) -> None:
+    body = {
+        "name": "Captain Mira",
+        "description": "A starship captain",
+        "personality": "bold",
+        "scenario": "On the bridge",
+        "greeting": "Welcome aboard!",
+        "alternate_greetings": ["Ahoy!"],
+        "example_dialogues": "<START>\n{{user}}: Hi\n{{char}}: Hello",
+        "system_prompt": "Stay in character",
+        "post_history_instructions": "Be brief",
+        "creator_notes": "for humans",
+        "tags": ["sci-fi", "captain"],
+        "creator": "alice",
+        "character_version": "1.0",
+        "visibility": "public",
+        "metadata": {"mood": "calm"},
+        "extensions": {"depth_prompt": {"depth": 4}},
+        "character_book": {"entries": []},
+    }
+    response = await client.post("/api/v1/characters", json=body, headers=alice.headers)
+    assert response.status_code == 201
+    created = response.json()
+    assert {k: created[k] for k in body} == body
+    assert created["owner_id"] == alice.id and created["version"] == 1
+    assert created["conversation_count"] == created["message_count"] == 0
+
+
+async def test_other_user_gets_404_for_private_character(
+    client: AsyncClient, alice: Caller, bob: Caller, make_character: CharacterFactory
+) -> None:
+    secret = await make_character(alice, visibility="private")
+    assert (await client.get(f"/api/v1/characters/{secret['id']}", headers=alice.headers)).status_code == 200
+    response = await client.get(f"/api/v1/characters/{secret['id']}", headers=bob.headers)
+    assert response.status_code == 404 and error_code(response) == "not_found"
+    for method in ("PATCH", "PUT", "DELETE"):
+        attempt = await client.request(
+            method, f"/api/v1/characters/{secret['id']}", json={"name": "x"}, headers=bob.headers
+        )
+        assert attempt.status_code == 404, method
+
+
+async def test_unlisted_is_readable_by_id_but_not_listed(
+    client: AsyncClient, alice: Caller, bob: Caller, make_character: CharacterFactory
+) -> None:
+    hidden = await make_character(alice, visibility="unlisted", name="Unlisted Zyx")
+    assert (await client.get(f"/api/v1/characters/{hidden['id']}", headers=bob.headers)).status_code == 200
+    listed = (await client.get("/api/v1/characters", params={"q": "Zyx"}, headers=bob.headers)).json()
+    assert hidden["id"] not in [c["id"] for c in listed["items"]]
+
+
+async def test_only_owner_changes_a_public_character(
+    client: AsyncClient, alice: Caller, bob: Caller, make_character: CharacterFactory
+) -> None:
+    shared = await make_character(alice, visibility="public")
+    patch = await client.patch(
+        f"/api/v1/characters/{shared['id']}", json={"name": "Mine now"}, headers=bob.headers
+    )
+    assert patch.status_code == 403 and error_code(patch) == "forbidden"
+    delete = await client.delete(f"/api/v1/characters/{shared['id']}", headers=bob.headers)
+    assert delete.status_code == 403
+
+
+async def test_admin_overrides_ownership(
+    client: AsyncClient, alice: Caller, admin: Caller, make_character: CharacterFactory
+) -> None:
+    secret = await make_character(alice, visibility="private")
+    assert (await client.get(f"/api/v1/characters/{secret['id']}", headers=admin.headers)).status_code == 200
+    edited = await client.patch(
+        f"/api/v1/characters/{secret['id']}", json={"tags": ["moderated"]}, headers=admin.headers
+    )
+    assert edited.status_code == 200 and edited.json()["tags"] == ["moderated"]
+    assert edited.json()["owner_id"] == alice.id
+    assert (
+        await client.delete(f"/api/v1/characters/{secret['id']}", headers=admin.headers)
+    ).status_code == 204
+
+
+async def test_patch_changes_only_given_fields_and_bumps_version(
+    client: AsyncClient, alice: Caller, make_character: CharacterFactory
+) -> None:
+    original = await make_character(alice, personality="shy", scenario="a library")
+    response = await client.patch(
+        f"/api/v1/characters/{original['id']}", json={"personality": "bold"}, headers=alice.headers
+    )
+    updated = response.json()
+    assert updated["personality"] == "bold" and updated["scenario"] == "a library"
+    assert updated["version"] == 2
+
+
+async def test_put_replaces_every_field(
+    client: AsyncClient, alice: Caller, make_character: CharacterFactory
+) -> None:
+    original = await make_character(alice, personality="shy", tags=["a"])
+    response = await client.put(
+        f"/api/v1/characters/{original['id']}", json={"name": "Fresh"}, headers=alice.headers
+    )
+    replaced = response.json()
+    assert replaced["name"] == "Fresh" and replaced["personality"] == "" and replaced["tags"] == []
+    assert replaced["version"] == 2
+
+
+async def test_delete_is_soft_and_hides_everywhere(
+    client: AsyncClient, alice: Caller, make_character: CharacterFactory
+) -> None:
+    gone = await make_character(alice, visibility="public", name="Vanishing Qwv")
+    assert (await client.delete(f"/api/v1/characters/{gone['id']}", headers=alice.headers)).status_code == 204
+    assert (await client.get(f"/api/v1/characters/{gone['id']}", headers=alice.headers)).status_code == 404
+    mine = (await client.get("/api/v1/characters/mine", headers=alice.headers)).json()
+    assert gone["id"] not in [c["id"] for c in mine["items"]]
+    found = (await client.get("/api/v1/characters", params={"q": "Qwv"}, headers=alice.headers)).json()
+    assert found["total"] == 0
+
+
+async def test_mine_lists_every_visibility(
+    client: AsyncClient, make_character: CharacterFactory, mint: object
+) -> None:
+    owner = Caller(mint)  # type: ignore[arg-type]
+    for visibility in ("private", "unlisted", "public"):
+        await make_character(owner, visibility=visibility)
+    mine = (await client.get("/api/v1/characters/mine", headers=owner.headers)).json()
+    assert mine["total"] == 3 and {c["visibility"] for c in mine["items"]} == {
+        "private",
+        "unlisted",
+        "public",
+    }
+
+
+async def test_services_read_private_characters(
+    client: AsyncClient, alice: Caller, service_headers: dict[str, str], make_character: CharacterFactory
+) -> None:
+    secret = await make_character(alice, visibility="private")
+    assert (
+        await client.get(f"/api/v1/characters/{secret['id']}", headers=service_headers)
+    ).status_code == 200
+    create = await client.post("/api/v1/characters", json={"name": "x"}, headers=service_headers)
+    assert create.status_code == 403
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {},
+        {"name": ""},
+        {"name": "x", "visibility": "secret"},
+        {"name": "x", "unknown_field": 1},
+        {"name": "x", "tags": ["t"] * 51},
+        {"name": "x", "tags": [""]},
+        {"name": "x", "avatar_url": "javascript:alert(1)"},
+        {"name": "x", "metadata": [1, 2]},
+        {"name": 7},
+    ],
+)
+async def test_bad_bodies_are_422(client: AsyncClient, alice: Caller, body: dict[str, object]) -> None:
+    response = await client.post("/api/v1/characters", json=body, headers=alice.headers)
+    assert response.status_code == 422 and error_code(response) == "validation_error"
+
+
+async def test_requests_need_a_token(client: AsyncClient) -> None:
+    assert (await client.get("/api/v1/characters")).status_code == 401
+    assert (await client.post("/api/v1/characters", json={"name": "x"})).status_code == 401
+
+
+async def test_unknown_and_malformed_ids(client: AsyncClient, alice: Caller) -> None:
+    missing = await client.get(
+        "/api/v1/characters/00000000-0000-0000-0000-000000000000", headers=alice.headers
+    )
+    assert missing.status_code == 404
+    assert (await client.get("/api/v1/characters/not-an-id", headers=alice.headers)).status_code == 422

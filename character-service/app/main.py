@@ -1,0 +1,53 @@
+"""character-service: characters, their metadata, search, and Character Card V2 import/export."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import APIRouter, FastAPI
+
+from app.api.v1 import cards, characters, internal, tags
+from app.config import SERVICE_DIR, Settings, get_settings
+from chat_common.app import create_service_app
+from chat_common.auth import JWKSKeySource, TokenVerifier
+from chat_common.database import create_engine, create_sessionmaker, ping, run_migrations
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await run_migrations(SERVICE_DIR, settings)
+        engine = create_engine(settings)
+        read_engine = create_engine(settings, autocommit=True)
+        app.state.sessionmaker = create_sessionmaker(engine)
+        app.state.read_sessionmaker = create_sessionmaker(read_engine)
+        app.state.token_verifier = TokenVerifier(
+            JWKSKeySource(settings.jwks_url, cache_seconds=settings.jwks_cache_seconds),
+            issuer=settings.jwt_issuer,
+            audience=settings.jwt_audience,
+        )
+        app.state.readiness_checks = {"postgres": lambda: ping(app.state.read_sessionmaker)}
+        try:
+            yield
+        finally:
+            await engine.dispose()
+            await read_engine.dispose()
+
+    app = create_service_app(
+        settings,
+        title="character-service",
+        description="Characters: CRUD, visibility, search, metadata, Character Card V2 import and export.",
+        lifespan=lifespan,
+    )
+    api = APIRouter(prefix="/api/v1")
+    # cards before characters: /characters/import must not be taken for a character id
+    for module in (cards, characters, tags, internal):
+        api.include_router(module.router)
+    app.include_router(api)
+    return app
+
+
+app = create_app()

@@ -1,0 +1,139 @@
+"""Queries on characters: fetch, write, catalogue search, tags, counters, avatars."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import ColumnElement, func, select, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.models import Character, CharacterAvatar
+from chat_common.database import utcnow
+
+SUMMARY_COLUMNS = (
+    Character.id,
+    Character.owner_id,
+    Character.name,
+    Character.description,
+    Character.tags,
+    Character.creator,
+    Character.avatar_url,
+    Character.visibility,
+    Character.conversation_count,
+    Character.message_count,
+    Character.created_at,
+    Character.updated_at,
+)
+
+
+@dataclass(frozen=True)
+class CatalogueQuery:
+    q: str | None
+    tags: list[str]
+    creator: str | None
+    owner_id: uuid.UUID | None
+    public_only: bool
+    sort: str
+    limit: int
+    offset: int
+
+
+def prefix_tsquery(q: str) -> str | None:
+    """`dragon kni` -> `dragon:* & kni:*` (words only, so the query cannot be malformed)."""
+    words = re.findall(r"\w+", q.lower())[:10]
+    return " & ".join(f"{w}:*" for w in words) or None
+
+
+async def get(session: AsyncSession, character_id: uuid.UUID) -> Character | None:
+    query = select(Character).where(Character.id == character_id, Character.deleted_at.is_(None))
+    return (await session.execute(query)).scalar_one_or_none()
+
+
+async def add(session: AsyncSession, character: Character) -> Character:
+    session.add(character)
+    await session.flush()
+    return character
+
+
+async def catalogue(session: AsyncSession, query: CatalogueQuery) -> tuple[list[Any], int]:
+    conditions: list[ColumnElement[bool]] = [Character.deleted_at.is_(None)]
+    if query.public_only:
+        conditions.append(Character.visibility == "public")
+    if query.owner_id:
+        conditions.append(Character.owner_id == query.owner_id)
+    if query.tags:
+        conditions.append(Character.tags.contains(query.tags))
+    if query.creator:
+        conditions.append(func.lower(Character.creator) == query.creator.lower())
+    rank = None
+    if query.q and (terms := prefix_tsquery(query.q)):
+        tsquery = func.to_tsquery("simple", terms)
+        conditions.append(Character.search_vector.op("@@")(tsquery))
+        rank = func.ts_rank(Character.search_vector, tsquery)
+    statement = select(*SUMMARY_COLUMNS).where(*conditions)
+    orders: dict[str, list[ColumnElement[Any]]] = {
+        "newest": [Character.created_at.desc()],
+        "popular": [Character.conversation_count.desc(), Character.message_count.desc()],
+        "name": [func.lower(Character.name).asc()],
+    }
+    order = orders.get(query.sort, [])
+    if query.sort == "relevance" and rank is not None:
+        order = [rank.desc()]
+    statement = statement.order_by(*order, Character.created_at.desc(), Character.id)
+    rows = (await session.execute(statement.limit(query.limit).offset(query.offset))).all()
+    total = (
+        await session.execute(select(func.count()).select_from(Character).where(*conditions))
+    ).scalar_one()
+    return list(rows), int(total)
+
+
+async def tag_counts(session: AsyncSession, *, limit: int, offset: int) -> tuple[list[tuple[str, int]], int]:
+    tag = func.unnest(Character.tags).label("tag")
+    public = select(tag).where(Character.visibility == "public", Character.deleted_at.is_(None)).subquery()
+    counted = select(public.c.tag, func.count().label("n")).group_by(public.c.tag)
+    rows = await session.execute(
+        counted.order_by(func.count().desc(), public.c.tag).limit(limit).offset(offset)
+    )
+    total = await session.execute(select(func.count()).select_from(counted.subquery()))
+    return [(r.tag, int(r.n)) for r in rows], int(total.scalar_one())
+
+
+async def change_counters(
+    session: AsyncSession, character_id: uuid.UUID, *, conversations: int, messages: int
+) -> tuple[int, int] | None:
+    """Add to the counters atomically (never below zero); None when the character does not exist."""
+    result = await session.execute(
+        update(Character)
+        .where(Character.id == character_id, Character.deleted_at.is_(None))
+        .values(
+            conversation_count=func.greatest(Character.conversation_count + conversations, 0),
+            message_count=func.greatest(Character.message_count + messages, 0),
+        )
+        .returning(Character.conversation_count, Character.message_count)
+    )
+    row = result.first()
+    return None if row is None else (int(row[0]), int(row[1]))
+
+
+async def soft_delete(session: AsyncSession, character: Character) -> None:
+    character.deleted_at = utcnow()
+    await session.flush()
+
+
+async def get_avatar(session: AsyncSession, character_id: uuid.UUID) -> CharacterAvatar | None:
+    return await session.get(CharacterAvatar, character_id)
+
+
+async def save_avatar(session: AsyncSession, character_id: uuid.UUID, data: bytes, content_type: str) -> None:
+    await session.execute(
+        insert(CharacterAvatar)
+        .values(character_id=character_id, data=data, content_type=content_type, updated_at=utcnow())
+        .on_conflict_do_update(
+            index_elements=[CharacterAvatar.character_id],
+            set_={"data": data, "content_type": content_type, "updated_at": utcnow()},
+        )
+    )

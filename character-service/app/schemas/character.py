@@ -1,0 +1,129 @@
+"""Character schemas: CharacterBase / CharacterCreate / CharacterUpdate / CharacterPublic."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator
+
+Visibility = Literal["private", "unlisted", "public"]
+LongText = Annotated[str, Field(max_length=100_000)]
+Tag = Annotated[str, Field(min_length=1, max_length=64)]
+
+
+def _check_url(value: str | None) -> str | None:
+    if value and not value.startswith(("https://", "http://", "/")):
+        raise ValueError("avatar_url must be an http(s) URL or a path")
+    return value
+
+
+class CharacterBase(BaseModel):
+    """Every editable field; each maps one to one onto a Character Card V2 field."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=200, examples=["Captain Mira"])
+    description: LongText = ""
+    personality: LongText = ""
+    scenario: LongText = ""
+    greeting: LongText = Field(default="", description="First message (card: first_mes)")
+    alternate_greetings: list[LongText] = Field(default_factory=list, max_length=100)
+    example_dialogues: LongText = Field(default="", description="Card: mes_example")
+    system_prompt: LongText = ""
+    post_history_instructions: LongText = ""
+    creator_notes: LongText = Field(default="", description="For people; never sent to a model")
+    tags: list[Tag] = Field(default_factory=list, max_length=50)
+    creator: str = Field(default="", max_length=200)
+    character_version: str = Field(default="", max_length=64)
+    avatar_url: str | None = Field(default=None, max_length=2048)
+    visibility: Visibility = "private"
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    extensions: dict[str, Any] = Field(default_factory=dict)
+    character_book: dict[str, Any] | None = None
+
+    _url = field_validator("avatar_url")(_check_url)
+
+
+class CharacterCreate(CharacterBase):
+    """POST and PUT bodies: omitted fields take their defaults."""
+
+
+class CharacterUpdate(BaseModel):
+    """PATCH body: only the fields given change."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str | None = Field(default=None, min_length=1, max_length=200)
+    description: LongText | None = None
+    personality: LongText | None = None
+    scenario: LongText | None = None
+    greeting: LongText | None = None
+    alternate_greetings: list[LongText] | None = Field(default=None, max_length=100)
+    example_dialogues: LongText | None = None
+    system_prompt: LongText | None = None
+    post_history_instructions: LongText | None = None
+    creator_notes: LongText | None = None
+    tags: list[Tag] | None = Field(default=None, max_length=50)
+    creator: str | None = Field(default=None, max_length=200)
+    character_version: str | None = Field(default=None, max_length=64)
+    avatar_url: str | None = Field(default=None, max_length=2048)
+    visibility: Visibility | None = None
+    metadata: dict[str, Any] | None = None
+    extensions: dict[str, Any] | None = None
+    character_book: dict[str, Any] | None = None
+
+    _url = field_validator("avatar_url")(_check_url)
+
+
+class CharacterPublic(CharacterBase):
+    model_config = ConfigDict(from_attributes=True, extra="ignore")
+
+    # The ORM attribute is `meta` (`metadata` belongs to SQLAlchemy); the API field is `metadata`.
+    metadata: dict[str, Any] = Field(default_factory=dict, validation_alias=AliasChoices("meta", "metadata"))
+    id: uuid.UUID
+    owner_id: uuid.UUID
+    version: int
+    conversation_count: int
+    message_count: int
+    created_at: datetime
+    updated_at: datetime
+
+
+class CharacterSummary(BaseModel):
+    """A catalogue entry: enough to choose, without the long texts."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    id: uuid.UUID
+    owner_id: uuid.UUID
+    name: str
+    description: str
+    tags: list[str]
+    creator: str
+    avatar_url: str | None
+    visibility: Visibility
+    conversation_count: int
+    message_count: int
+    created_at: datetime
+    updated_at: datetime
+
+
+class CounterChange(BaseModel):
+    conversations: int = Field(default=0, ge=-1000, le=1000)
+    messages: int = Field(default=0, ge=-1000, le=1000)
+
+
+class Counters(BaseModel):
+    id: uuid.UUID
+    conversation_count: int
+    message_count: int
+
+
+class TagCount(BaseModel):
+    tag: str
+    count: int
+
+
+SortOrder = Literal["relevance", "newest", "popular", "name"]

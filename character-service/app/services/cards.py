@@ -1,0 +1,162 @@
+"""Character Card V2 (and V3 via `ccv3`) import and export, as pure functions (no database)."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import ValidationError
+
+from app.models import Character
+from app.schemas.character import CharacterCreate
+from app.services import png
+from chat_common.errors import AppError, UnprocessableError
+
+V2, V3 = "chara_card_v2", "chara_card_v3"
+# Card field -> character field, for every field that maps one to one.
+FIELD_MAP = {
+    "name": "name",
+    "description": "description",
+    "personality": "personality",
+    "scenario": "scenario",
+    "first_mes": "greeting",
+    "mes_example": "example_dialogues",
+    "creator_notes": "creator_notes",
+    "system_prompt": "system_prompt",
+    "post_history_instructions": "post_history_instructions",
+    "alternate_greetings": "alternate_greetings",
+    "character_book": "character_book",
+    "tags": "tags",
+    "creator": "creator",
+    "character_version": "character_version",
+    "extensions": "extensions",
+}
+TEXT_FIELDS = {
+    "name",
+    "description",
+    "personality",
+    "scenario",
+    "first_mes",
+    "mes_example",
+    "creator_notes",
+    "system_prompt",
+    "post_history_instructions",
+    "creator",
+    "character_version",
+}
+
+
+class CardError(UnprocessableError):
+    code = "invalid_card"
+
+
+class UnsupportedFile(AppError):
+    status_code, code = 415, "unsupported_file"
+
+
+@dataclass
+class ImportedCard:
+    character: CharacterCreate
+    avatar: bytes | None
+
+
+def _decode_chunk(name: str, text: str) -> dict[str, Any]:
+    try:
+        raw = base64.b64decode(text.strip(), validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise CardError(f"the '{name}' chunk is not valid base64") from exc
+    try:
+        card = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise CardError(f"the '{name}' chunk does not hold valid JSON: {exc}") from exc
+    if not isinstance(card, dict):
+        raise CardError(f"the '{name}' chunk must hold a JSON object")
+    return card
+
+
+def _card_from_png(data: bytes, *, max_pixels: int, max_text_bytes: int) -> dict[str, Any]:
+    try:
+        texts = png.read_text_chunks(data, max_pixels=max_pixels, max_text_bytes=max_text_bytes)
+    except png.PNGError as exc:
+        raise CardError(str(exc)) from exc
+    if "ccv3" in texts:  # V3 when present: V2 readers ignore it, V3 readers prefer it
+        return _decode_chunk("ccv3", texts["ccv3"])
+    if "chara" in texts:
+        return _decode_chunk("chara", texts["chara"])
+    raise CardError("the PNG has no 'chara' (or 'ccv3') text chunk: it is an image, not a character card")
+
+
+def _card_from_json(data: bytes) -> dict[str, Any]:
+    try:
+        card = json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise CardError(f"the file is not valid JSON: {exc}") from exc
+    if not isinstance(card, dict):
+        raise CardError("a card must be a JSON object")
+    return card
+
+
+def _character_fields(card: dict[str, Any]) -> dict[str, Any]:
+    spec = card.get("spec")
+    if spec not in (V2, V3):
+        raise CardError(f"unsupported card spec {spec!r}: expected '{V2}' (or '{V3}')")
+    data = card.get("data")
+    if not isinstance(data, dict):
+        raise CardError("the card's 'data' must be an object")
+    if not isinstance(data.get("name"), str) or not data["name"].strip():
+        raise CardError("the card has no name (data.name)")
+    for key in TEXT_FIELDS & data.keys():
+        if data[key] is not None and not isinstance(data[key], str):
+            raise CardError(f"data.{key} must be a string")
+    fields = {FIELD_MAP[k]: v for k, v in data.items() if k in FIELD_MAP and v is not None}
+    extra = {k: v for k, v in data.items() if k not in FIELD_MAP}
+    if spec == V3 or extra:
+        # V3-only fields (assets, nickname, ...) and anything else the card carried are kept, not lost.
+        fields["metadata"] = {
+            "card": {"spec": spec, "spec_version": card.get("spec_version"), "extra": extra}
+        }
+    return fields
+
+
+def parse_card(data: bytes, *, max_pixels: int, max_text_bytes: int) -> ImportedCard:
+    """A PNG (with a `chara`/`ccv3` chunk) or a JSON card -> a validated character. CPU-bound."""
+    if not data.strip():
+        raise CardError("the file is empty")
+    if png.is_png(data):
+        card, avatar = _card_from_png(data, max_pixels=max_pixels, max_text_bytes=max_text_bytes), data
+    elif data.lstrip()[:1] == b"{":
+        card, avatar = _card_from_json(data), None
+    else:
+        raise UnsupportedFile("the file is neither a PNG image nor a JSON card")
+    try:
+        character = CharacterCreate.model_validate(_character_fields(card))
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise CardError(f"card field {where}: {first['msg']}") from exc
+    return ImportedCard(character=character, avatar=avatar)
+
+
+def to_card(character: Character) -> dict[str, Any]:
+    """The Character Card V2 of a character (with V1 mirror fields, as SillyTavern writes them)."""
+    data = {card_key: getattr(character, attr) for card_key, attr in FIELD_MAP.items()}
+    data["character_book"] = character.character_book
+    card: dict[str, Any] = {"spec": V2, "spec_version": "2.0", "data": data}
+    for key in ("name", "description", "personality", "scenario", "first_mes", "mes_example", "tags"):
+        card[key] = data[key]
+    return card
+
+
+def to_png(character: Character, avatar: bytes | None) -> bytes:
+    """The card inside the stored avatar, or inside a plain image coloured after the name."""
+    if avatar is None:
+        digest = hashlib.sha256(character.name.encode()).digest()
+        avatar = png.plain_image(400, 600, (digest[0], digest[1], digest[2]))
+    payload = base64.b64encode(json.dumps(to_card(character), ensure_ascii=False).encode("utf-8")).decode(
+        "ascii"
+    )
+    return png.with_text_chunk(avatar, "chara", payload, replace=("chara", "ccv3"))

@@ -1,0 +1,171 @@
+"""Character rules: who sees and changes what, catalogue, metadata, counters, card import/export."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.models import Character
+from app.repositories import characters as repo
+from app.repositories.characters import CatalogueQuery
+from app.schemas.character import CharacterCreate, CharacterUpdate
+from app.services.cards import ImportedCard
+from chat_common.auth import Principal
+from chat_common.errors import ForbiddenError, NotFoundError, PayloadTooLargeError, UnprocessableError
+
+
+def _owner_or_admin(caller: Principal, character: Character) -> bool:
+    return caller.is_admin or str(character.owner_id) == caller.subject
+
+
+def _fields(data: CharacterCreate | CharacterUpdate, *, partial: bool) -> dict[str, Any]:
+    values = data.model_dump(exclude_unset=partial)
+    if "metadata" in values:
+        values["meta"] = values.pop("metadata")
+    if partial:  # a PATCH with `null` for a non-nullable field leaves it unchanged
+        values = {k: v for k, v in values.items() if v is not None or k in ("avatar_url", "character_book")}
+    return values
+
+
+def check_metadata_size(metadata: dict[str, Any], limit: int) -> None:
+    size = len(json.dumps(metadata, ensure_ascii=False).encode())
+    if size > limit:
+        raise PayloadTooLargeError(
+            f"metadata is {size} bytes; the limit is {limit}", code="metadata_too_large"
+        )
+
+
+async def get_visible(session: AsyncSession, caller: Principal, character_id: uuid.UUID) -> Character:
+    """A private character is invisible (404) to everyone but its owner, admins and services."""
+    character = await repo.get(session, character_id)
+    if character is None:
+        raise NotFoundError("Character not found")
+    if character.visibility == "private" and not (caller.is_service or _owner_or_admin(caller, character)):
+        raise NotFoundError("Character not found")
+    return character
+
+
+async def get_editable(session: AsyncSession, caller: Principal, character_id: uuid.UUID) -> Character:
+    character = await get_visible(session, caller, character_id)
+    if not _owner_or_admin(caller, character):
+        raise ForbiddenError("Only the owner or an admin can change this character")
+    return character
+
+
+async def create(
+    session: AsyncSession, caller: Principal, data: CharacterCreate, *, metadata_limit: int
+) -> Character:
+    check_metadata_size(data.metadata, metadata_limit)
+    character = Character(owner_id=uuid.UUID(caller.subject), **_fields(data, partial=False))
+    await repo.add(session, character)
+    await session.commit()
+    return character
+
+
+async def update(
+    session: AsyncSession,
+    caller: Principal,
+    character_id: uuid.UUID,
+    data: CharacterCreate | CharacterUpdate,
+    *,
+    partial: bool,
+    metadata_limit: int,
+) -> Character:
+    """PATCH changes the fields given; PUT replaces every field (omitted ones take defaults)."""
+    character = await get_editable(session, caller, character_id)
+    values = _fields(data, partial=partial)
+    if "meta" in values:
+        check_metadata_size(values["meta"], metadata_limit)
+    for name, value in values.items():
+        setattr(character, name, value)
+    character.version += 1
+    await session.commit()
+    return character
+
+
+async def delete(session: AsyncSession, caller: Principal, character_id: uuid.UUID) -> None:
+    character = await get_editable(session, caller, character_id)
+    await repo.soft_delete(session, character)
+    await session.commit()
+
+
+def merge_patch(target: Any, patch: Any) -> Any:
+    """RFC 7386 JSON merge patch: objects merge recursively, `null` removes a key."""
+    if not isinstance(patch, dict):
+        return patch
+    result = dict(target) if isinstance(target, dict) else {}
+    for key, value in patch.items():
+        if value is None:
+            result.pop(key, None)
+        else:
+            result[key] = merge_patch(result.get(key), value)
+    return result
+
+
+async def set_metadata(
+    session: AsyncSession,
+    caller: Principal,
+    character_id: uuid.UUID,
+    metadata: Any,
+    *,
+    merge: bool,
+    limit: int,
+) -> dict[str, Any]:
+    character = await get_editable(session, caller, character_id)
+    new = merge_patch(character.meta, metadata) if merge else metadata
+    if not isinstance(new, dict):
+        raise UnprocessableError("metadata must be a JSON object")
+    check_metadata_size(new, limit)
+    character.meta = new
+    character.version += 1
+    await session.commit()
+    return new
+
+
+async def catalogue(session: AsyncSession, query: CatalogueQuery) -> tuple[list[Any], int]:
+    if query.q is not None and repo.prefix_tsquery(query.q) is None:
+        raise UnprocessableError("q must contain at least one letter or digit")
+    return await repo.catalogue(session, query)
+
+
+async def change_counters(
+    session: AsyncSession, character_id: uuid.UUID, *, conversations: int, messages: int
+) -> tuple[int, int]:
+    counters = await repo.change_counters(
+        session, character_id, conversations=conversations, messages=messages
+    )
+    if counters is None:
+        raise NotFoundError("Character not found")
+    await session.commit()
+    return counters
+
+
+async def import_card(
+    session: AsyncSession,
+    caller: Principal,
+    card: ImportedCard,
+    *,
+    visibility: str | None,
+    metadata_limit: int,
+) -> Character:
+    data = card.character
+    if visibility:
+        data = data.model_copy(update={"visibility": visibility})
+    character = await create(session, caller, data, metadata_limit=metadata_limit)
+    if card.avatar is not None:
+        await repo.save_avatar(session, character.id, card.avatar, "image/png")
+        character.avatar_url = f"/api/v1/characters/{character.id}/avatar"
+        await session.commit()
+    return character
+
+
+async def avatar_of(session: AsyncSession, character_id: uuid.UUID) -> bytes | None:
+    avatar = await repo.get_avatar(session, character_id)
+    return avatar.data if avatar else None
+
+
+async def tag_counts(session: AsyncSession, *, limit: int, offset: int) -> tuple[list[tuple[str, int]], int]:
+    return await repo.tag_counts(session, limit=limit, offset=offset)

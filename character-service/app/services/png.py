@@ -1,0 +1,124 @@
+"""Just enough PNG to carry character cards: read and write text chunks, make a plain image.
+
+Reading is defensive: CRCs are checked, declared dimensions are capped (decompression bombs), and
+compressed text is inflated only up to a limit. No pixel data is ever decoded.
+"""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from collections.abc import Iterator
+
+SIGNATURE = b"\x89PNG\r\n\x1a\n"
+TEXT_CHUNKS = (b"tEXt", b"zTXt", b"iTXt")
+
+
+class PNGError(ValueError):
+    """The file is not a PNG we can read; the message says why."""
+
+
+def is_png(data: bytes) -> bool:
+    return data.startswith(SIGNATURE)
+
+
+def chunks(data: bytes) -> Iterator[tuple[bytes, bytes]]:
+    """(type, payload) of every chunk up to IEND, CRC-checked."""
+    if not is_png(data):
+        raise PNGError("not a PNG file (bad signature)")
+    pos = len(SIGNATURE)
+    while pos < len(data):
+        if pos + 8 > len(data):
+            raise PNGError("truncated PNG: chunk header cut off")
+        (length,) = struct.unpack(">I", data[pos : pos + 4])
+        kind = data[pos + 4 : pos + 8]
+        end = pos + 12 + length
+        if end > len(data):
+            raise PNGError(f"truncated PNG: {kind.decode('latin-1', 'replace')} chunk cut off")
+        payload = data[pos + 8 : pos + 8 + length]
+        (crc,) = struct.unpack(">I", data[end - 4 : end])
+        if zlib.crc32(kind + payload) & 0xFFFFFFFF != crc:
+            raise PNGError(f"corrupt PNG: CRC mismatch in {kind.decode('latin-1', 'replace')} chunk")
+        yield kind, payload
+        if kind == b"IEND":
+            return
+        pos = end
+    raise PNGError("truncated PNG: no IEND chunk")
+
+
+def _inflate(data: bytes, limit: int) -> bytes:
+    inflater = zlib.decompressobj()
+    try:
+        out = inflater.decompress(data, limit)
+    except zlib.error as exc:
+        raise PNGError(f"corrupt compressed text chunk: {exc}") from exc
+    if inflater.unconsumed_tail:
+        raise PNGError(f"compressed text chunk inflates beyond {limit} bytes")
+    return out
+
+
+def _text_chunk(kind: bytes, payload: bytes, limit: int) -> tuple[str, str]:
+    keyword, sep, rest = payload.partition(b"\x00")
+    if not sep:
+        raise PNGError("malformed text chunk: no keyword separator")
+    name = keyword.decode("latin-1")
+    if kind == b"tEXt":
+        if len(rest) > limit:
+            raise PNGError(f"text chunk larger than {limit} bytes")
+        return name, rest.decode("latin-1")
+    if kind == b"zTXt":
+        return name, _inflate(rest[1:], limit).decode("latin-1")
+    compressed, _method = rest[0:1] == b"\x01", rest[1:2]
+    _lang, _, rest = rest[2:].partition(b"\x00")
+    _translated, _, text = rest.partition(b"\x00")
+    raw = _inflate(text, limit) if compressed else text
+    try:
+        return name, raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise PNGError("iTXt chunk is not valid UTF-8") from exc
+
+
+def read_text_chunks(data: bytes, *, max_pixels: int, max_text_bytes: int) -> dict[str, str]:
+    """Every text chunk by lower-cased keyword, after checking the image is not a bomb."""
+    found: dict[str, str] = {}
+    for index, (kind, payload) in enumerate(chunks(data)):
+        if index == 0:
+            if kind != b"IHDR" or len(payload) < 8:
+                raise PNGError("corrupt PNG: first chunk is not IHDR")
+            width, height = struct.unpack(">II", payload[:8])
+            if width == 0 or height == 0 or width * height > max_pixels:
+                raise PNGError(f"image dimensions {width}x{height} exceed the limit of {max_pixels} pixels")
+        elif kind in TEXT_CHUNKS:
+            name, text = _text_chunk(kind, payload, max_text_bytes)
+            found.setdefault(name.lower(), text)
+    return found
+
+
+def _chunk(kind: bytes, payload: bytes) -> bytes:
+    return (
+        struct.pack(">I", len(payload))
+        + kind
+        + payload
+        + struct.pack(">I", zlib.crc32(kind + payload) & 0xFFFFFFFF)
+    )
+
+
+def with_text_chunk(data: bytes, keyword: str, text: str, *, replace: tuple[str, ...]) -> bytes:
+    """The same image with `keyword` set to `text` (ASCII) and the `replace` keywords removed."""
+    dropped = {k.lower() for k in replace}
+    out = [SIGNATURE]
+    for kind, payload in chunks(data):
+        if kind == b"IEND":
+            out.append(_chunk(b"tEXt", keyword.encode("latin-1") + b"\x00" + text.encode("ascii")))
+        elif kind in TEXT_CHUNKS and payload.partition(b"\x00")[0].decode("latin-1").lower() in dropped:
+            continue
+        out.append(_chunk(kind, payload))
+    return b"".join(out)
+
+
+def plain_image(width: int, height: int, rgb: tuple[int, int, int]) -> bytes:
+    """A solid-colour RGB PNG."""
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    row = b"\x00" + bytes(rgb) * width
+    pixels = zlib.compress(row * height, 9)
+    return SIGNATURE + _chunk(b"IHDR", header) + _chunk(b"IDAT", pixels) + _chunk(b"IEND", b"")
