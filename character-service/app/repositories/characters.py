@@ -74,7 +74,8 @@ async def catalogue(session: AsyncSession, query: CatalogueQuery) -> tuple[list[
         tsquery = func.to_tsquery("simple", terms)
         conditions.append(Character.search_vector.op("@@")(tsquery))
         rank = func.ts_rank(Character.search_vector, tsquery)
-    statement = select(*SUMMARY_COLUMNS).where(*conditions)
+    # The total rides along as a window count: one query, one pass over the matches.
+    statement = select(*SUMMARY_COLUMNS, func.count().over().label("total")).where(*conditions)
     orders: dict[str, list[ColumnElement[Any]]] = {
         "newest": [Character.created_at.desc()],
         "popular": [Character.conversation_count.desc(), Character.message_count.desc()],
@@ -85,9 +86,11 @@ async def catalogue(session: AsyncSession, query: CatalogueQuery) -> tuple[list[
         order = [rank.desc()]
     statement = statement.order_by(*order, Character.created_at.desc(), Character.id)
     rows = (await session.execute(statement.limit(query.limit).offset(query.offset))).all()
-    total = (
-        await session.execute(select(func.count()).select_from(Character).where(*conditions))
-    ).scalar_one()
+    if rows:
+        total = rows[0].total
+    else:  # past the last page: count on its own
+        count = select(func.count()).select_from(Character).where(*conditions)
+        total = (await session.execute(count)).scalar_one()
     return list(rows), int(total)
 
 
