@@ -21,8 +21,8 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.loadgen import build_request, hello_world, run_load  # noqa: E402
-from chat_common.embedded import free_port  # noqa: E402
+from bench.loadgen import build_request, hello_world, run_load
+from chat_common.embedded import free_port
 
 SEED_TAG = "bench-seed"
 TOTAL = 10_000
@@ -54,8 +54,12 @@ async def seed(base: str, headers: dict[str, str]) -> str:
             while not queue.empty():
                 i = queue.get_nowait()
                 a, b = rng.choice(WORDS), rng.choice(WORDS)
-                body = {"name": f"{a.title()} {i}", "description": f"A {b} who travels with a {a}.",
-                        "tags": [SEED_TAG, a, b], "visibility": "public"}
+                body = {
+                    "name": f"{a.title()} {i}",
+                    "description": f"A {b} who travels with a {a}.",
+                    "tags": [SEED_TAG, a, b],
+                    "visibility": "public",
+                }
                 (await client.post("/api/v1/characters", json=body)).raise_for_status()
 
         if missing > 0:
@@ -66,7 +70,9 @@ async def seed(base: str, headers: dict[str, str]) -> str:
 
 
 async def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--url", default="http://127.0.0.1:8020")
     parser.add_argument("--user-url", default="http://127.0.0.1:8024")
     parser.add_argument("--duration", type=float, default=10.0)
@@ -76,18 +82,24 @@ async def main() -> None:
     character_id = await seed(base, headers)
 
     get_url = f"{base}/api/v1/characters/{character_id}"
-    get = await run_load(base, build_request(get_url, headers=headers), concurrency=32, duration=args.duration)
+    get = await run_load(
+        base, build_request(get_url, headers=headers), concurrency=32, duration=args.duration
+    )
     search_url = f"{base}/api/v1/characters?q=dragon%20kni&limit=20"
-    search = await run_load(base, build_request(search_url, headers=headers), concurrency=32,
-                            duration=args.duration)
+    search = await run_load(
+        base, build_request(search_url, headers=headers), concurrency=32, duration=args.duration
+    )
     with hello_world(free_port()) as hello_url:
-        hello = await run_load(hello_url, build_request(f"{hello_url}/hello"), concurrency=32, duration=args.duration)
+        hello = await run_load(
+            hello_url, build_request(f"{hello_url}/hello"), concurrency=32, duration=args.duration
+        )
     get_ratio, search_ratio = get.rps / hello.rps, search.rps / hello.rps
     print(f"GET /characters/{{id}} c=32  {get.summary()}")
     print(f"search q='dragon kni' c=32 {search.summary()}")
     print(f"hello-world c=32           {hello.summary()}")
-    print(f"get vs hello-world: {get_ratio:.2f}   target >= 0.35: {'MET' if get_ratio >= 0.35 else 'MISSED'}")
-    print(f"search vs hello-world: {search_ratio:.2f}   target >= 0.2: {'MET' if search_ratio >= 0.2 else 'MISSED'}")
+    for label, ratio, target in (("get", get_ratio, 0.35), ("search", search_ratio, 0.2)):
+        verdict = "MET" if ratio >= target else "MISSED"
+        print(f"{label} vs hello-world: {ratio:.2f}   target >= {target}: {verdict}")
 
 
 if __name__ == "__main__":

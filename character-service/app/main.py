@@ -10,8 +10,8 @@ from fastapi import APIRouter, FastAPI
 from app.api.v1 import cards, characters, internal, tags
 from app.config import SERVICE_DIR, Settings, get_settings
 from chat_common.app import create_service_app
-from chat_common.auth import JWKSKeySource, TokenVerifier
-from chat_common.database import create_engine, create_sessionmaker, ping, run_migrations
+from chat_common.auth import jwks_verifier
+from chat_common.database import open_database
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -19,22 +19,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        await run_migrations(SERVICE_DIR, settings)
-        engine = create_engine(settings)
-        read_engine = create_engine(settings, autocommit=True)
-        app.state.sessionmaker = create_sessionmaker(engine)
-        app.state.read_sessionmaker = create_sessionmaker(read_engine)
-        app.state.token_verifier = TokenVerifier(
-            JWKSKeySource(settings.jwks_url, cache_seconds=settings.jwks_cache_seconds),
-            issuer=settings.jwt_issuer,
-            audience=settings.jwt_audience,
-        )
-        app.state.readiness_checks = {"postgres": lambda: ping(app.state.read_sessionmaker)}
-        try:
+        app.state.token_verifier = jwks_verifier(settings)
+        async with open_database(app, SERVICE_DIR, settings):
             yield
-        finally:
-            await engine.dispose()
-            await read_engine.dispose()
 
     app = create_service_app(
         settings,

@@ -12,7 +12,7 @@ from app.config import Settings, get_settings
 from app.services.gate import ConcurrencyGate
 from app.services.llm import LLMService
 from chat_common.app import create_service_app
-from chat_common.auth import JWKSKeySource, TokenVerifier
+from chat_common.auth import jwks_verifier
 from lmstudio_client import LMStudioClient, Timeouts
 
 
@@ -39,11 +39,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             retry_after=settings.retry_after_seconds,
         )
         app.state.llm = LLMService(client, gate, settings)
-        app.state.token_verifier = TokenVerifier(
-            JWKSKeySource(settings.jwks_url, cache_seconds=settings.jwks_cache_seconds),
-            issuer=settings.jwt_issuer,
-            audience=settings.jwt_audience,
-        )
+        app.state.token_verifier = jwks_verifier(settings)
         try:
             yield
         finally:

@@ -30,17 +30,6 @@ def fresh_standin(standin: StandinProcess) -> None:
     standin.reset()
 
 
-@pytest.fixture(scope="session")
-def mint() -> TokenMint:
-    return TokenMint()
-
-
-@pytest.fixture(scope="session")
-def jwks_url(mint: TokenMint) -> Iterator[str]:
-    with serve_app(mint.jwks_app()) as url:
-        yield f"{url}/.well-known/jwks.json"
-
-
 def make_settings(standin_url: str, jwks_url: str, **overrides: Any) -> Settings:
     values: dict[str, Any] = {
         "environment": "test",
@@ -63,8 +52,8 @@ def llm_url(standin: StandinProcess, jwks_url: str) -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
-def user_token(mint: TokenMint) -> str:
-    return mint.user()
+def user_token(token_mint: TokenMint) -> str:
+    return token_mint.user()
 
 
 @pytest.fixture

@@ -66,14 +66,14 @@ async def test_default_model_is_the_first_loaded_llm(client: httpx.AsyncClient) 
 
 
 async def test_aliases_and_default_model_from_config(
-    standin: StandinProcess, jwks_url: str, mint: TokenMint
+    standin: StandinProcess, jwks_url: str, token_mint: TokenMint
 ) -> None:
     settings = make_settings(
         standin.url, jwks_url, default_model="fast", model_aliases={"fast": "lmstudio-standin/echo-mini"}
     )
     with serve_app(create_app(settings)) as url:
         async with httpx.AsyncClient(
-            base_url=url, headers={"Authorization": f"Bearer {mint.user()}"}
+            base_url=url, headers={"Authorization": f"Bearer {token_mint.user()}"}
         ) as http:
             by_default = (await http.post("/api/v1/chat/completions", json=chat_body(model=None))).json()
             by_alias = (await http.post("/api/v1/chat/completions", json=chat_body(model="fast"))).json()
@@ -104,16 +104,18 @@ async def test_every_api_endpoint_needs_a_token(llm_url: str) -> None:
             assert (await http.get(path)).status_code == 200
 
 
-async def test_service_tokens_are_accepted(llm_url: str, mint: TokenMint) -> None:
-    token = mint.service("message-service", ["credits:write"])
+async def test_service_tokens_are_accepted(llm_url: str, token_mint: TokenMint) -> None:
+    token = token_mint.service("message-service", ["credits:write"])
     async with httpx.AsyncClient(base_url=llm_url, headers={"Authorization": f"Bearer {token}"}) as http:
         assert (await http.post("/api/v1/chat/completions", json=chat_body())).status_code == 200
 
 
-async def test_only_admins_load_and_unload(llm_url: str, mint: TokenMint, client: httpx.AsyncClient) -> None:
+async def test_only_admins_load_and_unload(
+    llm_url: str, token_mint: TokenMint, client: httpx.AsyncClient
+) -> None:
     model = "lmstudio-standin/echo-70b"
     assert (await client.post(f"/api/v1/models/{model}/load", json={})).status_code == 403
-    admin = {"Authorization": f"Bearer {mint.user(role='admin')}"}
+    admin = {"Authorization": f"Bearer {token_mint.user(role='admin')}"}
     async with httpx.AsyncClient(base_url=llm_url, headers=admin) as http:
         loaded = await http.post(f"/api/v1/models/{model}/load", json={"context_length": 8192})
         assert loaded.status_code == 200 and loaded.json()["status"] == "loaded"
@@ -137,13 +139,13 @@ async def test_status_reports_lmstudio_models_and_queue(
 
 
 async def test_concurrency_limit_two_with_ten_slow_requests(
-    standin: StandinProcess, jwks_url: str, mint: TokenMint
+    standin: StandinProcess, jwks_url: str, token_mint: TokenMint
 ) -> None:
     standin.configure(first_token_delay=0.3)
     settings = make_settings(standin.url, jwks_url, max_concurrency=2, max_queue=4)
     with serve_app(create_app(settings)) as url:
         async with httpx.AsyncClient(
-            base_url=url, headers={"Authorization": f"Bearer {mint.user()}"}, timeout=30
+            base_url=url, headers={"Authorization": f"Bearer {token_mint.user()}"}, timeout=30
         ) as http:
             responses = await asyncio.gather(
                 *[http.post("/api/v1/chat/completions", json=chat_body(f"request {i}")) for i in range(10)]
@@ -182,8 +184,10 @@ async def test_client_disconnect_cancels_a_plain_upstream_request(
     assert status["queue"]["active"] == 0
 
 
-async def test_killing_lmstudio_mid_stream_ends_with_an_error_event(jwks_url: str, mint: TokenMint) -> None:
-    headers = {"Authorization": f"Bearer {mint.user()}"}
+async def test_killing_lmstudio_mid_stream_ends_with_an_error_event(
+    jwks_url: str, token_mint: TokenMint
+) -> None:
+    headers = {"Authorization": f"Bearer {token_mint.user()}"}
     with (
         run_standin("--tokens-per-second", "20") as doomed,
         serve_app(create_app(make_settings(doomed.url, jwks_url))) as url,
@@ -201,11 +205,11 @@ async def test_killing_lmstudio_mid_stream_ends_with_an_error_event(jwks_url: st
     assert "[DONE]" not in events
 
 
-async def test_lmstudio_down_is_503_llm_unavailable_quickly(jwks_url: str, mint: TokenMint) -> None:
+async def test_lmstudio_down_is_503_llm_unavailable_quickly(jwks_url: str, token_mint: TokenMint) -> None:
     nowhere = f"http://127.0.0.1:{free_port()}"
     with serve_app(create_app(make_settings(nowhere, jwks_url))) as url:
         async with httpx.AsyncClient(
-            base_url=url, headers={"Authorization": f"Bearer {mint.user()}"}
+            base_url=url, headers={"Authorization": f"Bearer {token_mint.user()}"}
         ) as http:
             started = time.monotonic()
             response = await http.post("/api/v1/chat/completions", json=chat_body(), timeout=5)
@@ -226,12 +230,12 @@ async def _until(condition: object, within: float = 5.0) -> None:
 
 
 async def test_wrong_base_url_is_reported_as_misconfiguration(
-    standin: StandinProcess, jwks_url: str, mint: TokenMint
+    standin: StandinProcess, jwks_url: str, token_mint: TokenMint
 ) -> None:
     """A base URL ending in /v1 reaches LM Studio's 200-with-error answers: say so, not "200 OK"."""
     with serve_app(create_app(make_settings(f"{standin.url}/v1", jwks_url))) as url:
         async with httpx.AsyncClient(
-            base_url=url, headers={"Authorization": f"Bearer {mint.user()}"}
+            base_url=url, headers={"Authorization": f"Bearer {token_mint.user()}"}
         ) as http:
             response = await http.post("/api/v1/chat/completions", json=chat_body())
             status = (await http.get("/api/v1/status")).json()

@@ -23,7 +23,7 @@ from app.services.keys import TokenSigner, load_private_key_pem
 from app.services.passwords import PasswordHasher
 from chat_common.app import create_service_app
 from chat_common.auth import StaticKeySource, TokenVerifier
-from chat_common.database import create_engine, create_sessionmaker, ping, run_migrations
+from chat_common.database import open_database
 
 logger = logging.getLogger(__name__)
 
@@ -64,9 +64,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        await run_migrations(SERVICE_DIR, settings)
-        engine = create_engine(settings)
-        sessionmaker = create_sessionmaker(engine)
         hasher = PasswordHasher(settings.bcrypt_rounds)
         signer = TokenSigner(load_private_key_pem(settings), settings)
         limiter = LoginLimiter(
@@ -75,24 +72,23 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             per_account=settings.login_account_limit,
             per_ip=settings.login_ip_limit,
         )
-        app.state.sessionmaker = sessionmaker
-        read_engine = create_engine(settings, autocommit=True)
-        app.state.read_sessionmaker = create_sessionmaker(read_engine)
         app.state.auth = AuthContext(settings=settings, signer=signer, hasher=hasher, limiter=limiter)
         app.state.token_verifier = TokenVerifier(
             StaticKeySource(signer.jwks), issuer=settings.jwt_issuer, audience=settings.jwt_audience
         )
-        app.state.readiness_checks = {"postgres": lambda: ping(sessionmaker), "redis": limiter.ping}
-        await create_first_admin(sessionmaker, hasher, settings)
-        sweeper = asyncio.create_task(sweep_reservations(sessionmaker, settings.reservation_sweep_seconds))
-        try:
-            yield
-        finally:
-            sweeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await sweeper
-            await engine.dispose()
-            await read_engine.dispose()
+        app.state.readiness_checks["redis"] = limiter.ping
+        async with open_database(app, SERVICE_DIR, settings):
+            sessionmaker = app.state.sessionmaker
+            await create_first_admin(sessionmaker, hasher, settings)
+            sweeper = asyncio.create_task(
+                sweep_reservations(sessionmaker, settings.reservation_sweep_seconds)
+            )
+            try:
+                yield
+            finally:
+                sweeper.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await sweeper
 
     app = create_service_app(
         settings,

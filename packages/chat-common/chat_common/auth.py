@@ -15,6 +15,7 @@ from fastapi.security import OAuth2PasswordBearer
 from jose import JWTError, jwk, jwt
 
 from chat_common.errors import ForbiddenError, ServiceUnavailableError, UnauthorizedError
+from chat_common.settings import CommonSettings
 
 ALGORITHM = "RS256"
 ACCESS = "access"
@@ -173,6 +174,15 @@ class TokenVerifier:
             token=token,
             claims=claims,
         )
+
+
+def jwks_verifier(settings: CommonSettings) -> TokenVerifier:
+    """The verifier every service but user-service uses: user-service's JWKS over HTTP."""
+    return TokenVerifier(
+        JWKSKeySource(settings.jwks_url, cache_seconds=settings.jwks_cache_seconds),
+        issuer=settings.jwt_issuer,
+        audience=settings.jwt_audience,
+    )
 
 
 oauth2_scheme = OAuth2PasswordBearer(tokenUrl="/api/v1/auth/token", auto_error=False)

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
 from alembic import command
 from alembic.config import Config
-from fastapi import Depends, Request
+from fastapi import Depends, FastAPI, Request
 from pydantic import field_validator
 from sqlalchemy import DateTime, text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
@@ -87,6 +88,21 @@ async def run_migrations(service_dir: Path, settings: DatabaseSettings) -> None:
 async def ping(sessionmaker: async_sessionmaker[AsyncSession]) -> None:
     async with sessionmaker() as session:
         await session.execute(text("SELECT 1"))
+
+
+@asynccontextmanager
+async def open_database(app: FastAPI, service_dir: Path, settings: DatabaseSettings) -> AsyncIterator[None]:
+    """Migrate, then give the app `sessionmaker`, `read_sessionmaker` and a `postgres` readiness check."""
+    await run_migrations(service_dir, settings)
+    engine, read_engine = create_engine(settings), create_engine(settings, autocommit=True)
+    app.state.sessionmaker = create_sessionmaker(engine)
+    app.state.read_sessionmaker = create_sessionmaker(read_engine)
+    app.state.readiness_checks["postgres"] = lambda: ping(app.state.read_sessionmaker)
+    try:
+        yield
+    finally:
+        await engine.dispose()
+        await read_engine.dispose()
 
 
 async def get_session(request: Request) -> AsyncIterator[AsyncSession]:

@@ -38,25 +38,25 @@ def _conflict_from(exc: IntegrityError) -> ConflictError:
     return ConflictError("User already exists")
 
 
-async def add(session: AsyncSession, user: User) -> User:
-    """Insert and flush; a duplicate email or username becomes a 409."""
-    session.add(user)
+async def _flush(session: AsyncSession) -> None:
+    """Write pending changes; a duplicate email or username becomes a 409."""
     try:
         await session.flush()
     except IntegrityError as exc:
         await session.rollback()
         raise _conflict_from(exc) from exc
+
+
+async def add(session: AsyncSession, user: User) -> User:
+    session.add(user)
+    await _flush(session)
     return user
 
 
 async def update_fields(session: AsyncSession, user: User, fields: dict[str, Any]) -> User:
     for name, value in fields.items():
         setattr(user, name, value)
-    try:
-        await session.flush()
-    except IntegrityError as exc:
-        await session.rollback()
-        raise _conflict_from(exc) from exc
+    await _flush(session)
     return user
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -12,18 +12,7 @@ from httpx import ASGITransport, AsyncClient
 
 from app.config import Settings
 from app.main import create_app
-from chat_common.testing import TokenMint, create_database, serve_app
-
-
-@pytest.fixture(scope="session")
-def mint() -> TokenMint:
-    return TokenMint()
-
-
-@pytest.fixture(scope="session")
-def jwks_url(mint: TokenMint) -> Iterator[str]:
-    with serve_app(mint.jwks_app()) as url:
-        yield f"{url}/.well-known/jwks.json"
+from chat_common.testing import TokenMint, create_database
 
 
 @pytest.fixture(scope="session")
@@ -52,29 +41,29 @@ async def client(app: FastAPI) -> AsyncIterator[AsyncClient]:
 class Caller:
     """A signed-in caller: its id and the headers that carry its token."""
 
-    def __init__(self, mint: TokenMint, role: str = "user") -> None:
+    def __init__(self, token_mint: TokenMint, role: str = "user") -> None:
         self.id = str(uuid.uuid4())
-        self.headers = {"Authorization": f"Bearer {mint.user(self.id, role=role)}"}
+        self.headers = {"Authorization": f"Bearer {token_mint.user(self.id, role=role)}"}
 
 
 @pytest.fixture
-def alice(mint: TokenMint) -> Caller:
-    return Caller(mint)
+def alice(token_mint: TokenMint) -> Caller:
+    return Caller(token_mint)
 
 
 @pytest.fixture
-def bob(mint: TokenMint) -> Caller:
-    return Caller(mint)
+def bob(token_mint: TokenMint) -> Caller:
+    return Caller(token_mint)
 
 
 @pytest.fixture
-def admin(mint: TokenMint) -> Caller:
-    return Caller(mint, role="admin")
+def admin(token_mint: TokenMint) -> Caller:
+    return Caller(token_mint, role="admin")
 
 
 @pytest.fixture
-def service_headers(mint: TokenMint) -> dict[str, str]:
-    return {"Authorization": f"Bearer {mint.service('message-service', ['characters:counters'])}"}
+def service_headers(token_mint: TokenMint) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token_mint.service('message-service', ['characters:counters'])}"}
 
 
 CharacterFactory = Callable[..., Awaitable[dict[str, Any]]]

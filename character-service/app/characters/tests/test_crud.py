@@ -123,9 +123,9 @@ async def test_delete_is_soft_and_hides_everywhere(
 
 
 async def test_mine_lists_every_visibility(
-    client: AsyncClient, make_character: CharacterFactory, mint: object
+    client: AsyncClient, make_character: CharacterFactory, token_mint: object
 ) -> None:
-    owner = Caller(mint)  # type: ignore[arg-type]
+    owner = Caller(token_mint)  # type: ignore[arg-type]
     for visibility in ("private", "unlisted", "public"):
         await make_character(owner, visibility=visibility)
     mine = (await client.get("/api/v1/characters/mine", headers=owner.headers)).json()

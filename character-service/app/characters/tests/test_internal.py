@@ -23,12 +23,12 @@ async def test_service_increments_counters(
 
 
 async def test_users_and_unscoped_services_are_refused(
-    client: AsyncClient, alice: Caller, mint: TokenMint, make_character: CharacterFactory
+    client: AsyncClient, alice: Caller, token_mint: TokenMint, make_character: CharacterFactory
 ) -> None:
     character = await make_character(alice)
     url = f"/api/v1/internal/characters/{character['id']}/counters"
     assert (await client.post(url, json={"messages": 1}, headers=alice.headers)).status_code == 403
-    other = {"Authorization": f"Bearer {mint.service('llm-service', ['models:read'])}"}
+    other = {"Authorization": f"Bearer {token_mint.service('llm-service', ['models:read'])}"}
     assert (await client.post(url, json={"messages": 1}, headers=other)).status_code == 403
 
 

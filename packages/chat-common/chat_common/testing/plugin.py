@@ -14,6 +14,8 @@ import pytest
 
 from chat_common.embedded import free_port, start_mongodb, start_postgres, start_redis
 from chat_common.testing.keys import generate_rsa_private_key_pem
+from chat_common.testing.servers import serve_app
+from chat_common.testing.tokens import TokenMint
 
 
 @pytest.fixture(scope="session")
@@ -56,3 +58,16 @@ def mongodb_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 @pytest.fixture(scope="session")
 def rsa_private_key_pem() -> str:
     return generate_rsa_private_key_pem()
+
+
+@pytest.fixture(scope="session")
+def token_mint() -> TokenMint:
+    """Mints user and service tokens the way user-service does, with its own key."""
+    return TokenMint()
+
+
+@pytest.fixture(scope="session")
+def jwks_url(token_mint: TokenMint) -> Iterator[str]:
+    """`token_mint`'s JWKS, served over real HTTP for the service under test to fetch."""
+    with serve_app(token_mint.jwks_app()) as url:
+        yield f"{url}/.well-known/jwks.json"
