@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import logging
+
 import httpx
 import pytest
 from fastapi import FastAPI
@@ -13,11 +16,12 @@ from chat_common.settings import CommonSettings
 
 
 def make_app() -> FastAPI:
-    settings = CommonSettings(service_name="demo", max_body_bytes=100, json_logs=False)
+    settings = CommonSettings(service_name="demo", max_body_bytes=100, json_logs=True)
     app = create_service_app(settings, title="demo", description="demo")
 
     @app.get("/conflict")
     async def conflict() -> None:
+        logging.getLogger("demo").info("refusing with a conflict")
         raise ConflictError("already there", details={"id": 1})
 
     @app.get("/crash")
@@ -79,3 +83,13 @@ def test_production_refuses_wildcard_cors_and_debug() -> None:
     with pytest.raises(ValidationError, match="DEBUG"):
         CommonSettings(environment="production", cors_origins=["https://chat.example"], debug=True)
     assert CommonSettings(environment="production", cors_origins=["https://chat.example"]).is_production
+
+
+async def test_every_log_line_is_json_with_the_request_id(capsys: pytest.CaptureFixture[str]) -> None:
+    client = httpx.AsyncClient(transport=httpx.ASGITransport(app=make_app()), base_url="http://demo")
+    await client.get("/conflict", headers={"X-Request-ID": "log-me-1"})
+    logging.getLogger("demo").info("after the request")
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+    assert lines, "no JSON log lines"
+    assert all({"time", "level", "logger", "service", "request_id", "message"} <= set(line) for line in lines)
+    assert any(line["request_id"] == "log-me-1" for line in lines)

@@ -124,3 +124,22 @@ async def test_streamed_text_completion(standin: StandinProcess) -> None:
         parts = [c async for c in client.stream_completion({"model": ECHO, "prompt": "Once upon"})]
     assert "".join(p.choices[0].text for p in parts if p.choices) == "You said: Once upon"
     assert parts[-1].usage is not None and parts[-1].usage.completion_tokens == 4
+
+
+async def test_standin_v0_chat_reports_stats_like_lmstudio(standin: StandinProcess) -> None:
+    import httpx
+
+    async with httpx.AsyncClient(base_url=standin.url) as http:
+        body = {"model": ECHO, "messages": [{"role": "user", "content": "hi"}]}
+        reply = (await http.post("/api/v0/chat/completions", json=body)).json()
+        unknown = await http.post("/v1/nowhere", json={})
+    assert set(reply["stats"]) == {
+        "tokens_per_second",
+        "time_to_first_token",
+        "generation_time",
+        "stop_reason",
+    }
+    assert reply["model_info"]["context_length"] == 4096 and reply["id"].startswith("chatcmpl-")
+    assert unknown.status_code == 200 and unknown.json() == {
+        "error": "Unexpected endpoint or method. (POST /v1/nowhere)"
+    }
