@@ -16,11 +16,16 @@ async def test_metrics_and_docs(client: AsyncClient) -> None:
     await client.get("/health")
     metrics = await client.get("/metrics")
     assert metrics.status_code == 200
-    assert 'http_requests_total{handler="/api/v1/auth/token"' not in metrics.text
+    series = 'http_requests_total{handler="/api/v1/auth/token",method="POST",status="4xx"}'
+
+    async def failed_logins() -> float:
+        text = (await client.get("/metrics")).text
+        return next((float(line.split()[-1]) for line in text.splitlines() if line.startswith(series)), 0.0)
+
+    before = await failed_logins()
     await client.post("/api/v1/auth/token", data={"username": "nobody-m", "password": "Wrong-pass-1"})
-    metrics_text = (await client.get("/metrics")).text
-    assert 'http_requests_total{handler="/api/v1/auth/token",method="POST",status="4xx"}' in metrics_text
-    assert "http_request_duration_seconds_bucket" in metrics_text
+    assert await failed_logins() == before + 1
+    assert "http_request_duration_seconds_bucket" in (await client.get("/metrics")).text
     assert (await client.get("/docs")).status_code == 200
     schema = (await client.get("/openapi.json")).json()
     assert "/api/v1/auth/token" in schema["paths"]
