@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import subprocess
@@ -36,11 +37,9 @@ MODEL = "lmstudio-standin/echo-7b"
 def wait_ready(url: str) -> None:
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
-        try:
+        with contextlib.suppress(httpx.HTTPError):
             if httpx.get(f"{url}/ready", timeout=1).status_code == 200:
                 return
-        except httpx.HTTPError:
-            pass
         time.sleep(0.1)
     raise RuntimeError("llm-service did not start")
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import signal
@@ -121,11 +122,9 @@ def wait_ready(name: str, url: str, process: subprocess.Popen[str], timeout: flo
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise RuntimeError(f"{name} exited with code {process.returncode}")
-        try:
+        with contextlib.suppress(httpx.HTTPError):
             if httpx.get(f"{url}/ready", timeout=2.0).status_code == 200:
                 return
-        except httpx.HTTPError:
-            pass
         time.sleep(0.3)
     raise TimeoutError(f"{name} was not ready after {timeout:.0f}s")
 

@@ -36,23 +36,23 @@ class NotLMStudio(LMStudioError):
 
 
 class ModelNotFound(LMStudioError):
-    pass
+    """The model asked for is not known to LM Studio."""
 
 
 class NoModelLoaded(LMStudioError):
-    pass
+    """LM Studio has no model loaded to answer with."""
 
 
 class ContextLengthExceeded(LMStudioError):
-    pass
+    """The prompt does not fit the model's loaded context length."""
 
 
 class ModelCrashed(LMStudioError):
-    pass
+    """The model process crashed while answering."""
 
 
 class BadRequest(LMStudioError):
-    pass
+    """LM Studio refused the request as malformed or unauthorized."""
 
 
 class UnsupportedByServer(LMStudioError):

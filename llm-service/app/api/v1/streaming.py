@@ -23,8 +23,10 @@ class ClientDisconnected(Exception):
 
 
 async def _wait_for_disconnect(receive: Receive) -> None:
-    while (await receive())["type"] != "http.disconnect":
-        pass
+    """Returns once the client has gone (the request body was already read by then)."""
+    while True:
+        if (await receive())["type"] == "http.disconnect":
+            return
 
 
 async def unless_disconnected(request: Request, work: Awaitable[T]) -> T:
