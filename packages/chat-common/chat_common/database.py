@@ -14,8 +14,11 @@ from alembic.config import Config
 from fastapi import Depends, FastAPI, Request
 from pydantic import field_validator
 from sqlalchemy import DateTime, text
+from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
+from chat_common.errors import ServiceUnavailableError
 from chat_common.settings import CommonSettings
 
 NAMING_CONVENTION = {
@@ -105,15 +108,31 @@ async def open_database(app: FastAPI, service_dir: Path, settings: DatabaseSetti
         await read_engine.dispose()
 
 
+# What a lost or refused database connection surfaces as: asyncpg's OSErrors on connect, SQLAlchemy's
+# wrapped DBAPI errors later, and the pool's own timeout.
+UNAVAILABLE = (ConnectionError, TimeoutError, OperationalError, InterfaceError, PoolTimeout)
+
+
+@asynccontextmanager
+async def _session(factory: async_sessionmaker[AsyncSession]) -> AsyncIterator[AsyncSession]:
+    try:
+        async with factory() as session:
+            yield session
+    except UNAVAILABLE as exc:
+        raise ServiceUnavailableError(
+            "PostgreSQL is unavailable", code="dependency_unavailable", details={"service": "postgres"}
+        ) from exc
+
+
 async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
     """A transactional session (`app.state.sessionmaker`); closing it rolls back what was not committed."""
-    async with request.app.state.sessionmaker() as session:
+    async with _session(request.app.state.sessionmaker) as session:
         yield session
 
 
 async def get_read_session(request: Request) -> AsyncIterator[AsyncSession]:
     """An autocommit session (`app.state.read_sessionmaker`) for single-query reads."""
-    async with request.app.state.read_sessionmaker() as session:
+    async with _session(request.app.state.read_sessionmaker) as session:
         yield session
 
 
