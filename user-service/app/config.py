@@ -44,6 +44,8 @@ class Settings(DatabaseSettings):
 
     jwt_private_key: SecretStr | None = None
     jwt_private_key_file: Path | None = None
+    # After a key rotation, the old public key(s), so tokens it signed stay valid until they expire.
+    jwt_previous_public_keys: list[str] = []
     access_token_minutes: int = 30
     refresh_token_days: int = 30
     service_token_minutes: int = 15

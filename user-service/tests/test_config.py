@@ -11,6 +11,7 @@ SAFE = {
     "environment": "production",
     "cors_origins": ["https://chat.example"],
     "jwt_private_key": "-----BEGIN PRIVATE KEY-----...",
+    "database_url": "postgresql://chat:s3cret@db:5432/chatbot",
     "service_clients": {"message-service": ServiceClientConfig(secret=SecretStr("s3cr3t-long"), scopes=[])},
 }
 
@@ -26,6 +27,7 @@ def test_production_accepts_real_settings() -> None:
         ({"service_clients": None}, "development secret"),
         ({"bcrypt_rounds": 4}, "BCRYPT_ROUNDS"),
         ({"cors_origins": ["*"]}, "CORS_ORIGINS"),
+        ({"database_url": None}, "DATABASE_URL"),
     ],
 )
 def test_production_refuses_unsafe_defaults(override: dict[str, object], complaint: str) -> None:

@@ -186,3 +186,31 @@ async def test_missing_token_is_401(client: AsyncClient) -> None:
     response = await client.get("/api/v1/users/me")
     assert response.status_code == 401
     assert_error_shape(response.json(), "unauthorized")
+
+
+async def test_previous_keys_stay_published_after_rotation(settings: Settings) -> None:
+    """Rotate: the new key signs; the JWKS still has the old one, so its tokens verify until expiry."""
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    from app.services.keys import TokenSigner
+    from chat_common.auth import StaticKeySource
+    from chat_common.testing import generate_rsa_private_key_pem
+
+    assert settings.jwt_private_key is not None
+    old_pem = settings.jwt_private_key.get_secret_value()
+    old = TokenSigner(old_pem, settings)
+    old_key = serialization.load_pem_private_key(old_pem.encode(), None)
+    assert isinstance(old_key, rsa.RSAPrivateKey)
+    old_public = (
+        old_key.public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode()
+    )
+    rotated = settings.model_copy(update={"jwt_previous_public_keys": [old_public]})
+    new = TokenSigner(generate_rsa_private_key_pem(), rotated)
+    assert [k["kid"] for k in new.jwks()["keys"]] == [new.kid, old.kid]
+    verifier = TokenVerifier(
+        StaticKeySource(new.jwks), issuer=settings.jwt_issuer, audience=settings.jwt_audience
+    )
+    assert (await verifier.verify(old.access_token(user_id="u-old", role="user"))).subject == "u-old"
+    assert (await verifier.verify(new.access_token(user_id="u-new", role="user"))).subject == "u-new"

@@ -46,8 +46,11 @@ def async_database_url(url: str) -> str:
     raise ValueError("DATABASE_URL must be a postgresql:// URL")
 
 
+DEV_DATABASE_URL = "postgresql://postgres@127.0.0.1:5431/chatbot"
+
+
 class DatabaseSettings(CommonSettings):
-    database_url: str = "postgresql://postgres@127.0.0.1:5431/chatbot"
+    database_url: str = DEV_DATABASE_URL
     db_pool_size: int = 16
     db_pool_timeout: float = 10.0
 
@@ -60,6 +63,12 @@ class DatabaseSettings(CommonSettings):
     @property
     def async_database_url(self) -> str:
         return async_database_url(self.database_url)
+
+    def unsafe_production_values(self) -> list[str]:
+        problems = super().unsafe_production_values()
+        if self.database_url == DEV_DATABASE_URL:
+            problems.append("DATABASE_URL must be set (the development default has no password)")
+        return problems
 
 
 def create_engine(settings: DatabaseSettings, *, autocommit: bool = False) -> AsyncEngine:

@@ -46,19 +46,34 @@ def load_private_key_pem(settings: Settings) -> str:
     return path.read_text()
 
 
+def public_jwk(key: rsa.RSAPublicKey) -> dict[str, str]:
+    """The JWKS entry of a public key; its kid is the RFC 7638 thumbprint (stable, changes on rotation)."""
+    numbers = key.public_numbers()
+    n, e = _b64url_uint(numbers.n), _b64url_uint(numbers.e)
+    thumbprint_input = f'{{"e":"{e}","kty":"RSA","n":"{n}"}}'.encode()
+    kid = base64.urlsafe_b64encode(hashlib.sha256(thumbprint_input).digest()).rstrip(b"=").decode()
+    return {"kty": "RSA", "use": "sig", "alg": ALGORITHM, "kid": kid, "n": n, "e": e}
+
+
+def _load_public(pem: str) -> rsa.RSAPublicKey:
+    key = serialization.load_pem_public_key(pem.encode())
+    if not isinstance(key, rsa.RSAPublicKey):
+        raise ValueError("JWT_PREVIOUS_PUBLIC_KEYS must hold RSA public keys")
+    return key
+
+
 class TokenSigner:
-    """Signs tokens with one RSA key and publishes its public half as a JWKS entry."""
+    """Signs tokens with one RSA key; publishes its public half, and the previous keys' still valid
+    for tokens they signed, as the JWKS."""
 
     def __init__(self, private_key_pem: str, settings: Settings) -> None:
         key = serialization.load_pem_private_key(private_key_pem.encode(), password=None)
         if not isinstance(key, rsa.RSAPrivateKey):
             raise ValueError("JWT private key must be an RSA key")
-        numbers = key.public_key().public_numbers()
-        n, e = _b64url_uint(numbers.n), _b64url_uint(numbers.e)
-        # RFC 7638 thumbprint: stable across restarts, changes when the key rotates.
-        thumbprint_input = f'{{"e":"{e}","kty":"RSA","n":"{n}"}}'.encode()
-        self.kid = base64.urlsafe_b64encode(hashlib.sha256(thumbprint_input).digest()).rstrip(b"=").decode()
-        self._jwk = {"kty": "RSA", "use": "sig", "alg": ALGORITHM, "kid": self.kid, "n": n, "e": e}
+        current = public_jwk(key.public_key())
+        self.kid = current["kid"]
+        previous = [public_jwk(_load_public(pem)) for pem in settings.jwt_previous_public_keys]
+        self._keys = [current, *(k for k in previous if k["kid"] != self.kid)]
         self._private_pem = private_key_pem
         self.issuer = settings.jwt_issuer
         self.audience = settings.jwt_audience
@@ -66,7 +81,7 @@ class TokenSigner:
         self.service_ttl = timedelta(minutes=settings.service_token_minutes)
 
     def jwks(self) -> dict[str, Any]:
-        return {"keys": [self._jwk]}
+        return {"keys": self._keys}
 
     def _sign(self, *, sub: str, role: str, scopes: list[str], token_type: str, ttl: timedelta) -> str:
         now = datetime.now(UTC)
