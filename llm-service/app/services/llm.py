@@ -122,7 +122,7 @@ class LLMService:
             await source.aclose()
             self.gate.release()
             raise
-        return ChunkStream(self, source, _dump(first), started)
+        return ChunkStream(self, source, _dump(first), started, first_at=time.perf_counter())
 
     async def status(self) -> dict[str, Any]:
         health = await self.client.health()
@@ -152,23 +152,25 @@ class ChunkStream:
         source: AsyncGenerator[BaseModel],
         first: dict[str, Any],
         started: float,
+        *,
+        first_at: float,
     ) -> None:
         self._service = service
         self._source = source
         self._first = first
         self._started = started
+        self._first_at = first_at
         self._closed = False
 
     async def events(self) -> AsyncIterator[dict[str, Any]]:
         """Chunks in OpenAI's format; the usage chunk gains `timing`; an error becomes a last event."""
-        first_token: float | None = time.perf_counter()
         yield self._first
         try:
             async for chunk in self._source:
                 event = _dump(chunk)
                 if event.get("usage"):
                     event["timing"] = _timing(
-                        self._started, first_token, event["usage"].get("completion_tokens")
+                        self._started, self._first_at, event["usage"].get("completion_tokens")
                     )
                 yield event
         except LMStudioError as exc:
