@@ -74,7 +74,7 @@ class TokenSigner:
         self.kid = current["kid"]
         previous = [public_jwk(_load_public(pem)) for pem in settings.jwt_previous_public_keys]
         self._keys = [current, *(k for k in previous if k["kid"] != self.kid)]
-        self._private_pem = private_key_pem
+        self._signing_key = key  # parsed once; python-jose accepts the key object
         self.issuer = settings.jwt_issuer
         self.audience = settings.jwt_audience
         self.access_ttl = timedelta(minutes=settings.access_token_minutes)
@@ -96,7 +96,7 @@ class TokenSigner:
             "iss": self.issuer,
             "aud": self.audience,
         }
-        return str(jwt.encode(claims, self._private_pem, algorithm=ALGORITHM, headers={"kid": self.kid}))
+        return str(jwt.encode(claims, self._signing_key, algorithm=ALGORITHM, headers={"kid": self.kid}))
 
     def access_token(self, *, user_id: str, role: str) -> str:
         return self._sign(sub=user_id, role=role, scopes=[], token_type=ACCESS, ttl=self.access_ttl)
