@@ -102,3 +102,24 @@ async def test_login_form_missing_fields_is_422(client: AsyncClient) -> None:
     response = await client.post("/api/v1/auth/token", data={"username": "x"})
     assert response.status_code == 422
     assert_error_shape(response.json(), "validation_error")
+
+
+async def test_nul_characters_are_422_or_401_never_500(
+    client: AsyncClient, make_user: UserFactory, admin_headers: dict[str, str]
+) -> None:
+    body = {
+        "email": "nul@example.com",
+        "username": "nulnul",
+        "display_name": "a\u0000b",
+        "password": "Good-pass-1",
+    }
+    response = await client.post("/api/v1/auth/register", json=body)
+    assert response.status_code == 422 and "NUL" in response.json()["error"]["message"]
+    login = await client.post("/api/v1/auth/token", data={"username": "a\u0000b", "password": "Good-pass-1"})
+    assert login.status_code == 401
+    user = await make_user()
+    patch = await client.patch("/api/v1/users/me", json={"display_name": "\u0000"}, headers=user.headers)
+    assert patch.status_code == 422
+    search = await client.get("/api/v1/admin/users", params={"q": "a\u0000"}, headers=admin_headers)
+    assert search.status_code == 422
+    assert_error_shape(search.json(), "validation_error")

@@ -8,6 +8,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator
 
+from chat_common.validation import InputModel
+
 Visibility = Literal["private", "unlisted", "public"]
 LongText = Annotated[str, Field(max_length=100_000)]
 Tag = Annotated[str, Field(min_length=1, max_length=64)]
@@ -19,7 +21,7 @@ def _check_url(value: str | None) -> str | None:
     return value
 
 
-class CharacterBase(BaseModel):
+class CharacterBase(InputModel):
     """Every editable field; each maps one to one onto a Character Card V2 field."""
 
     model_config = ConfigDict(extra="forbid")
@@ -50,7 +52,7 @@ class CharacterCreate(CharacterBase):
     """POST and PUT bodies: omitted fields take their defaults."""
 
 
-class CharacterUpdate(BaseModel):
+class CharacterUpdate(InputModel):
     """PATCH body: only the fields given change."""
 
     model_config = ConfigDict(extra="forbid")

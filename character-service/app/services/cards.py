@@ -137,7 +137,7 @@ def parse_card(data: bytes, *, max_pixels: int, max_text_bytes: int) -> Imported
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
-        raise CardError(f"card field {where}: {first['msg']}") from exc
+        raise CardError(f"card field {where}: {first['msg']}" if where else f"card: {first['msg']}") from exc
     return ImportedCard(character=character, avatar=avatar)
 
 

@@ -15,6 +15,7 @@ from app.schemas.character import CharacterCreate, CharacterUpdate
 from app.services.cards import ImportedCard
 from chat_common.auth import Principal
 from chat_common.errors import ForbiddenError, NotFoundError, PayloadTooLargeError, UnprocessableError
+from chat_common.validation import NUL_MESSAGE, contains_nul
 
 
 def _owner_or_admin(caller: Principal, character: Character) -> bool:
@@ -118,6 +119,8 @@ async def set_metadata(
     new = merge_patch(character.meta, metadata) if merge else metadata
     if not isinstance(new, dict):
         raise UnprocessableError("metadata must be a JSON object")
+    if contains_nul(new):
+        raise UnprocessableError(NUL_MESSAGE)
     check_metadata_size(new, limit)
     character.meta = new
     character.version += 1

@@ -9,16 +9,17 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
+import asyncpg
 from alembic import command
 from alembic.config import Config
 from fastapi import Depends, FastAPI, Request
 from pydantic import field_validator
 from sqlalchemy import DateTime, text
-from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import DataError, DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
-from chat_common.errors import ServiceUnavailableError
+from chat_common.errors import ServiceUnavailableError, UnprocessableError
 from chat_common.settings import CommonSettings
 
 NAMING_CONVENTION = {
@@ -122,6 +123,18 @@ async def open_database(app: FastAPI, service_dir: Path, settings: DatabaseSetti
 UNAVAILABLE = (ConnectionError, TimeoutError, OperationalError, InterfaceError, PoolTimeout)
 
 
+def _is_bad_value(exc: DBAPIError) -> bool:
+    """A value PostgreSQL cannot store or compare (e.g. a NUL in a query parameter): the client's input."""
+    if isinstance(exc, DataError):
+        return True
+    cause: BaseException | None = exc.orig
+    while cause is not None:
+        if isinstance(cause, asyncpg.exceptions.DataError):
+            return True
+        cause = cause.__cause__
+    return False
+
+
 @asynccontextmanager
 async def _session(factory: async_sessionmaker[AsyncSession]) -> AsyncIterator[AsyncSession]:
     try:
@@ -131,6 +144,10 @@ async def _session(factory: async_sessionmaker[AsyncSession]) -> AsyncIterator[A
         raise ServiceUnavailableError(
             "PostgreSQL is unavailable", code="dependency_unavailable", details={"service": "postgres"}
         ) from exc
+    except DBAPIError as exc:
+        if not _is_bad_value(exc):
+            raise
+        raise UnprocessableError(f"invalid value in the request: {exc.orig}") from exc
 
 
 async def get_session(request: Request) -> AsyncIterator[AsyncSession]:

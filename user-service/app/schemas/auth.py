@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
+from chat_common.validation import InputModel
+
 
 class TokenPair(BaseModel):
     access_token: str
@@ -12,7 +14,7 @@ class TokenPair(BaseModel):
     expires_in: int = Field(description="Access token lifetime in seconds")
 
 
-class RefreshRequest(BaseModel):
+class RefreshRequest(InputModel):
     refresh_token: str = Field(min_length=1, max_length=512)
 
 

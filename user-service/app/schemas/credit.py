@@ -8,6 +8,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from chat_common.validation import InputModel
+
 MAX_AMOUNT = 1_000_000
 
 
@@ -28,12 +30,12 @@ class TransactionPublic(BaseModel):
     created_at: datetime
 
 
-class CreditAdjustment(BaseModel):
+class CreditAdjustment(InputModel):
     amount: int = Field(ge=-MAX_AMOUNT, le=MAX_AMOUNT, description="Positive grants, negative deducts")
     reason: str = Field(min_length=1, max_length=255)
 
 
-class ReservationCreate(BaseModel):
+class ReservationCreate(InputModel):
     user_id: uuid.UUID
     amount: int = Field(gt=0, le=MAX_AMOUNT)
     idempotency_key: str = Field(min_length=1, max_length=128)

@@ -10,6 +10,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, field_validator, model_validator
 
 from app.services.passwords import BCRYPT_MAX_BYTES
+from chat_common.validation import InputModel
 
 USERNAME_PATTERN = r"^[A-Za-z0-9_.-]{3,32}$"
 PASSWORD_MIN_LENGTH = 8
@@ -29,7 +30,7 @@ def check_password_strength(password: str) -> str:
     return password
 
 
-class UserBase(BaseModel):
+class UserBase(InputModel):
     email: EmailStr = Field(max_length=320, examples=["ada@example.com"])
     username: str = Field(pattern=USERNAME_PATTERN, examples=["ada"])
     display_name: str = Field(min_length=1, max_length=100, examples=["Ada Lovelace"])
@@ -55,7 +56,7 @@ class UserCreate(UserBase):
         return self
 
 
-class UserUpdate(BaseModel):
+class UserUpdate(InputModel):
     model_config = ConfigDict(extra="forbid")
 
     email: EmailStr | None = Field(default=None, max_length=320)
@@ -68,7 +69,7 @@ class UserUpdate(BaseModel):
         return value.lower() if value else value
 
 
-class PasswordChange(BaseModel):
+class PasswordChange(InputModel):
     current_password: str = Field(max_length=256)
     new_password: str = Field(max_length=256)
 

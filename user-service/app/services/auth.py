@@ -65,7 +65,8 @@ async def login(session: AsyncSession, ctx: AuthContext, *, login: str, password
     wait = await ctx.limiter.retry_after(login, ip)
     if wait is not None:
         raise RateLimitedError("Too many failed login attempts; try again later", retry_after=wait)
-    user = await user_repo.get_by_login(session, login)
+    # A NUL cannot be in any stored name (and PostgreSQL refuses to compare it): no such user.
+    user = None if "\x00" in login else await user_repo.get_by_login(session, login)
     valid = await ctx.hasher.verify(password, user.password_hash if user else None)
     if not valid or user is None:
         await ctx.limiter.record_failure(login, ip)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from httpx import AsyncClient
 
@@ -177,3 +179,26 @@ async def test_unknown_and_malformed_ids(client: AsyncClient, alice: Caller) -> 
     )
     assert missing.status_code == 404
     assert (await client.get("/api/v1/characters/not-an-id", headers=alice.headers)).status_code == 422
+
+
+async def test_nul_characters_are_422_never_500(
+    client: AsyncClient, alice: Caller, make_character: CharacterFactory
+) -> None:
+    created = await client.post("/api/v1/characters", json={"name": "a\u0000b"}, headers=alice.headers)
+    assert created.status_code == 422 and "NUL" in created.json()["error"]["message"]
+    character = await make_character(alice)
+    for method in ("PUT", "PATCH"):
+        metadata = await client.request(
+            method,
+            f"/api/v1/characters/{character['id']}/metadata",
+            json={"k": "\u0000"},
+            headers=alice.headers,
+        )
+        assert metadata.status_code == 422, method
+    for params in ({"creator": "\u0000"}, {"tags": "\u0000"}):
+        listed = await client.get("/api/v1/characters", params=params, headers=alice.headers)
+        assert listed.status_code == 422 and error_code(listed) == "validation_error"
+    card = {"spec": "chara_card_v2", "data": {"name": "x", "description": "\u0000"}}
+    files = {"file": ("c.json", json.dumps(card).encode(), "application/json")}
+    imported = await client.post("/api/v1/characters/import", files=files, headers=alice.headers)
+    assert imported.status_code == 422 and "NUL" in imported.json()["error"]["message"]
