@@ -14,7 +14,7 @@ from pydantic import ValidationError
 from app.models import Character
 from app.schemas.character import CharacterCreate
 from app.services import png
-from chat_common.errors import AppError, UnprocessableError
+from chat_common.errors import AppError, PayloadTooLargeError, UnprocessableError
 
 V2, V3 = "chara_card_v2", "chara_card_v3"
 # Card field -> character field, for every field that maps one to one.
@@ -58,46 +58,76 @@ class UnsupportedFile(AppError):
     status_code, code = 415, "unsupported_file"
 
 
+@dataclass(frozen=True)
+class CardLimits:
+    """What a card upload may cost: pixels declared, decoded PNG text, text chunks, JSON nesting."""
+
+    max_pixels: int
+    max_text_bytes: int
+    max_text_chunks: int
+    max_depth: int
+
+
 @dataclass
 class ImportedCard:
     character: CharacterCreate
     avatar: bytes | None
 
 
-def _decode_chunk(name: str, text: str) -> dict[str, Any]:
+def _depth(value: Any) -> int:
+    """How deeply objects and arrays nest (a scalar is 0), walked without recursion."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, level = stack.pop()
+        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else None
+        if children is not None:
+            deepest = max(deepest, level)
+            stack.extend((child, level + 1) for child in children)
+    return deepest
+
+
+def _load_json(raw: bytes, where: str, max_depth: int) -> dict[str, Any]:
+    """A JSON object, or a CardError: nesting past `max_depth` is refused here, so neither the parser
+    nor a later stage (validation, JSONB, export) can run out of stack on it."""
+    too_deep = f"the card's JSON is nested more than {max_depth} levels deep"
+    try:
+        card = json.loads(raw.decode("utf-8"))
+    except RecursionError:
+        raise CardError(too_deep) from None  # beyond Python's own limit; the stack is unwound here
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise CardError(f"{where} is not valid JSON: {exc}") from exc
+    if _depth(card) > max_depth:
+        raise CardError(too_deep)
+    if not isinstance(card, dict):
+        raise CardError(f"{where} must hold a JSON object")
+    return card
+
+
+def _decode_chunk(name: str, text: str, max_depth: int) -> dict[str, Any]:
     try:
         raw = base64.b64decode(text.strip(), validate=True)
     except (binascii.Error, ValueError) as exc:
         raise CardError(f"the '{name}' chunk is not valid base64") from exc
-    try:
-        card = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise CardError(f"the '{name}' chunk does not hold valid JSON: {exc}") from exc
-    if not isinstance(card, dict):
-        raise CardError(f"the '{name}' chunk must hold a JSON object")
-    return card
+    return _load_json(raw, f"the '{name}' chunk", max_depth)
 
 
-def _card_from_png(data: bytes, *, max_pixels: int, max_text_bytes: int) -> dict[str, Any]:
+def _card_from_png(data: bytes, limits: CardLimits) -> dict[str, Any]:
     try:
-        texts = png.read_text_chunks(data, max_pixels=max_pixels, max_text_bytes=max_text_bytes)
+        texts = png.read_text_chunks(
+            data,
+            max_pixels=limits.max_pixels,
+            max_text_bytes=limits.max_text_bytes,
+            max_text_chunks=limits.max_text_chunks,
+        )
+    except png.PNGTooLarge as exc:
+        raise PayloadTooLargeError(str(exc), code="card_text_too_large") from exc
     except png.PNGError as exc:
         raise CardError(str(exc)) from exc
     if "ccv3" in texts:  # V3 when present: V2 readers ignore it, V3 readers prefer it
-        return _decode_chunk("ccv3", texts["ccv3"])
+        return _decode_chunk("ccv3", texts["ccv3"], limits.max_depth)
     if "chara" in texts:
-        return _decode_chunk("chara", texts["chara"])
+        return _decode_chunk("chara", texts["chara"], limits.max_depth)
     raise CardError("the PNG has no 'chara' (or 'ccv3') text chunk: it is an image, not a character card")
-
-
-def _card_from_json(data: bytes) -> dict[str, Any]:
-    try:
-        card = json.loads(data.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise CardError(f"the file is not valid JSON: {exc}") from exc
-    if not isinstance(card, dict):
-        raise CardError("a card must be a JSON object")
-    return card
 
 
 def _character_fields(card: dict[str, Any]) -> dict[str, Any]:
@@ -122,14 +152,14 @@ def _character_fields(card: dict[str, Any]) -> dict[str, Any]:
     return fields
 
 
-def parse_card(data: bytes, *, max_pixels: int, max_text_bytes: int) -> ImportedCard:
+def parse_card(data: bytes, limits: CardLimits) -> ImportedCard:
     """A PNG (with a `chara`/`ccv3` chunk) or a JSON card -> a validated character. CPU-bound."""
     if not data.strip():
         raise CardError("the file is empty")
     if png.is_png(data):
-        card, avatar = _card_from_png(data, max_pixels=max_pixels, max_text_bytes=max_text_bytes), data
+        card, avatar = _card_from_png(data, limits), data
     elif data.lstrip()[:1] == b"{":
-        card, avatar = _card_from_json(data), None
+        card, avatar = _load_json(data, "the file", limits.max_depth), None
     else:
         raise UnsupportedFile("the file is neither a PNG image nor a JSON card")
     try:

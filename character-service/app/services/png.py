@@ -1,7 +1,7 @@
 """Just enough PNG to carry character cards: read and write text chunks, make a plain image.
 
 Reading is defensive: CRCs are checked, declared dimensions are capped (decompression bombs), and
-compressed text is inflated only up to a limit. No pixel data is ever decoded.
+all text chunks together are decoded only up to one total limit. No pixel data is ever decoded.
 """
 
 from __future__ import annotations
@@ -46,41 +46,79 @@ def chunks(data: bytes) -> Iterator[tuple[bytes, bytes]]:
     raise PNGError("truncated PNG: no IEND chunk")
 
 
-def _inflate(data: bytes, limit: int) -> bytes:
+class PNGTooLarge(PNGError):
+    """The text chunks together decode to more than the cap."""
+
+
+class _TextBudget:
+    """One cap on the decoded text of all text chunks together, and on how many there are."""
+
+    def __init__(self, max_bytes: int, max_chunks: int) -> None:
+        self.max_bytes, self.max_chunks = max_bytes, max_chunks
+        self.used = self.chunks = 0
+
+    def count_chunk(self) -> None:
+        self.chunks += 1
+        if self.chunks > self.max_chunks:
+            raise PNGError(f"the PNG has more than {self.max_chunks} text chunks")
+
+    @property
+    def left(self) -> int:
+        return self.max_bytes - self.used
+
+    def take(self, size: int) -> None:
+        if size > self.left:
+            raise PNGTooLarge(
+                f"the PNG's text chunks hold more than {self.max_bytes} bytes of text (the limit for a card)"
+            )
+        self.used += size
+
+
+def _inflate(data: bytes, budget: _TextBudget) -> bytes:
+    """Inflate at most one byte past what the budget has left, so a bomb never grows in memory."""
     inflater = zlib.decompressobj()
     try:
-        out = inflater.decompress(data, limit)
+        out = inflater.decompress(data, budget.left + 1)
     except zlib.error as exc:
         raise PNGError(f"corrupt compressed text chunk: {exc}") from exc
-    if inflater.unconsumed_tail:
-        raise PNGError(f"compressed text chunk inflates beyond {limit} bytes")
+    budget.take(len(out))
     return out
 
 
-def _text_chunk(kind: bytes, payload: bytes, limit: int) -> tuple[str, str]:
+def _text_chunk(kind: bytes, payload: bytes, budget: _TextBudget) -> tuple[str, str]:
     keyword, sep, rest = payload.partition(b"\x00")
     if not sep:
         raise PNGError("malformed text chunk: no keyword separator")
     name = keyword.decode("latin-1")
     if kind == b"tEXt":
-        if len(rest) > limit:
-            raise PNGError(f"text chunk larger than {limit} bytes")
+        budget.take(len(rest))
         return name, rest.decode("latin-1")
     if kind == b"zTXt":
-        return name, _inflate(rest[1:], limit).decode("latin-1")
-    compressed, _method = rest[0:1] == b"\x01", rest[1:2]
+        return name, _inflate(rest[1:], budget).decode("latin-1")
+    compressed = rest[0:1] == b"\x01"
     _lang, _, rest = rest[2:].partition(b"\x00")
     _translated, _, text = rest.partition(b"\x00")
-    raw = _inflate(text, limit) if compressed else text
+    if compressed:
+        raw = _inflate(text, budget)
+    else:
+        budget.take(len(text))
+        raw = text
     try:
         return name, raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise PNGError("iTXt chunk is not valid UTF-8") from exc
 
 
-def read_text_chunks(data: bytes, *, max_pixels: int, max_text_bytes: int) -> dict[str, str]:
-    """Every text chunk by lower-cased keyword, after checking the image is not a bomb."""
+def read_text_chunks(
+    data: bytes, *, max_pixels: int, max_text_bytes: int, max_text_chunks: int
+) -> dict[str, str]:
+    """Every text chunk by lower-cased keyword, after checking the image is not a bomb.
+
+    All text chunks share one budget of `max_text_bytes` decoded bytes and at most `max_text_chunks`
+    of them are read: many small compressed chunks cannot add up to a large allocation.
+    """
     found: dict[str, str] = {}
+    budget = _TextBudget(max_text_bytes, max_text_chunks)
     for index, (kind, payload) in enumerate(chunks(data)):
         if index == 0:
             if kind != b"IHDR" or len(payload) < 8:
@@ -89,7 +127,8 @@ def read_text_chunks(data: bytes, *, max_pixels: int, max_text_bytes: int) -> di
             if width == 0 or height == 0 or width * height > max_pixels:
                 raise PNGError(f"image dimensions {width}x{height} exceed the limit of {max_pixels} pixels")
         elif kind in TEXT_CHUNKS:
-            name, text = _text_chunk(kind, payload, max_text_bytes)
+            budget.count_chunk()
+            name, text = _text_chunk(kind, payload, budget)
             found.setdefault(name.lower(), text)
     return found
 

@@ -49,12 +49,13 @@ async def import_card(
     data = await file.read(settings.max_upload_bytes + 1)
     if len(data) > settings.max_upload_bytes:
         raise PayloadTooLargeError(f"card files are limited to {settings.max_upload_bytes} bytes")
-    parse = partial(
-        cards.parse_card,
-        data,
+    limits = cards.CardLimits(
         max_pixels=settings.max_image_pixels,
-        max_text_bytes=settings.max_text_chunk_bytes,
+        max_text_bytes=settings.max_card_text_bytes,
+        max_text_chunks=settings.max_text_chunks,
+        max_depth=settings.max_card_json_depth,
     )
+    parse = partial(cards.parse_card, data, limits)
     card = await anyio.to_thread.run_sync(parse)
     return await character_service.import_card(
         session, user, card, visibility=visibility, metadata_limit=settings.metadata_max_bytes
