@@ -13,28 +13,10 @@ from pydantic import ValidationError
 
 from app.models import Character
 from app.schemas.character import CharacterCreate
-from app.services import png
+from app.services import card_format, png
+from app.services.card_format import FIELD_MAP, V2, V3
 from chat_common.errors import AppError, PayloadTooLargeError, UnprocessableError
 
-V2, V3 = "chara_card_v2", "chara_card_v3"
-# Card field -> character field, for every field that maps one to one.
-FIELD_MAP = {
-    "name": "name",
-    "description": "description",
-    "personality": "personality",
-    "scenario": "scenario",
-    "first_mes": "greeting",
-    "mes_example": "example_dialogues",
-    "creator_notes": "creator_notes",
-    "system_prompt": "system_prompt",
-    "post_history_instructions": "post_history_instructions",
-    "alternate_greetings": "alternate_greetings",
-    "character_book": "character_book",
-    "tags": "tags",
-    "creator": "creator",
-    "character_version": "character_version",
-    "extensions": "extensions",
-}
 TEXT_FIELDS = {
     "name",
     "description",
@@ -86,12 +68,16 @@ def _depth(value: Any) -> int:
     return deepest
 
 
+def _not_json(constant: str) -> None:
+    raise ValueError(f"{constant} is not a JSON number")  # Python accepts NaN and Infinity; JSON does not
+
+
 def _load_json(raw: bytes, where: str, max_depth: int) -> dict[str, Any]:
     """A JSON object, or a CardError: nesting past `max_depth` is refused here, so neither the parser
     nor a later stage (validation, JSONB, export) can run out of stack on it."""
     too_deep = f"the card's JSON is nested more than {max_depth} levels deep"
     try:
-        card = json.loads(raw.decode("utf-8"))
+        card = json.loads(raw.decode("utf-8"), parse_constant=_not_json)
     except RecursionError:
         raise CardError(too_deep) from None  # beyond Python's own limit; the stack is unwound here
     except (UnicodeDecodeError, ValueError) as exc:
@@ -172,21 +158,22 @@ def parse_card(data: bytes, limits: CardLimits) -> ImportedCard:
 
 
 def to_card(character: Character) -> dict[str, Any]:
-    """The Character Card V2 of a character (with V1 mirror fields, as SillyTavern writes them)."""
-    data = {card_key: getattr(character, attr) for card_key, attr in FIELD_MAP.items()}
-    data["character_book"] = character.character_book
-    card: dict[str, Any] = {"spec": V2, "spec_version": "2.0", "data": data}
-    for key in ("name", "description", "personality", "scenario", "first_mes", "mes_example", "tags"):
-        card[key] = data[key]
-    return card
+    """The Character Card V2 of a character, strictly valid whatever was imported."""
+    return card_format.card(character, V2)
+
+
+def _chunk_text(card: dict[str, Any]) -> str:
+    return base64.b64encode(json.dumps(card, ensure_ascii=False).encode("utf-8")).decode("ascii")
 
 
 def to_png(character: Character, avatar: bytes | None) -> bytes:
-    """The card inside the stored avatar, or inside a plain image coloured after the name."""
+    """The card inside the stored avatar (or a plain image coloured after the name), as SillyTavern
+    writes it: V2 in `chara`, the same card as V3 in `ccv3`."""
     if avatar is None:
         digest = hashlib.sha256(character.name.encode()).digest()
         avatar = png.plain_image(400, 600, (digest[0], digest[1], digest[2]))
-    payload = base64.b64encode(json.dumps(to_card(character), ensure_ascii=False).encode("utf-8")).decode(
-        "ascii"
-    )
-    return png.with_text_chunk(avatar, "chara", payload, replace=("chara", "ccv3"))
+    texts = {
+        "chara": _chunk_text(card_format.card(character, V2)),
+        "ccv3": _chunk_text(card_format.card(character, V3)),
+    }
+    return png.with_text_chunks(avatar, texts, replace=("chara", "ccv3"))

@@ -142,13 +142,15 @@ def _chunk(kind: bytes, payload: bytes) -> bytes:
     )
 
 
-def with_text_chunk(data: bytes, keyword: str, text: str, *, replace: tuple[str, ...]) -> bytes:
-    """The same image with `keyword` set to `text` (ASCII) and the `replace` keywords removed."""
+def with_text_chunks(data: bytes, texts: dict[str, str], *, replace: tuple[str, ...]) -> bytes:
+    """The same image with a tEXt chunk per `texts` item (ASCII), and the `replace` keywords removed."""
     dropped = {k.lower() for k in replace}
     out = [SIGNATURE]
     for kind, payload in chunks(data):
         if kind == b"IEND":
-            out.append(_chunk(b"tEXt", keyword.encode("latin-1") + b"\x00" + text.encode("ascii")))
+            out += [
+                _chunk(b"tEXt", k.encode("latin-1") + b"\x00" + v.encode("ascii")) for k, v in texts.items()
+            ]
         elif kind in TEXT_CHUNKS and payload.partition(b"\x00")[0].decode("latin-1").lower() in dropped:
             continue
         out.append(_chunk(kind, payload))

@@ -64,6 +64,7 @@ REAL_WORLD = {
                     "secondary_keys": [],
                     "constant": False,
                     "position": "before_char",
+                    "use_regex": False,
                 },
             ],
         },
@@ -101,7 +102,19 @@ async def test_exported_card_reimports_with_identical_fields(
         creator="me",
         character_version="2",
         extensions={"x": {"y": 1}},
-        character_book={"entries": [{"keys": ["k"], "content": "c"}]},
+        character_book={
+            "extensions": {},
+            "entries": [
+                {
+                    "keys": ["k"],
+                    "content": "c",
+                    "extensions": {},
+                    "enabled": True,
+                    "insertion_order": 0,
+                    "use_regex": False,
+                }
+            ],
+        },
     )
     exported = await export_card(client, alice, original["id"], fmt)
     assert exported.status_code == 200
@@ -159,7 +172,7 @@ async def test_png_import_keeps_the_image_as_avatar_and_exports_into_it(
     assert avatar.content == original
     exported = (await export_card(client, alice, imported["id"], "png")).content
     chunks = text_chunks(exported)
-    assert chunks["comment"] == "made with love" and set(chunks) == {"comment", "chara"}
+    assert chunks["comment"] == "made with love" and set(chunks) == {"comment", "chara", "ccv3"}
 
 
 async def test_png_export_without_avatar_is_a_generated_image(
@@ -229,6 +242,12 @@ BAD_UPLOADS = [
     ),
     ("card is a list", b"[1, 2, 3]", 415, "neither"),
     ("broken JSON file", b'{"spec": "chara_card_v2", ', 422, "not valid JSON"),
+    (
+        "NaN is not JSON",
+        b'{"spec": "chara_card_v2", "data": {"name": "x", "extensions": {"v": NaN}}}',
+        422,
+        "not valid JSON: NaN",
+    ),
     (
         "huge dimensions",
         make_png(("chara", b64(REAL_WORLD)), width=100_000, height=100_000),
