@@ -217,7 +217,7 @@ async def test_import_visibility_and_privacy(client: AsyncClient, alice: Caller,
 
 
 def _zip_bomb_chunk() -> bytes:
-    return chunk(b"zTXt", b"chara\x00\x00" + zlib.compress(b"A" * 5_000_000))
+    return chunk(b"zTXt", b"chara\x00\x00" + zlib.compress(b"A" * 10_000_000))
 
 
 def _bad_crc() -> bytes:
@@ -254,7 +254,7 @@ BAD_UPLOADS = [
         422,
         "dimensions",
     ),
-    ("compressed text bomb", make_png(extra=_zip_bomb_chunk()), 413, "more than 4194304 bytes of text"),
+    ("compressed text bomb", make_png(extra=_zip_bomb_chunk()), 413, "more than 6291456 bytes of text"),
     ("corrupt CRC", _bad_crc(), 422, "CRC"),
     ("truncated PNG", make_png(("chara", b64(REAL_WORLD)))[:60], 422, "truncated"),
 ]
