@@ -22,10 +22,11 @@ def is_png(data: bytes) -> bool:
     return data.startswith(SIGNATURE)
 
 
-def chunks(data: bytes) -> Iterator[tuple[bytes, bytes]]:
-    """(type, payload) of every chunk up to IEND, CRC-checked."""
+def chunks(data: bytes) -> Iterator[tuple[bytes, memoryview]]:
+    """(type, payload) of every chunk up to IEND, CRC-checked; payloads are views, never copies."""
     if not is_png(data):
         raise PNGError("not a PNG file (bad signature)")
+    view = memoryview(data)
     pos = len(SIGNATURE)
     while pos < len(data):
         if pos + 8 > len(data):
@@ -35,9 +36,9 @@ def chunks(data: bytes) -> Iterator[tuple[bytes, bytes]]:
         end = pos + 12 + length
         if end > len(data):
             raise PNGError(f"truncated PNG: {kind.decode('latin-1', 'replace')} chunk cut off")
-        payload = data[pos + 8 : pos + 8 + length]
+        payload = view[pos + 8 : pos + 8 + length]
         (crc,) = struct.unpack(">I", data[end - 4 : end])
-        if zlib.crc32(kind + payload) & 0xFFFFFFFF != crc:
+        if zlib.crc32(payload, zlib.crc32(kind)) & 0xFFFFFFFF != crc:
             raise PNGError(f"corrupt PNG: CRC mismatch in {kind.decode('latin-1', 'replace')} chunk")
         yield kind, payload
         if kind == b"IEND":
@@ -74,7 +75,7 @@ class _TextBudget:
         self.used += size
 
 
-def _inflate(data: bytes, budget: _TextBudget) -> bytes:
+def _inflate(data: memoryview, budget: _TextBudget) -> bytes:
     """Inflate at most one byte past what the budget has left, so a bomb never grows in memory."""
     inflater = zlib.decompressobj()
     try:
@@ -85,26 +86,37 @@ def _inflate(data: bytes, budget: _TextBudget) -> bytes:
     return out
 
 
-def _text_chunk(kind: bytes, payload: bytes, budget: _TextBudget) -> tuple[str, str]:
-    keyword, sep, rest = payload.partition(b"\x00")
-    if not sep:
-        raise PNGError("malformed text chunk: no keyword separator")
-    name = keyword.decode("latin-1")
-    if kind == b"tEXt":
-        budget.take(len(rest))
-        return name, rest.decode("latin-1")
+def _until_nul(payload: memoryview, start: int) -> tuple[bytes, int]:
+    """The bytes from `start` to the next NUL and the offset after it, copying small windows only."""
+    for window in range(start, len(payload), 4096):
+        found = bytes(payload[window : window + 4096]).find(b"\x00")
+        if found >= 0:
+            return bytes(payload[start : window + found]), window + found + 1
+    raise PNGError("malformed text chunk: a field has no NUL terminator")
+
+
+def keyword(payload: memoryview) -> str:
+    return _until_nul(payload, 0)[0].decode("latin-1")
+
+
+def _text_chunk(kind: bytes, payload: memoryview, budget: _TextBudget) -> tuple[str, str]:
+    """(keyword, text) of a text chunk; the text is counted against the budget before it is decoded."""
+    name, pos = _until_nul(payload, 0)
     if kind == b"zTXt":
-        return name, _inflate(rest[1:], budget).decode("latin-1")
-    compressed = rest[0:1] == b"\x01"
-    _lang, _, rest = rest[2:].partition(b"\x00")
-    _translated, _, text = rest.partition(b"\x00")
+        return name.decode("latin-1"), _inflate(payload[pos + 1 :], budget).decode("latin-1")
+    if kind == b"tEXt":
+        budget.take(len(payload) - pos)
+        return name.decode("latin-1"), str(payload[pos:], "latin-1")
+    compressed = bytes(payload[pos : pos + 1]) == b"\x01"
+    _language, pos = _until_nul(payload, pos + 2)
+    _translated, pos = _until_nul(payload, pos)
     if compressed:
-        raw = _inflate(text, budget)
+        raw: bytes | memoryview = _inflate(payload[pos:], budget)
     else:
-        budget.take(len(text))
-        raw = text
+        budget.take(len(payload) - pos)
+        raw = payload[pos:]
     try:
-        return name, raw.decode("utf-8")
+        return name.decode("latin-1"), str(raw, "utf-8")
     except UnicodeDecodeError as exc:
         raise PNGError("iTXt chunk is not valid UTF-8") from exc
 
@@ -133,7 +145,7 @@ def read_text_chunks(
     return found
 
 
-def _chunk(kind: bytes, payload: bytes) -> bytes:
+def _chunk(kind: bytes, payload: bytes | memoryview) -> bytes:
     return (
         struct.pack(">I", len(payload))
         + kind
@@ -151,7 +163,7 @@ def with_text_chunks(data: bytes, texts: dict[str, str], *, replace: tuple[str, 
             out += [
                 _chunk(b"tEXt", k.encode("latin-1") + b"\x00" + v.encode("ascii")) for k, v in texts.items()
             ]
-        elif kind in TEXT_CHUNKS and payload.partition(b"\x00")[0].decode("latin-1").lower() in dropped:
+        elif kind in TEXT_CHUNKS and keyword(payload).lower() in dropped:
             continue
         out.append(_chunk(kind, payload))
     return b"".join(out)

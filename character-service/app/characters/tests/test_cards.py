@@ -256,6 +256,8 @@ BAD_UPLOADS = [
     ),
     ("compressed text bomb", make_png(extra=_zip_bomb_chunk()), 413, "more than 6291456 bytes of text"),
     ("corrupt CRC", _bad_crc(), 422, "CRC"),
+    ("iTXt cut short", make_png(extra=chunk(b"iTXt", b"chara\x00")), 422, "no NUL terminator"),
+    ("text chunk without keyword end", make_png(extra=chunk(b"tEXt", b"chara")), 422, "no NUL terminator"),
     ("truncated PNG", make_png(("chara", b64(REAL_WORLD)))[:60], 422, "truncated"),
 ]
 
