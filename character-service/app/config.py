@@ -22,7 +22,11 @@ class Settings(DatabaseSettings):
 
     max_upload_bytes: int = 10 * 1_048_576
     max_image_pixels: int = 4096 * 4096  # decompression-bomb guard for PNG cards
-    max_text_chunk_bytes: int = 2 * 1_048_576  # largest (decompressed) card text chunk
+    max_card_text_bytes: int = (
+        6 * 1_048_576
+    )  # all text chunks of a PNG card together, decoded (holds 2 MB cards twice)
+    max_text_chunks: int = 32  # text chunks (tEXt, zTXt, iTXt) a PNG card may carry
+    max_card_json_depth: int = 64  # nesting of a card's JSON (objects and arrays)
     metadata_max_bytes: int = 16_384
 
 

@@ -13,28 +13,10 @@ from pydantic import ValidationError
 
 from app.models import Character
 from app.schemas.character import CharacterCreate
-from app.services import png
-from chat_common.errors import AppError, UnprocessableError
+from app.services import card_format, png
+from app.services.card_format import FIELD_MAP, V2, V3
+from chat_common.errors import AppError, PayloadTooLargeError, UnprocessableError
 
-V2, V3 = "chara_card_v2", "chara_card_v3"
-# Card field -> character field, for every field that maps one to one.
-FIELD_MAP = {
-    "name": "name",
-    "description": "description",
-    "personality": "personality",
-    "scenario": "scenario",
-    "first_mes": "greeting",
-    "mes_example": "example_dialogues",
-    "creator_notes": "creator_notes",
-    "system_prompt": "system_prompt",
-    "post_history_instructions": "post_history_instructions",
-    "alternate_greetings": "alternate_greetings",
-    "character_book": "character_book",
-    "tags": "tags",
-    "creator": "creator",
-    "character_version": "character_version",
-    "extensions": "extensions",
-}
 TEXT_FIELDS = {
     "name",
     "description",
@@ -58,46 +40,80 @@ class UnsupportedFile(AppError):
     status_code, code = 415, "unsupported_file"
 
 
+@dataclass(frozen=True)
+class CardLimits:
+    """What a card upload may cost: pixels declared, decoded PNG text, text chunks, JSON nesting."""
+
+    max_pixels: int
+    max_text_bytes: int
+    max_text_chunks: int
+    max_depth: int
+
+
 @dataclass
 class ImportedCard:
     character: CharacterCreate
     avatar: bytes | None
 
 
-def _decode_chunk(name: str, text: str) -> dict[str, Any]:
+def _depth(value: Any) -> int:
+    """How deeply objects and arrays nest (a scalar is 0), walked without recursion."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, level = stack.pop()
+        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else None
+        if children is not None:
+            deepest = max(deepest, level)
+            stack.extend((child, level + 1) for child in children)
+    return deepest
+
+
+def _not_json(constant: str) -> None:
+    raise ValueError(f"{constant} is not a JSON number")  # Python accepts NaN and Infinity; JSON does not
+
+
+def _load_json(raw: bytes, where: str, max_depth: int) -> dict[str, Any]:
+    """A JSON object, or a CardError: nesting past `max_depth` is refused here, so neither the parser
+    nor a later stage (validation, JSONB, export) can run out of stack on it."""
+    too_deep = f"the card's JSON is nested more than {max_depth} levels deep"
+    try:
+        card = json.loads(raw.decode("utf-8"), parse_constant=_not_json)
+    except RecursionError:
+        raise CardError(too_deep) from None  # beyond Python's own limit; the stack is unwound here
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise CardError(f"{where} is not valid JSON: {exc}") from exc
+    if _depth(card) > max_depth:
+        raise CardError(too_deep)
+    if not isinstance(card, dict):
+        raise CardError(f"{where} must hold a JSON object")
+    return card
+
+
+def _decode_chunk(name: str, text: str, max_depth: int) -> dict[str, Any]:
     try:
         raw = base64.b64decode(text.strip(), validate=True)
     except (binascii.Error, ValueError) as exc:
         raise CardError(f"the '{name}' chunk is not valid base64") from exc
-    try:
-        card = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise CardError(f"the '{name}' chunk does not hold valid JSON: {exc}") from exc
-    if not isinstance(card, dict):
-        raise CardError(f"the '{name}' chunk must hold a JSON object")
-    return card
+    return _load_json(raw, f"the '{name}' chunk", max_depth)
 
 
-def _card_from_png(data: bytes, *, max_pixels: int, max_text_bytes: int) -> dict[str, Any]:
+def _card_from_png(data: bytes, limits: CardLimits) -> dict[str, Any]:
     try:
-        texts = png.read_text_chunks(data, max_pixels=max_pixels, max_text_bytes=max_text_bytes)
+        texts = png.read_text_chunks(
+            data,
+            max_pixels=limits.max_pixels,
+            max_text_bytes=limits.max_text_bytes,
+            max_text_chunks=limits.max_text_chunks,
+        )
+    except png.PNGTooLarge as exc:
+        raise PayloadTooLargeError(str(exc), code="card_text_too_large") from exc
     except png.PNGError as exc:
         raise CardError(str(exc)) from exc
     if "ccv3" in texts:  # V3 when present: V2 readers ignore it, V3 readers prefer it
-        return _decode_chunk("ccv3", texts["ccv3"])
+        return _decode_chunk("ccv3", texts["ccv3"], limits.max_depth)
     if "chara" in texts:
-        return _decode_chunk("chara", texts["chara"])
+        return _decode_chunk("chara", texts["chara"], limits.max_depth)
     raise CardError("the PNG has no 'chara' (or 'ccv3') text chunk: it is an image, not a character card")
-
-
-def _card_from_json(data: bytes) -> dict[str, Any]:
-    try:
-        card = json.loads(data.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise CardError(f"the file is not valid JSON: {exc}") from exc
-    if not isinstance(card, dict):
-        raise CardError("a card must be a JSON object")
-    return card
 
 
 def _character_fields(card: dict[str, Any]) -> dict[str, Any]:
@@ -122,14 +138,14 @@ def _character_fields(card: dict[str, Any]) -> dict[str, Any]:
     return fields
 
 
-def parse_card(data: bytes, *, max_pixels: int, max_text_bytes: int) -> ImportedCard:
+def parse_card(data: bytes, limits: CardLimits) -> ImportedCard:
     """A PNG (with a `chara`/`ccv3` chunk) or a JSON card -> a validated character. CPU-bound."""
     if not data.strip():
         raise CardError("the file is empty")
     if png.is_png(data):
-        card, avatar = _card_from_png(data, max_pixels=max_pixels, max_text_bytes=max_text_bytes), data
+        card, avatar = _card_from_png(data, limits), data
     elif data.lstrip()[:1] == b"{":
-        card, avatar = _card_from_json(data), None
+        card, avatar = _load_json(data, "the file", limits.max_depth), None
     else:
         raise UnsupportedFile("the file is neither a PNG image nor a JSON card")
     try:
@@ -142,21 +158,22 @@ def parse_card(data: bytes, *, max_pixels: int, max_text_bytes: int) -> Imported
 
 
 def to_card(character: Character) -> dict[str, Any]:
-    """The Character Card V2 of a character (with V1 mirror fields, as SillyTavern writes them)."""
-    data = {card_key: getattr(character, attr) for card_key, attr in FIELD_MAP.items()}
-    data["character_book"] = character.character_book
-    card: dict[str, Any] = {"spec": V2, "spec_version": "2.0", "data": data}
-    for key in ("name", "description", "personality", "scenario", "first_mes", "mes_example", "tags"):
-        card[key] = data[key]
-    return card
+    """The Character Card V2 of a character, strictly valid whatever was imported."""
+    return card_format.card(character, V2)
+
+
+def _chunk_text(card: dict[str, Any]) -> str:
+    return base64.b64encode(json.dumps(card, ensure_ascii=False).encode("utf-8")).decode("ascii")
 
 
 def to_png(character: Character, avatar: bytes | None) -> bytes:
-    """The card inside the stored avatar, or inside a plain image coloured after the name."""
+    """The card inside the stored avatar (or a plain image coloured after the name), as SillyTavern
+    writes it: V2 in `chara`, the same card as V3 in `ccv3`."""
     if avatar is None:
         digest = hashlib.sha256(character.name.encode()).digest()
         avatar = png.plain_image(400, 600, (digest[0], digest[1], digest[2]))
-    payload = base64.b64encode(json.dumps(to_card(character), ensure_ascii=False).encode("utf-8")).decode(
-        "ascii"
-    )
-    return png.with_text_chunk(avatar, "chara", payload, replace=("chara", "ccv3"))
+    texts = {
+        "chara": _chunk_text(card_format.card(character, V2)),
+        "ccv3": _chunk_text(card_format.card(character, V3)),
+    }
+    return png.with_text_chunks(avatar, texts, replace=("chara", "ccv3"))

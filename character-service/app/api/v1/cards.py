@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import re
+import unicodedata
 import uuid
 from functools import partial
 from typing import Annotated, Any, Literal
+from urllib.parse import quote
 
 import anyio
 from fastapi import APIRouter, File, Form, Query, Response, UploadFile, status
@@ -19,6 +22,19 @@ from chat_common.database import ReadSessionDep, SessionDep
 from chat_common.errors import NotFoundError, PayloadTooLargeError
 
 router = APIRouter(prefix="/characters", tags=["cards"])
+UNSAFE = {"Cc", "Cs", "Zl", "Zp"}  # controls, lone surrogates, line breaks (format chars like ZWJ stay)
+
+
+def attachment(name: str, ext: str) -> str:
+    """RFC 6266 Content-Disposition for any name: an ASCII `filename` and the exact `filename*` (RFC 5987).
+
+    Headers are Latin-1 on the wire, so the real name only travels percent-encoded; control characters
+    and path separators never reach the client's file system.
+    """
+    ascii_name = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode("ascii")
+    fallback = re.sub(r"[^A-Za-z0-9._-]+", "_", ascii_name).strip("._-")[:60] or "character"
+    exact = "".join("_" if c in "/\\" or unicodedata.category(c) in UNSAFE else c for c in name)[:100]
+    return f"attachment; filename=\"{fallback}.{ext}\"; filename*=UTF-8''{quote(f'{exact}.{ext}', safe='')}"
 
 
 @router.post("/import", response_model=CharacterPublic, status_code=status.HTTP_201_CREATED)
@@ -33,12 +49,13 @@ async def import_card(
     data = await file.read(settings.max_upload_bytes + 1)
     if len(data) > settings.max_upload_bytes:
         raise PayloadTooLargeError(f"card files are limited to {settings.max_upload_bytes} bytes")
-    parse = partial(
-        cards.parse_card,
-        data,
+    limits = cards.CardLimits(
         max_pixels=settings.max_image_pixels,
-        max_text_bytes=settings.max_text_chunk_bytes,
+        max_text_bytes=settings.max_card_text_bytes,
+        max_text_chunks=settings.max_text_chunks,
+        max_depth=settings.max_card_json_depth,
     )
+    parse = partial(cards.parse_card, data, limits)
     card = await anyio.to_thread.run_sync(parse)
     return await character_service.import_card(
         session, user, card, visibility=visibility, metadata_limit=settings.metadata_max_bytes
@@ -54,18 +71,17 @@ async def export_card(
 ) -> Response:
     """A card SillyTavern imports: JSON, or PNG with the card in a `chara` text chunk."""
     character = await character_service.get_visible(session, caller, character_id)
-    filename = "".join(c if c.isalnum() or c in "-_" else "_" for c in character.name)[:60] or "character"
     if format == "json":
         return JSONResponse(
             cards.to_card(character),
-            headers={"Content-Disposition": f'attachment; filename="{filename}.json"'},
+            headers={"Content-Disposition": attachment(character.name, "json")},
         )
     avatar = await character_service.avatar_of(session, character.id)
     image = await anyio.to_thread.run_sync(cards.to_png, character, avatar)
     return Response(
         image,
         media_type="image/png",
-        headers={"Content-Disposition": f'attachment; filename="{filename}.png"'},
+        headers={"Content-Disposition": attachment(character.name, "png")},
     )
 
 

@@ -6,11 +6,11 @@ import base64
 import json
 import struct
 import zlib
-from typing import Any
 
 import pytest
 from httpx import AsyncClient
 
+from app.characters.tests.cardkit import b64, chunk, export_card, import_card, make_png, text_chunks
 from app.characters.tests.conftest import Caller, CharacterFactory, error_code
 
 CARD_FIELDS = (
@@ -30,34 +30,6 @@ CARD_FIELDS = (
     "character_version",
     "extensions",
 )
-
-
-def chunk(kind: bytes, payload: bytes) -> bytes:
-    return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
-
-
-def make_png(*text: tuple[str, str], width: int = 2, height: int = 2, extra: bytes = b"") -> bytes:
-    """A tiny real PNG (written here independently of the service's own PNG code)."""
-    header = chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
-    pixels = chunk(b"IDAT", zlib.compress((b"\x00" + b"\x10\x20\x30" * 2) * 2))
-    texts = b"".join(chunk(b"tEXt", k.encode() + b"\x00" + v.encode()) for k, v in text)
-    return b"\x89PNG\r\n\x1a\n" + header + texts + extra + pixels + chunk(b"IEND", b"")
-
-
-def b64(card: dict[str, Any]) -> str:
-    return base64.b64encode(json.dumps(card).encode()).decode()
-
-
-def text_chunks(png: bytes) -> dict[str, str]:
-    found, pos = {}, 8
-    while pos < len(png):
-        (length,) = struct.unpack(">I", png[pos : pos + 4])
-        kind, payload = png[pos + 4 : pos + 8], png[pos + 8 : pos + 8 + length]
-        if kind == b"tEXt":
-            key, _, value = payload.partition(b"\x00")
-            found[key.decode()] = value.decode()
-        pos += 12 + length
-    return found
 
 
 REAL_WORLD = {
@@ -92,6 +64,7 @@ REAL_WORLD = {
                     "secondary_keys": [],
                     "constant": False,
                     "position": "before_char",
+                    "use_regex": False,
                 },
             ],
         },
@@ -108,17 +81,6 @@ REAL_WORLD = {
         },
     },
 }
-
-
-async def _import(client: AsyncClient, caller: Caller, content: bytes, filename: str, **form: str) -> Any:
-    files = {"file": (filename, content, "application/octet-stream")}
-    return await client.post("/api/v1/characters/import", files=files, data=form, headers=caller.headers)
-
-
-async def _export(client: AsyncClient, caller: Caller, character_id: str, fmt: str) -> Any:
-    return await client.get(
-        f"/api/v1/characters/{character_id}/export", params={"format": fmt}, headers=caller.headers
-    )
 
 
 @pytest.mark.parametrize("fmt", ["json", "png"])
@@ -140,12 +102,24 @@ async def test_exported_card_reimports_with_identical_fields(
         creator="me",
         character_version="2",
         extensions={"x": {"y": 1}},
-        character_book={"entries": [{"keys": ["k"], "content": "c"}]},
+        character_book={
+            "extensions": {},
+            "entries": [
+                {
+                    "keys": ["k"],
+                    "content": "c",
+                    "extensions": {},
+                    "enabled": True,
+                    "insertion_order": 0,
+                    "use_regex": False,
+                }
+            ],
+        },
     )
-    exported = await _export(client, alice, original["id"], fmt)
+    exported = await export_card(client, alice, original["id"], fmt)
     assert exported.status_code == 200
     assert exported.headers["content-type"] == ("image/png" if fmt == "png" else "application/json")
-    imported = await _import(client, alice, exported.content, f"card.{fmt}")
+    imported = await import_card(client, alice, exported.content, f"card.{fmt}")
     assert imported.status_code == 201, imported.text
     copy = imported.json()
     fields = (
@@ -174,10 +148,10 @@ async def test_real_world_card_survives_the_round_trip(
     client: AsyncClient, alice: Caller, as_png: bool
 ) -> None:
     content = make_png(("chara", b64(REAL_WORLD))) if as_png else json.dumps(REAL_WORLD).encode()
-    imported = await _import(client, alice, content, "seraphina.png" if as_png else "seraphina.json")
+    imported = await import_card(client, alice, content, "seraphina.png" if as_png else "seraphina.json")
     assert imported.status_code == 201, imported.text
     for fmt in ("json", "png"):
-        exported = await _export(client, alice, imported.json()["id"], fmt)
+        exported = await export_card(client, alice, imported.json()["id"], fmt)
         card = (
             exported.json()
             if fmt == "json"
@@ -192,20 +166,20 @@ async def test_png_import_keeps_the_image_as_avatar_and_exports_into_it(
     client: AsyncClient, alice: Caller
 ) -> None:
     original = make_png(("chara", b64(REAL_WORLD)), ("comment", "made with love"))
-    imported = (await _import(client, alice, original, "card.png")).json()
+    imported = (await import_card(client, alice, original, "card.png")).json()
     assert imported["avatar_url"] == f"/api/v1/characters/{imported['id']}/avatar"
     avatar = await client.get(imported["avatar_url"], headers=alice.headers)
     assert avatar.content == original
-    exported = (await _export(client, alice, imported["id"], "png")).content
+    exported = (await export_card(client, alice, imported["id"], "png")).content
     chunks = text_chunks(exported)
-    assert chunks["comment"] == "made with love" and set(chunks) == {"comment", "chara"}
+    assert chunks["comment"] == "made with love" and set(chunks) == {"comment", "chara", "ccv3"}
 
 
 async def test_png_export_without_avatar_is_a_generated_image(
     client: AsyncClient, alice: Caller, make_character: CharacterFactory
 ) -> None:
     character = await make_character(alice, name="Plain Jane")
-    exported = (await _export(client, alice, character["id"], "png")).content
+    exported = (await export_card(client, alice, character["id"], "png")).content
     assert exported.startswith(b"\x89PNG\r\n\x1a\n")
     assert struct.unpack(">II", exported[16:24]) == (400, 600)
     assert json.loads(base64.b64decode(text_chunks(exported)["chara"]))["data"]["name"] == "Plain Jane"
@@ -225,7 +199,7 @@ async def test_ccv3_chunk_is_preferred_and_v3_fields_kept(client: AsyncClient, a
         },
     }
     content = make_png(("chara", b64(REAL_WORLD)), ("ccv3", b64(v3)))
-    imported = (await _import(client, alice, content, "v3.png")).json()
+    imported = (await import_card(client, alice, content, "v3.png")).json()
     assert imported["name"] == "Seraphina V3"
     kept = imported["metadata"]["card"]
     assert kept["spec"] == "chara_card_v3" and kept["extra"]["nickname"] == "Sera"
@@ -233,17 +207,17 @@ async def test_ccv3_chunk_is_preferred_and_v3_fields_kept(client: AsyncClient, a
 
 
 async def test_import_visibility_and_privacy(client: AsyncClient, alice: Caller, bob: Caller) -> None:
-    imported = (await _import(client, alice, json.dumps(REAL_WORLD).encode(), "c.json")).json()
+    imported = (await import_card(client, alice, json.dumps(REAL_WORLD).encode(), "c.json")).json()
     assert imported["visibility"] == "private"
-    assert (await _export(client, bob, imported["id"], "json")).status_code == 404
+    assert (await export_card(client, bob, imported["id"], "json")).status_code == 404
     public = (
-        await _import(client, alice, json.dumps(REAL_WORLD).encode(), "c.json", visibility="public")
+        await import_card(client, alice, json.dumps(REAL_WORLD).encode(), "c.json", visibility="public")
     ).json()
-    assert (await _export(client, bob, public["id"], "png")).status_code == 200
+    assert (await export_card(client, bob, public["id"], "png")).status_code == 200
 
 
 def _zip_bomb_chunk() -> bytes:
-    return chunk(b"zTXt", b"chara\x00\x00" + zlib.compress(b"A" * 5_000_000))
+    return chunk(b"zTXt", b"chara\x00\x00" + zlib.compress(b"A" * 10_000_000))
 
 
 def _bad_crc() -> bytes:
@@ -269,13 +243,21 @@ BAD_UPLOADS = [
     ("card is a list", b"[1, 2, 3]", 415, "neither"),
     ("broken JSON file", b'{"spec": "chara_card_v2", ', 422, "not valid JSON"),
     (
+        "NaN is not JSON",
+        b'{"spec": "chara_card_v2", "data": {"name": "x", "extensions": {"v": NaN}}}',
+        422,
+        "not valid JSON: NaN",
+    ),
+    (
         "huge dimensions",
         make_png(("chara", b64(REAL_WORLD)), width=100_000, height=100_000),
         422,
         "dimensions",
     ),
-    ("compressed text bomb", make_png(extra=_zip_bomb_chunk()), 422, "inflates beyond"),
+    ("compressed text bomb", make_png(extra=_zip_bomb_chunk()), 413, "more than 6291456 bytes of text"),
     ("corrupt CRC", _bad_crc(), 422, "CRC"),
+    ("iTXt cut short", make_png(extra=chunk(b"iTXt", b"chara\x00")), 422, "no NUL terminator"),
+    ("text chunk without keyword end", make_png(extra=chunk(b"tEXt", b"chara")), 422, "no NUL terminator"),
     ("truncated PNG", make_png(("chara", b64(REAL_WORLD)))[:60], 422, "truncated"),
 ]
 
@@ -284,14 +266,14 @@ BAD_UPLOADS = [
 async def test_bad_uploads_get_a_clear_4xx(
     client: AsyncClient, alice: Caller, _: str, content: bytes, status: int, message: str
 ) -> None:
-    response = await _import(client, alice, content, "upload.bin")
+    response = await import_card(client, alice, content, "upload.bin")
     assert response.status_code == status, response.text
     assert message in response.json()["error"]["message"]
     error_code(response)
 
 
 async def test_oversized_upload_is_413(client: AsyncClient, alice: Caller) -> None:
-    response = await _import(client, alice, b"{" + b" " * (10 * 1_048_576 + 10) + b"}", "big.json")
+    response = await import_card(client, alice, b"{" + b" " * (10 * 1_048_576 + 10) + b"}", "big.json")
     assert response.status_code == 413
 
 
