@@ -1,4 +1,4 @@
-"""ASGI middleware shared by every service: request ids and request body size limits."""
+"""ASGI middleware shared by every service: request ids and request body limits."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from chat_common.errors import error_response
+from chat_common.validation import JSON_TOO_DEEP_MESSAGE, MAX_JSON_DEPTH, json_depth_exceeds
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
@@ -17,19 +18,37 @@ def valid_request_id(value: str) -> bool:
     return bool(_REQUEST_ID.match(value))
 
 
+# Raised while the body streams in, as HTTPExceptions so that FastAPI's body reader lets them through
+# to the error handlers (it turns any other exception into a vague 400).
 class _BodyTooLarge(HTTPException):
-    """Raised while the body streams in; an HTTPException so FastAPI's body reader lets it through."""
-
     def __init__(self, max_bytes: int) -> None:
         super().__init__(413, f"Request body exceeds the limit of {max_bytes} bytes")
 
 
-class BodySizeLimitMiddleware:
-    """Refuse request bodies above `max_bytes` with 413, by header or while streaming."""
+class _JsonTooDeep(HTTPException):
+    def __init__(self) -> None:
+        super().__init__(422, JSON_TOO_DEEP_MESSAGE)
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+
+def _may_be_json(scope: Scope) -> bool:
+    """A JSON (`application/json`, `application/*+json`) body, or one without a content type."""
+    for name, value in scope.get("headers", []):
+        if name == b"content-type":
+            media_type: bytes = value.split(b";", 1)[0].strip().lower()
+            return media_type == b"application/json" or (
+                media_type.startswith(b"application/") and media_type.endswith(b"+json")
+            )
+    return True
+
+
+class BodyLimitsMiddleware:
+    """Refuse request bodies above `max_bytes` with 413 (by header or while streaming), and JSON
+    bodies nested deeper than `max_json_depth` with 422 before anything parses them."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int, max_json_depth: int = MAX_JSON_DEPTH) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.max_json_depth = max_json_depth
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -45,15 +64,22 @@ class BodySizeLimitMiddleware:
                     await self._reject(scope, receive, send)
                     return
         received = 0
+        check_depth = _may_be_json(scope)
+        chunks: list[bytes] = []
         response_started = False
 
         async def limited_receive() -> Message:
             nonlocal received
             message = await receive()
             if message["type"] == "http.request":
-                received += len(message.get("body", b""))
+                chunk = message.get("body", b"")
+                received += len(chunk)
                 if received > self.max_bytes:
                     raise _BodyTooLarge(self.max_bytes)
+                if check_depth:
+                    chunks.append(chunk)
+                    if not message.get("more_body", False) and self._too_deep(chunks):
+                        raise _JsonTooDeep()
             return message
 
         async def tracking_send(message: Message) -> None:
@@ -67,6 +93,10 @@ class BodySizeLimitMiddleware:
         except _BodyTooLarge:
             if not response_started:
                 await self._reject(scope, receive, send)
+
+    def _too_deep(self, chunks: list[bytes]) -> bool:
+        body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        return json_depth_exceeds(body, self.max_json_depth)
 
     async def _reject(self, scope: Scope, receive: Receive, send: Send) -> None:
         response = error_response(
