@@ -17,6 +17,8 @@ from chat_common.auth import Principal
 from chat_common.errors import ForbiddenError, NotFoundError, PayloadTooLargeError, UnprocessableError
 from chat_common.validation import NUL_MESSAGE, contains_nul
 
+READ_PRIVATE_SCOPE = "characters:read_private"
+
 
 def _owner_or_admin(caller: Principal, character: Character) -> bool:
     return caller.is_admin or str(character.owner_id) == caller.subject
@@ -40,12 +42,16 @@ def check_metadata_size(metadata: dict[str, Any], limit: int) -> None:
 
 
 async def get_visible(session: AsyncSession, caller: Principal, character_id: uuid.UUID) -> Character:
-    """A private character is invisible (404) to everyone but its owner, admins and services."""
+    """A private character is invisible (404) to every user but its owner and admins; a service
+    reads it only with the `characters:read_private` scope (403 without)."""
     character = await repo.get(session, character_id)
     if character is None:
         raise NotFoundError("Character not found")
-    if character.visibility == "private" and not (caller.is_service or _owner_or_admin(caller, character)):
-        raise NotFoundError("Character not found")
+    if character.visibility == "private" and not _owner_or_admin(caller, character):
+        if not caller.is_service:
+            raise NotFoundError("Character not found")
+        if READ_PRIVATE_SCOPE not in caller.scopes:
+            raise ForbiddenError(f"Missing scope(s): {READ_PRIVATE_SCOPE}")
     return character
 
 
