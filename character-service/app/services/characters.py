@@ -134,9 +134,47 @@ async def set_metadata(
     return new
 
 
-async def catalogue(session: AsyncSession, query: CatalogueQuery) -> tuple[list[Any], int]:
-    if query.q is not None and repo.prefix_tsquery(query.q) is None:
+async def catalogue(
+    session: AsyncSession,
+    *,
+    q: str | None,
+    tags: list[str],
+    creator: str | None,
+    sort: str | None,
+    limit: int,
+    offset: int,
+) -> tuple[list[Any], int]:
+    """Public characters matching `q`, all of `tags` and `creator`; by relevance when searching,
+    else newest first, unless `sort` says otherwise."""
+    if q is not None and repo.prefix_tsquery(q) is None:
         raise UnprocessableError("q must contain at least one letter or digit")
+    query = CatalogueQuery(
+        q=q,
+        tags=tags,
+        creator=creator,
+        owner_id=None,
+        public_only=True,
+        sort=sort or ("relevance" if q else "newest"),
+        limit=limit,
+        offset=offset,
+    )
+    return await repo.catalogue(session, query)
+
+
+async def owned_by(
+    session: AsyncSession, owner_id: uuid.UUID, *, sort: str, limit: int, offset: int
+) -> tuple[list[Any], int]:
+    """Every character of `owner_id`, whatever its visibility."""
+    query = CatalogueQuery(
+        q=None,
+        tags=[],
+        creator=None,
+        owner_id=owner_id,
+        public_only=False,
+        sort=sort,
+        limit=limit,
+        offset=offset,
+    )
     return await repo.catalogue(session, query)
 
 
