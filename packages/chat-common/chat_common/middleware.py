@@ -30,15 +30,12 @@ class _JsonTooDeep(HTTPException):
         super().__init__(422, JSON_TOO_DEEP_MESSAGE)
 
 
-def _may_be_json(scope: Scope) -> bool:
-    """A JSON (`application/json`, `application/*+json`) body, or one without a content type."""
-    for name, value in scope.get("headers", []):
-        if name == b"content-type":
-            media_type: bytes = value.split(b";", 1)[0].strip().lower()
-            return media_type == b"application/json" or (
-                media_type.startswith(b"application/") and media_type.endswith(b"+json")
-            )
-    return True
+def _is_json(content_type: bytes) -> bool:
+    """`application/json` or `application/*+json` (such as `application/merge-patch+json`)."""
+    media_type = content_type.split(b";", 1)[0].strip().lower()
+    return media_type == b"application/json" or (
+        media_type.startswith(b"application/") and media_type.endswith(b"+json")
+    )
 
 
 class BodyLimitsMiddleware:
@@ -54,17 +51,18 @@ class BodyLimitsMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        content_length = content_type = None
         for name, value in scope.get("headers", []):
             if name == b"content-length":
-                try:
-                    too_large = int(value) > self.max_bytes
-                except ValueError:
-                    too_large = False
-                if too_large:
-                    await self._reject(scope, receive, send)
-                    return
+                content_length = value
+            elif name == b"content-type":
+                content_type = value
+        if content_length is not None and content_length.isdigit() and int(content_length) > self.max_bytes:
+            await self._reject(scope, receive, send)
+            return
         received = 0
-        check_depth = _may_be_json(scope)
+        # Without a content type, FastAPI may still read the body as JSON.
+        check_depth = content_type is None or _is_json(content_type)
         chunks: list[bytes] = []
         response_started = False
 
