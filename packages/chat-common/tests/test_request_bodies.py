@@ -12,6 +12,7 @@ from pydantic import BaseModel
 
 from chat_common.app import create_service_app
 from chat_common.settings import CommonSettings
+from chat_common.testing import serve_app
 from chat_common.validation import MAX_JSON_DEPTH, InputModel, json_depth_exceeds
 
 
@@ -105,6 +106,24 @@ async def test_brackets_inside_strings_do_not_count(client: httpx.AsyncClient) -
     response = await client.post("/documents", json={"data": {"text": text}})
     assert response.status_code == 200
     assert response.json() == {"data": {"text": text}}
+
+
+async def test_deep_nesting_streamed_over_real_http_in_many_chunks_is_422() -> None:
+    nested = nested_arrays(100_000).encode()
+
+    async def chunks():  # type: ignore[no-untyped-def]
+        yield b'{"name": "x", "ignored": '
+        for start in range(0, len(nested), 4096):
+            yield nested[start : start + 4096]
+        yield b"}"
+
+    with serve_app(make_app()) as url:
+        async with httpx.AsyncClient(base_url=url, timeout=60) as http:
+            json_type = {"Content-Type": "application/json"}
+            response = await http.post("/items", content=chunks(), headers=json_type)
+            assert_too_deep(response)
+            fine = await http.post("/items", json={"name": "x", "ignored": [[["ok"]]]})
+            assert fine.status_code == 200 and fine.json() == {"name": "x"}
 
 
 @pytest.mark.parametrize(
