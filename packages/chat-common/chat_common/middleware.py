@@ -8,7 +8,7 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from chat_common.errors import error_response
-from chat_common.validation import JSON_TOO_DEEP_MESSAGE, MAX_JSON_DEPTH, json_depth_exceeds
+from chat_common.validation import MAX_JSON_DEPTH, json_depth_exceeds
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
@@ -27,7 +27,7 @@ class _BodyTooLarge(HTTPException):
 
 class _JsonTooDeep(HTTPException):
     def __init__(self) -> None:
-        super().__init__(422, JSON_TOO_DEEP_MESSAGE)
+        super().__init__(422, f"JSON is nested deeper than {MAX_JSON_DEPTH} levels")
 
 
 def _is_json(content_type: bytes) -> bool:
@@ -40,12 +40,11 @@ def _is_json(content_type: bytes) -> bool:
 
 class BodyLimitsMiddleware:
     """Refuse request bodies above `max_bytes` with 413 (by header or while streaming), and JSON
-    bodies nested deeper than `max_json_depth` with 422 before anything parses them."""
+    bodies nested deeper than `MAX_JSON_DEPTH` with 422 before anything parses them."""
 
-    def __init__(self, app: ASGIApp, max_bytes: int, max_json_depth: int = MAX_JSON_DEPTH) -> None:
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
         self.app = app
         self.max_bytes = max_bytes
-        self.max_json_depth = max_json_depth
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -92,9 +91,9 @@ class BodyLimitsMiddleware:
             if not response_started:
                 await self._reject(scope, receive, send)
 
-    def _too_deep(self, chunks: list[bytes]) -> bool:
-        body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
-        return json_depth_exceeds(body, self.max_json_depth)
+    @staticmethod
+    def _too_deep(chunks: list[bytes]) -> bool:
+        return json_depth_exceeds(chunks[0] if len(chunks) == 1 else b"".join(chunks))
 
     async def _reject(self, scope: Scope, receive: Receive, send: Send) -> None:
         response = error_response(

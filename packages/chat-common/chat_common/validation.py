@@ -42,7 +42,6 @@ class InputModel(BaseModel):
 
 
 MAX_JSON_DEPTH = 64
-JSON_TOO_DEEP_MESSAGE = f"JSON is nested deeper than {MAX_JSON_DEPTH} levels"
 
 _JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
 _NOT_A_BRACKET = bytes(b for b in range(256) if b not in b"[]{}")
