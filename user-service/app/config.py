@@ -24,7 +24,7 @@ class ServiceClientConfig(BaseModel):
 DEV_SERVICE_CLIENTS = {
     "message-service": ServiceClientConfig(
         secret=SecretStr("dev-message-service-secret"),
-        scopes=["credits:write", "characters:counters", "conversations:read"],
+        scopes=["credits:write", "characters:counters", "characters:read_private", "conversations:read"],
     ),
     "conversation-service": ServiceClientConfig(
         secret=SecretStr("dev-conversation-service-secret"), scopes=["characters:counters"]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 from httpx import AsyncClient
 
@@ -123,3 +125,41 @@ async def test_nul_characters_are_422_or_401_never_500(
     search = await client.get("/api/v1/admin/users", params={"q": "a\u0000"}, headers=admin_headers)
     assert search.status_code == 422
     assert_error_shape(search.json(), "validation_error")
+
+
+@pytest.mark.parametrize("depth", [500, 100_000])
+@pytest.mark.parametrize(("opening", "closing"), [("[", "]"), ('{"a":', "}")])
+async def test_deeply_nested_json_is_422_never_500(
+    client: AsyncClient, depth: int, opening: str, closing: str
+) -> None:
+    nested = opening * depth + ("1" if opening != "[" else "") + closing * depth
+    body = (
+        '{"email": "deep@example.com", "username": "deep", "display_name": "Deep", '
+        '"password": "Good-pass-1", "ignored": ' + nested + "}"
+    )
+    response = await client.post(
+        "/api/v1/auth/register", content=body, headers={"Content-Type": "application/json"}
+    )
+    assert response.status_code == 422
+    assert_error_shape(response.json(), "validation_error")
+    assert response.json()["error"]["message"] == "JSON is nested deeper than 64 levels"
+
+
+async def test_database_error_text_goes_to_the_log_not_the_body(
+    client: AsyncClient, admin_headers: dict[str, str], caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="chat_common.database")
+    response = await client.get(
+        "/api/v1/admin/users", params={"q": "a\u0000"}, headers={**admin_headers, "X-Request-ID": "db-err-1"}
+    )
+    assert response.status_code == 422
+    assert response.json()["error"] == {
+        "code": "validation_error",
+        "message": "A value in the request is out of range or not valid text",
+        "details": None,
+        "request_id": "db-err-1",
+    }
+    logged = [r for r in caplog.records if r.name == "chat_common.database"]
+    assert len(logged) == 1 and logged[0].levelno == logging.WARNING
+    assert "invalid byte sequence for encoding" in logged[0].getMessage()
+    assert getattr(logged[0], "correlation_id", None) == "db-err-1"

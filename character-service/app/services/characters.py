@@ -17,6 +17,8 @@ from chat_common.auth import Principal
 from chat_common.errors import ForbiddenError, NotFoundError, PayloadTooLargeError, UnprocessableError
 from chat_common.validation import NUL_MESSAGE, contains_nul
 
+READ_PRIVATE_SCOPE = "characters:read_private"
+
 
 def _owner_or_admin(caller: Principal, character: Character) -> bool:
     return caller.is_admin or str(character.owner_id) == caller.subject
@@ -40,12 +42,16 @@ def check_metadata_size(metadata: dict[str, Any], limit: int) -> None:
 
 
 async def get_visible(session: AsyncSession, caller: Principal, character_id: uuid.UUID) -> Character:
-    """A private character is invisible (404) to everyone but its owner, admins and services."""
+    """A private character is invisible (404) to every user but its owner and admins; a service
+    reads it only with the `characters:read_private` scope (403 without)."""
     character = await repo.get(session, character_id)
     if character is None:
         raise NotFoundError("Character not found")
-    if character.visibility == "private" and not (caller.is_service or _owner_or_admin(caller, character)):
-        raise NotFoundError("Character not found")
+    if character.visibility == "private" and not _owner_or_admin(caller, character):
+        if not caller.is_service:
+            raise NotFoundError("Character not found")
+        if READ_PRIVATE_SCOPE not in caller.scopes:
+            raise ForbiddenError(f"Missing scope(s): {READ_PRIVATE_SCOPE}")
     return character
 
 
@@ -128,9 +134,47 @@ async def set_metadata(
     return new
 
 
-async def catalogue(session: AsyncSession, query: CatalogueQuery) -> tuple[list[Any], int]:
-    if query.q is not None and repo.prefix_tsquery(query.q) is None:
+async def catalogue(
+    session: AsyncSession,
+    *,
+    q: str | None,
+    tags: list[str],
+    creator: str | None,
+    sort: str | None,
+    limit: int,
+    offset: int,
+) -> tuple[list[Any], int]:
+    """Public characters matching `q`, all of `tags` and `creator`; by relevance when searching,
+    else newest first, unless `sort` says otherwise."""
+    if q is not None and repo.prefix_tsquery(q) is None:
         raise UnprocessableError("q must contain at least one letter or digit")
+    query = CatalogueQuery(
+        q=q,
+        tags=tags,
+        creator=creator,
+        owner_id=None,
+        public_only=True,
+        sort=sort or ("relevance" if q else "newest"),
+        limit=limit,
+        offset=offset,
+    )
+    return await repo.catalogue(session, query)
+
+
+async def owned_by(
+    session: AsyncSession, owner_id: uuid.UUID, *, sort: str, limit: int, offset: int
+) -> tuple[list[Any], int]:
+    """Every character of `owner_id`, whatever its visibility."""
+    query = CatalogueQuery(
+        q=None,
+        tags=[],
+        creator=None,
+        owner_id=owner_id,
+        public_only=False,
+        sort=sort,
+        limit=limit,
+        offset=offset,
+    )
     return await repo.catalogue(session, query)
 
 

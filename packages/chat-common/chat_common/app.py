@@ -15,7 +15,7 @@ from prometheus_fastapi_instrumentator import Instrumentator, metrics
 from chat_common.errors import install_error_handlers
 from chat_common.health import health_router
 from chat_common.logging import configure_logging
-from chat_common.middleware import BodySizeLimitMiddleware, valid_request_id
+from chat_common.middleware import BodyLimitsMiddleware, valid_request_id
 from chat_common.settings import CommonSettings
 
 Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
@@ -49,7 +49,7 @@ def create_service_app(
     app.state.settings = settings
     app.state.readiness_checks = {}
     install_error_handlers(app)
-    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(BodyLimitsMiddleware, max_bytes=settings.max_body_bytes)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,

@@ -1,4 +1,4 @@
-"""ASGI middleware shared by every service: request ids and request body size limits."""
+"""ASGI middleware shared by every service: request ids and request body limits."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from chat_common.errors import error_response
+from chat_common.validation import MAX_JSON_DEPTH, json_depth_exceeds
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
@@ -17,15 +18,29 @@ def valid_request_id(value: str) -> bool:
     return bool(_REQUEST_ID.match(value))
 
 
+# Raised while the body streams in, as HTTPExceptions so that FastAPI's body reader lets them through
+# to the error handlers (it turns any other exception into a vague 400).
 class _BodyTooLarge(HTTPException):
-    """Raised while the body streams in; an HTTPException so FastAPI's body reader lets it through."""
-
     def __init__(self, max_bytes: int) -> None:
         super().__init__(413, f"Request body exceeds the limit of {max_bytes} bytes")
 
 
-class BodySizeLimitMiddleware:
-    """Refuse request bodies above `max_bytes` with 413, by header or while streaming."""
+class _JsonTooDeep(HTTPException):
+    def __init__(self) -> None:
+        super().__init__(422, f"JSON is nested deeper than {MAX_JSON_DEPTH} levels")
+
+
+def _is_json(content_type: bytes) -> bool:
+    """`application/json` or `application/*+json` (such as `application/merge-patch+json`)."""
+    media_type = content_type.split(b";", 1)[0].strip().lower()
+    return media_type == b"application/json" or (
+        media_type.startswith(b"application/") and media_type.endswith(b"+json")
+    )
+
+
+class BodyLimitsMiddleware:
+    """Refuse request bodies above `max_bytes` with 413 (by header or while streaming), and JSON
+    bodies nested deeper than `MAX_JSON_DEPTH` with 422 before anything parses them."""
 
     def __init__(self, app: ASGIApp, max_bytes: int) -> None:
         self.app = app
@@ -35,25 +50,33 @@ class BodySizeLimitMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        content_length = content_type = None
         for name, value in scope.get("headers", []):
             if name == b"content-length":
-                try:
-                    too_large = int(value) > self.max_bytes
-                except ValueError:
-                    too_large = False
-                if too_large:
-                    await self._reject(scope, receive, send)
-                    return
+                content_length = value
+            elif name == b"content-type":
+                content_type = value
+        if content_length is not None and content_length.isdigit() and int(content_length) > self.max_bytes:
+            await self._reject(scope, receive, send)
+            return
         received = 0
+        # Without a content type, FastAPI may still read the body as JSON.
+        check_depth = content_type is None or _is_json(content_type)
+        chunks: list[bytes] = []
         response_started = False
 
         async def limited_receive() -> Message:
             nonlocal received
             message = await receive()
             if message["type"] == "http.request":
-                received += len(message.get("body", b""))
+                chunk = message.get("body", b"")
+                received += len(chunk)
                 if received > self.max_bytes:
                     raise _BodyTooLarge(self.max_bytes)
+                if check_depth:
+                    chunks.append(chunk)
+                    if not message.get("more_body", False) and self._too_deep(chunks):
+                        raise _JsonTooDeep()
             return message
 
         async def tracking_send(message: Message) -> None:
@@ -67,6 +90,10 @@ class BodySizeLimitMiddleware:
         except _BodyTooLarge:
             if not response_started:
                 await self._reject(scope, receive, send)
+
+    @staticmethod
+    def _too_deep(chunks: list[bytes]) -> bool:
+        return json_depth_exceeds(chunks[0] if len(chunks) == 1 else b"".join(chunks))
 
     async def _reject(self, scope: Scope, receive: Receive, send: Send) -> None:
         response = error_response(

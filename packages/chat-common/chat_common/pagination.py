@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Annotated, Generic, TypeVar
 
@@ -12,17 +13,22 @@ T = TypeVar("T")
 MAX_LIMIT = 100
 
 
+@dataclass(frozen=True)
+class Pagination:
+    limit: int
+    offset: int
+
+
 class Page(BaseModel, Generic[T]):
     items: list[T]
     total: int
     limit: int
     offset: int
 
-
-@dataclass(frozen=True)
-class Pagination:
-    limit: int
-    offset: int
+    @classmethod
+    def of(cls, items: Iterable[T], total: int, page: Pagination) -> Page[T]:
+        """The page of `items` (already in their public shape) out of `total`, as requested."""
+        return cls(items=list(items), total=total, limit=page.limit, offset=page.offset)
 
 
 async def get_pagination(

@@ -1,8 +1,17 @@
-"""Input rules every service shares. PostgreSQL text and jsonb cannot hold NUL (U+0000), so a NUL
-anywhere in a request is refused up front with a 422 instead of failing in the database."""
+"""Input rules every service shares.
+
+PostgreSQL text and jsonb cannot hold NUL (U+0000), so a NUL anywhere in a request is refused up
+front with a 422 instead of failing in the database. JSON nested deeper than `MAX_JSON_DEPTH` is
+refused before anything parses it: Python's parser, pydantic and every recursive walk over the
+value would otherwise hit their recursion limits (a 500), and MongoDB stores at most 100 levels.
+"""
 
 from __future__ import annotations
 
+import json
+import re
+from itertools import accumulate, count
+from operator import sub
 from typing import Any
 
 from pydantic import BaseModel, model_validator
@@ -30,3 +39,31 @@ class InputModel(BaseModel):
         if contains_nul(data):
             raise ValueError(NUL_MESSAGE)
         return data
+
+
+MAX_JSON_DEPTH = 64
+
+_JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
+_NOT_A_BRACKET = bytes(b for b in range(256) if b not in b"[]{}")
+# An opening bracket counts 2 and a closing one 0, so that the running sum minus the position is
+# the depth: itertools does the counting in C, with no Python-level loop over the text.
+_BRACKET_STEP = bytes.maketrans(b"[{]}", b"\x02\x02\x00\x00")
+
+
+def json_depth_exceeds(body: bytes, limit: int = MAX_JSON_DEPTH) -> bool:
+    """True when the JSON text nests arrays and objects deeper than `limit`.
+
+    It scans the bytes without parsing them (and without recursion), so it is safe on any input:
+    strings are cut out first, so brackets inside them do not count. UTF-16 and UTF-32 bodies
+    (which `json.loads` accepts) are read as UTF-8 first, so they cannot hide their brackets.
+    """
+    if body.count(b"[") + body.count(b"{") <= limit:
+        return False  # the common case: too few brackets to be that deep, whatever they are
+    encoding = json.detect_encoding(body)
+    if encoding not in ("utf-8", "utf-8-sig"):
+        body = body.decode(encoding, errors="replace").encode()
+    steps = _JSON_STRING.sub(b"", body).translate(None, _NOT_A_BRACKET).translate(_BRACKET_STEP)
+    if b"\x02" * (limit + 1) in steps:
+        return True  # a run of openings: the usual attack, found without counting
+    depths = map(sub, accumulate(steps), count(1))
+    return max(depths, default=0) > limit

@@ -33,7 +33,7 @@ def make_app() -> FastAPI:
         return body
 
     async def failing() -> None:
-        raise ConnectionError("db down")
+        raise ConnectionError("db down at 10.1.2.3:5432")
 
     app.state.readiness_checks = {"db": failing}
     return app
@@ -73,8 +73,22 @@ async def test_hostile_request_id_is_replaced(client: httpx.AsyncClient) -> None
 async def test_ready_reports_failing_check_as_503(client: httpx.AsyncClient) -> None:
     response = await client.get("/ready")
     assert response.status_code == 503
-    assert response.json()["checks"]["db"].startswith("error: ConnectionError")
+    assert response.json() == {"status": "not_ready", "service": "demo", "checks": {"db": "error"}}
     assert (await client.get("/health")).status_code == 200
+
+
+async def test_ready_logs_the_failure_and_keeps_it_out_of_the_body(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    client = httpx.AsyncClient(transport=httpx.ASGITransport(app=make_app()), base_url="http://demo")
+    response = await client.get("/ready", headers={"X-Request-ID": "ready-1"})
+    assert response.status_code == 503
+    assert "db down" not in response.text and "ConnectionError" not in response.text
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+    failures = [line for line in lines if line["logger"] == "chat_common.health"]
+    assert len(failures) == 1
+    assert failures[0]["level"] == "WARNING" and failures[0]["request_id"] == "ready-1"
+    assert failures[0]["message"] == "readiness check db failed: ConnectionError: db down at 10.1.2.3:5432"
 
 
 def test_production_refuses_wildcard_cors_and_debug() -> None:

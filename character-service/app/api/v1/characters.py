@@ -8,7 +8,6 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Query, status
 
 from app.core.deps import SettingsDep
-from app.repositories.characters import CatalogueQuery
 from app.schemas.character import (
     CharacterCreate,
     CharacterPublic,
@@ -24,11 +23,6 @@ from chat_common.pagination import Page, PageDep
 router = APIRouter(prefix="/characters", tags=["characters"])
 
 
-def _page(rows: list[Any], total: int, page: PageDep) -> Page[CharacterSummary]:
-    items = [CharacterSummary.model_validate(row) for row in rows]
-    return Page(items=items, total=total, limit=page.limit, offset=page.offset)
-
-
 @router.get("", response_model=Page[CharacterSummary])
 async def catalogue(
     _: CurrentPrincipal,
@@ -40,18 +34,10 @@ async def catalogue(
     sort: Annotated[SortOrder | None, Query(description="Default: relevance with q, else newest")] = None,
 ) -> Page[CharacterSummary]:
     """Public characters, searched and ranked (a name match ranks above a description match)."""
-    query = CatalogueQuery(
-        q=q,
-        tags=tags,
-        creator=creator,
-        owner_id=None,
-        public_only=True,
-        sort=sort or ("relevance" if q else "newest"),
-        limit=page.limit,
-        offset=page.offset,
+    rows, total = await character_service.catalogue(
+        session, q=q, tags=tags, creator=creator, sort=sort, limit=page.limit, offset=page.offset
     )
-    rows, total = await character_service.catalogue(session, query)
-    return _page(rows, total, page)
+    return Page.of([CharacterSummary.model_validate(row) for row in rows], total, page)
 
 
 @router.get("/mine", response_model=Page[CharacterSummary])
@@ -59,29 +45,27 @@ async def mine(
     user: CurrentUser, session: ReadSessionDep, page: PageDep, sort: SortOrder = "newest"
 ) -> Page[CharacterSummary]:
     """The caller's own characters, every visibility."""
-    query = CatalogueQuery(
-        q=None,
-        tags=[],
-        creator=None,
-        owner_id=uuid.UUID(user.subject),
-        public_only=False,
-        sort=sort,
-        limit=page.limit,
-        offset=page.offset,
+    rows, total = await character_service.owned_by(
+        session, uuid.UUID(user.subject), sort=sort, limit=page.limit, offset=page.offset
     )
-    rows, total = await character_service.catalogue(session, query)
-    return _page(rows, total, page)
+    return Page.of([CharacterSummary.model_validate(row) for row in rows], total, page)
 
 
 @router.post("", response_model=CharacterPublic, status_code=status.HTTP_201_CREATED)
-async def create(data: CharacterCreate, user: CurrentUser, session: SessionDep, settings: SettingsDep) -> Any:
-    return await character_service.create(session, user, data, metadata_limit=settings.metadata_max_bytes)
+async def create(
+    data: CharacterCreate, user: CurrentUser, session: SessionDep, settings: SettingsDep
+) -> CharacterPublic:
+    character = await character_service.create(
+        session, user, data, metadata_limit=settings.metadata_max_bytes
+    )
+    return CharacterPublic.model_validate(character)
 
 
 @router.get("/{character_id}", response_model=CharacterPublic)
-async def read(character_id: uuid.UUID, caller: CurrentPrincipal, session: ReadSessionDep) -> Any:
-    """Public and unlisted characters for anyone signed in; private ones for their owner (else 404)."""
-    return await character_service.get_visible(session, caller, character_id)
+async def read(character_id: uuid.UUID, caller: CurrentPrincipal, session: ReadSessionDep) -> CharacterPublic:
+    """Public and unlisted characters for anyone signed in; private ones for their owner and admins
+    (404 for other users) and for services holding `characters:read_private` (403 without)."""
+    return CharacterPublic.model_validate(await character_service.get_visible(session, caller, character_id))
 
 
 @router.patch("/{character_id}", response_model=CharacterPublic)
@@ -91,10 +75,11 @@ async def patch(
     user: CurrentUser,
     session: SessionDep,
     settings: SettingsDep,
-) -> Any:
-    return await character_service.update(
+) -> CharacterPublic:
+    character = await character_service.update(
         session, user, character_id, data, partial=True, metadata_limit=settings.metadata_max_bytes
     )
+    return CharacterPublic.model_validate(character)
 
 
 @router.put("/{character_id}", response_model=CharacterPublic)
@@ -104,10 +89,11 @@ async def replace(
     user: CurrentUser,
     session: SessionDep,
     settings: SettingsDep,
-) -> Any:
-    return await character_service.update(
+) -> CharacterPublic:
+    character = await character_service.update(
         session, user, character_id, data, partial=False, metadata_limit=settings.metadata_max_bytes
     )
+    return CharacterPublic.model_validate(character)
 
 
 @router.delete("/{character_id}", status_code=status.HTTP_204_NO_CONTENT)
@@ -116,19 +102,21 @@ async def delete(character_id: uuid.UUID, user: CurrentUser, session: SessionDep
     await character_service.delete(session, user, character_id)
 
 
-@router.get("/{character_id}/metadata")
-async def read_metadata(character_id: uuid.UUID, caller: CurrentPrincipal, session: ReadSessionDep) -> Any:
+@router.get("/{character_id}/metadata", response_model=dict[str, Any])
+async def read_metadata(
+    character_id: uuid.UUID, caller: CurrentPrincipal, session: ReadSessionDep
+) -> dict[str, Any]:
     return (await character_service.get_visible(session, caller, character_id)).meta
 
 
-@router.put("/{character_id}/metadata")
+@router.put("/{character_id}/metadata", response_model=dict[str, Any])
 async def replace_metadata(
     character_id: uuid.UUID,
     metadata: Annotated[dict[str, Any], Body()],
     user: CurrentUser,
     session: SessionDep,
     settings: SettingsDep,
-) -> Any:
+) -> dict[str, Any]:
     return await character_service.set_metadata(
         session, user, character_id, metadata, merge=False, limit=settings.metadata_max_bytes
     )
@@ -136,6 +124,7 @@ async def replace_metadata(
 
 @router.patch(
     "/{character_id}/metadata",
+    response_model=dict[str, Any],
     openapi_extra={
         "requestBody": {"content": {"application/merge-patch+json": {"schema": {"type": "object"}}}}
     },
@@ -146,7 +135,7 @@ async def merge_metadata(
     user: CurrentUser,
     session: SessionDep,
     settings: SettingsDep,
-) -> Any:
+) -> dict[str, Any]:
     """JSON merge patch (RFC 7386): nested objects merge, `null` removes a key."""
     return await character_service.set_metadata(
         session, user, character_id, patch, merge=True, limit=settings.metadata_max_bytes

@@ -17,6 +17,4 @@ router = APIRouter(tags=["characters"])
 async def tags(_: CurrentPrincipal, session: ReadSessionDep, page: PageDep) -> Page[TagCount]:
     """Most used first."""
     rows, total = await character_service.tag_counts(session, limit=page.limit, offset=page.offset)
-    return Page(
-        items=[TagCount(tag=t, count=n) for t, n in rows], total=total, limit=page.limit, offset=page.offset
-    )
+    return Page.of([TagCount(tag=t, count=n) for t, n in rows], total, page)

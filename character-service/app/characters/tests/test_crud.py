@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import logging
 
 import pytest
 from httpx import AsyncClient
 
 from app.characters.tests.conftest import Caller, CharacterFactory, error_code
+from chat_common.testing import TokenMint
 
 
 async def test_create_returns_every_field_owned_by_the_caller(client: AsyncClient, alice: Caller) -> None:
@@ -138,14 +140,27 @@ async def test_mine_lists_every_visibility(
     }
 
 
-async def test_services_read_private_characters(
-    client: AsyncClient, alice: Caller, service_headers: dict[str, str], make_character: CharacterFactory
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+async def test_service_reads_private_characters_only_with_the_read_private_scope(
+    client: AsyncClient, alice: Caller, token_mint: TokenMint, make_character: CharacterFactory
 ) -> None:
     secret = await make_character(alice, visibility="private")
-    assert (
-        await client.get(f"/api/v1/characters/{secret['id']}", headers=service_headers)
-    ).status_code == 200
-    create = await client.post("/api/v1/characters", json={"name": "x"}, headers=service_headers)
+    public = await make_character(alice, visibility="public")
+    unscoped = bearer(token_mint.service("conversation-service", ["characters:counters"]))
+    reader = bearer(token_mint.service("message-service", ["characters:read_private"]))
+    for path in ("", "/metadata", "/export"):
+        refused = await client.get(f"/api/v1/characters/{secret['id']}{path}", headers=unscoped)
+        assert refused.status_code == 403 and error_code(refused) == "forbidden", path
+        assert refused.json()["error"]["message"] == "Missing scope(s): characters:read_private"
+        allowed = await client.get(f"/api/v1/characters/{secret['id']}{path}", headers=reader)
+        assert allowed.status_code == 200, path
+    read = await client.get(f"/api/v1/characters/{secret['id']}", headers=reader)
+    assert read.json()["id"] == secret["id"] and read.json()["visibility"] == "private"
+    assert (await client.get(f"/api/v1/characters/{public['id']}", headers=unscoped)).status_code == 200
+    create = await client.post("/api/v1/characters", json={"name": "x"}, headers=reader)
     assert create.status_code == 403
 
 
@@ -202,3 +217,40 @@ async def test_nul_characters_are_422_never_500(
     files = {"file": ("c.json", json.dumps(card).encode(), "application/json")}
     imported = await client.post("/api/v1/characters/import", files=files, headers=alice.headers)
     assert imported.status_code == 422 and "NUL" in imported.json()["error"]["message"]
+
+
+@pytest.mark.parametrize("depth", [300, 100_000])
+async def test_deeply_nested_json_is_422_and_nothing_is_stored(
+    client: AsyncClient, alice: Caller, depth: int
+) -> None:
+    before = (await client.get("/api/v1/characters/mine", headers=alice.headers)).json()["total"]
+    for field in ("metadata", "extensions", "character_book"):
+        body = '{"name": "Deep", "' + field + '": {"k": ' + "[" * depth + "]" * depth + "}}"
+        response = await client.post(
+            "/api/v1/characters", content=body, headers={**alice.headers, "Content-Type": "application/json"}
+        )
+        assert response.status_code == 422, field
+        assert error_code(response) == "validation_error"
+        assert response.json()["error"]["message"] == "JSON is nested deeper than 64 levels"
+    after = (await client.get("/api/v1/characters/mine", headers=alice.headers)).json()["total"]
+    assert after == before
+
+
+async def test_database_error_text_stays_out_of_the_body(
+    client: AsyncClient, alice: Caller, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="chat_common.database")
+    response = await client.get(
+        "/api/v1/characters", params={"creator": "a\u0000"}, headers={**alice.headers, "X-Request-ID": "pg-1"}
+    )
+    assert response.status_code == 422
+    assert response.json()["error"] == {
+        "code": "validation_error",
+        "message": "A value in the request is out of range or not valid text",
+        "details": None,
+        "request_id": "pg-1",
+    }
+    logged = [r for r in caplog.records if r.name == "chat_common.database"]
+    assert len(logged) == 1 and logged[0].levelno == logging.WARNING
+    assert 'invalid byte sequence for encoding "UTF8": 0x00' in logged[0].getMessage()
+    assert getattr(logged[0], "correlation_id", None) == "pg-1"

@@ -30,9 +30,7 @@ async def list_users(
     users, total = await user_service.search(
         session, q=q, role=role, is_active=is_active, limit=page.limit, offset=page.offset
     )
-    return Page(
-        items=[UserPublic.model_validate(u) for u in users], total=total, limit=page.limit, offset=page.offset
-    )
+    return Page.of([UserPublic.model_validate(u) for u in users], total, page)
 
 
 @router.get("/{user_id}", response_model=UserPublic)

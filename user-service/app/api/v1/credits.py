@@ -36,12 +36,7 @@ async def transactions(user: CurrentUser, session: ReadSessionDep, page: PageDep
     rows, total = await credit_service.list_transactions(
         session, uuid.UUID(user.user_id), limit=page.limit, offset=page.offset
     )
-    return Page(
-        items=[TransactionPublic.model_validate(r) for r in rows],
-        total=total,
-        limit=page.limit,
-        offset=page.offset,
-    )
+    return Page.of([TransactionPublic.model_validate(r) for r in rows], total, page)
 
 
 @router.post(
