@@ -137,7 +137,7 @@ class JWKSKeySource:
                 response = await client.get(self.url)
                 response.raise_for_status()
                 keys = parse_jwks(response.json())
-        except (httpx.HTTPError, TimeoutError, ValueError) as exc:
+        except Exception as exc:  # any failure (a bad URL too) must back off, never reach requests
             self._failures += 1
             delay = min(self.max_backoff_seconds, self.backoff_seconds * 2 ** min(self._failures - 1, 30))
             self._retry_at = self._clock() + delay

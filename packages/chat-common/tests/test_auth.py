@@ -352,3 +352,11 @@ async def test_invalid_jwks_document_counts_as_a_failed_fetch(
     with pytest.raises(ServiceUnavailableError) as caught:
         await verifier_for(url).verify(mints[0].token(sub="u1"))
     assert caught.value.code == "auth_unavailable"
+
+
+async def test_misconfigured_jwks_url_is_503_not_500(mints: tuple[TokenMint, TokenMint]) -> None:
+    verifier = verifier_for("http://\x00/jwks", backoff_seconds=600)  # httpx.InvalidURL
+    for _ in range(2):
+        with pytest.raises(ServiceUnavailableError) as caught:
+            await verifier.verify(mints[0].token(sub="u1"))
+        assert caught.value.code == "auth_unavailable"
