@@ -145,7 +145,7 @@ class JWKSKeySource:
                 "JWKS fetch from %s failed (%s: %s); %d cached key(s) in use, next try in %.1f s",
                 self.url,
                 type(exc).__name__,
-                exc,
+                str(exc) or "no detail",
                 len(self._keys),
                 delay,
             )
