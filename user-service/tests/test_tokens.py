@@ -18,37 +18,27 @@ from jose import jwt
 from app.config import Settings
 from chat_common.auth import JWKSKeySource, TokenVerifier
 from chat_common.errors import UnauthorizedError
+from chat_common.tokens import b64url, build_claims, sign_claims
 from tests.conftest import AppUser, UserFactory, assert_error_shape
 
 
-def _b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
-
-
 def _claims(user: AppUser, settings: Settings, **overrides: Any) -> dict[str, Any]:
-    now = int(time.time())
-    return {
-        "sub": user.id,
-        "role": "user",
-        "scopes": [],
-        "type": "access",
-        "iat": now,
-        "exp": now + 600,
-        "jti": "x",
-        "iss": settings.jwt_issuer,
-        "aud": settings.jwt_audience,
-        **overrides,
-    }
+    """What user-service issues to `user` (the shared builder), with some claims replaced."""
+    claims = build_claims(
+        sub=user.id,
+        role="user",
+        scopes=[],
+        token_type="access",
+        issuer=settings.jwt_issuer,
+        audience=settings.jwt_audience,
+        ttl_seconds=600,
+    )
+    return {**claims, **overrides}
 
 
 def _sign(claims: dict[str, Any], settings: Settings, app: FastAPI) -> str:
     assert settings.jwt_private_key is not None
-    kid = app.state.auth.signer.kid
-    return str(
-        jwt.encode(
-            claims, settings.jwt_private_key.get_secret_value(), algorithm="RS256", headers={"kid": kid}
-        )
-    )
+    return sign_claims(claims, settings.jwt_private_key.get_secret_value(), app.state.auth.signer.kid)
 
 
 async def _me_status(client: AsyncClient, token: str) -> tuple[int, dict[str, Any]]:
@@ -110,7 +100,7 @@ async def test_tampered_payload_is_401(client: AsyncClient, make_user: UserFacto
     header, payload, signature = user.access_token.split(".")
     claims = json.loads(base64.urlsafe_b64decode(payload + "=="))
     claims["role"] = "admin"
-    forged = f"{header}.{_b64(json.dumps(claims).encode())}.{signature}"
+    forged = f"{header}.{b64url(json.dumps(claims).encode())}.{signature}"
     status, body = await _me_status(client, forged)
     assert status == 401
     assert_error_shape(body, "invalid_token")
@@ -118,8 +108,8 @@ async def test_tampered_payload_is_401(client: AsyncClient, make_user: UserFacto
 
 async def test_alg_none_is_401(client: AsyncClient, make_user: UserFactory, settings: Settings) -> None:
     user = await make_user()
-    header = _b64(json.dumps({"alg": "none", "typ": "JWT"}).encode())
-    payload = _b64(json.dumps(_claims(user, settings)).encode())
+    header = b64url(json.dumps({"alg": "none", "typ": "JWT"}).encode())
+    payload = b64url(json.dumps(_claims(user, settings)).encode())
     status, body = await _me_status(client, f"{header}.{payload}.")
     assert status == 401
     assert_error_shape(body, "invalid_token")
@@ -135,9 +125,9 @@ async def test_hs256_signed_with_the_public_key_is_401(
     public_pem = private.public_key().public_bytes(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
     )
-    header = _b64(json.dumps({"alg": "HS256", "typ": "JWT", "kid": app.state.auth.signer.kid}).encode())
-    payload = _b64(json.dumps(_claims(user, settings)).encode())
-    signature = _b64(hmac.new(public_pem, f"{header}.{payload}".encode(), hashlib.sha256).digest())
+    header = b64url(json.dumps({"alg": "HS256", "typ": "JWT", "kid": app.state.auth.signer.kid}).encode())
+    payload = b64url(json.dumps(_claims(user, settings)).encode())
+    signature = b64url(hmac.new(public_pem, f"{header}.{payload}".encode(), hashlib.sha256).digest())
     status, body = await _me_status(client, f"{header}.{payload}.{signature}")
     assert status == 401
     assert_error_shape(body, "invalid_token")
@@ -151,6 +141,43 @@ async def test_wrong_issuer_or_audience_is_401(
     status, body = await _me_status(client, _sign(_claims(user, settings, **claim), settings, app))
     assert status == 401
     assert_error_shape(body, "invalid_token")
+    assert body["error"]["message"] == "Invalid token"
+
+
+@pytest.mark.parametrize("claim", ["iss", "aud", "exp", "iat", "sub", "type", "jti"])
+async def test_token_missing_a_required_claim_is_401(
+    client: AsyncClient, make_user: UserFactory, settings: Settings, app: FastAPI, claim: str
+) -> None:
+    user = await make_user()
+    claims = _claims(user, settings)
+    del claims[claim]
+    status, body = await _me_status(client, _sign(claims, settings, app))
+    assert status == 401
+    assert_error_shape(body, "invalid_token")
+    assert body["error"]["message"] == "Invalid token"
+
+
+@pytest.mark.parametrize("claim", [{"exp": None}, {"iat": None}, {"scopes": "credits:write"}], ids=repr)
+async def test_token_with_a_malformed_claim_is_401(
+    client: AsyncClient, make_user: UserFactory, settings: Settings, app: FastAPI, claim: dict[str, Any]
+) -> None:
+    user = await make_user()
+    status, body = await _me_status(client, _sign(_claims(user, settings, **claim), settings, app))
+    assert status == 401
+    assert_error_shape(body, "invalid_token")
+
+
+async def test_tokens_of_the_test_mint_have_exactly_the_claims_user_service_issues(
+    client: AsyncClient, make_user: UserFactory
+) -> None:
+    from chat_common.testing import TokenMint
+
+    user = await make_user()
+    mint = TokenMint()
+    issued = jwt.get_unverified_claims(user.access_token)
+    minted = jwt.get_unverified_claims(mint.token(sub=user.id))
+    assert sorted(minted) == sorted(issued)
+    assert {k: type(v) for k, v in minted.items()} == {k: type(v) for k, v in issued.items()}
 
 
 async def test_token_signed_by_another_key_is_401(

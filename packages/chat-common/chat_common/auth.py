@@ -2,24 +2,33 @@
 
 from __future__ import annotations
 
-import asyncio
+import logging
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Annotated, Any, Protocol
+from typing import Annotated, Any
 
-import httpx
 from fastapi import Depends, Request
 from fastapi.security import OAuth2PasswordBearer
-from jose import JWTError, jwk, jwt
+from jose import JOSEError, jwk, jwt
 
-from chat_common.errors import ForbiddenError, ServiceUnavailableError, UnauthorizedError
+from chat_common.errors import ForbiddenError, UnauthorizedError
+from chat_common.jwks import JWKSKeySource as JWKSKeySource
+from chat_common.jwks import KeySource as KeySource
+from chat_common.jwks import StaticKeySource as StaticKeySource
 from chat_common.settings import CommonSettings
+from chat_common.tokens import ACCESS as ACCESS
+from chat_common.tokens import ALGORITHM as ALGORITHM
+from chat_common.tokens import REQUIRED_CLAIMS
+from chat_common.tokens import SERVICE as SERVICE
 
-ALGORITHM = "RS256"
-ACCESS = "access"
-SERVICE = "service"
+logger = logging.getLogger(__name__)
+
+# How far in the future an `iat` may be: clocks of the fleet's hosts differ a little.
+CLOCK_SKEW_SECONDS = 60
+# python-jose checks presence of these (and validates the registered ones); `type` is ours.
+_DECODE_OPTIONS = {f"require_{claim}": True for claim in REQUIRED_CLAIMS if claim != "type"}
 
 
 @dataclass(frozen=True)
@@ -46,69 +55,12 @@ class Principal:
         return self.subject
 
 
-class KeySource(Protocol):
-    async def get_key(self, kid: str) -> dict[str, Any] | None: ...
-
-
-class StaticKeySource:
-    """Keys known in-process (user-service verifies its own tokens this way)."""
-
-    def __init__(self, jwks: Callable[[], dict[str, Any]]) -> None:
-        self._jwks = jwks
-
-    async def get_key(self, kid: str) -> dict[str, Any] | None:
-        return next((k for k in self._jwks()["keys"] if k.get("kid") == kid), None)
-
-
-class JWKSKeySource:
-    """Keys fetched from a JWKS URL, cached, and refetched when an unknown `kid` shows up."""
-
-    def __init__(
-        self,
-        url: str,
-        *,
-        cache_seconds: int = 300,
-        min_refetch_seconds: float = 5.0,
-        transport: httpx.AsyncBaseTransport | None = None,
-    ) -> None:
-        self.url = url
-        self.transport = transport
-        self.cache_seconds = cache_seconds
-        self.min_refetch_seconds = min_refetch_seconds
-        self._keys: dict[str, dict[str, Any]] = {}
-        self._fetched_at = 0.0
-        self._lock = asyncio.Lock()
-
-    async def _refresh(self) -> None:
-        try:
-            async with httpx.AsyncClient(timeout=5.0, transport=self.transport) as client:
-                response = await client.get(self.url)
-                response.raise_for_status()
-                keys = response.json()["keys"]
-        except (httpx.HTTPError, KeyError, ValueError) as exc:
-            if self._keys:
-                return  # keep serving with the keys we have
-            raise ServiceUnavailableError(
-                "user-service JWKS is unavailable", code="auth_unavailable"
-            ) from exc
-        self._keys = {k["kid"]: k for k in keys if "kid" in k}
-        self._fetched_at = time.monotonic()
-
-    async def get_key(self, kid: str) -> dict[str, Any] | None:
-        age = time.monotonic() - self._fetched_at
-        if kid in self._keys and age < self.cache_seconds:
-            return self._keys[kid]
-        async with self._lock:
-            age = time.monotonic() - self._fetched_at
-            stale = age >= self.cache_seconds
-            unknown = kid not in self._keys and age >= self.min_refetch_seconds
-            if stale or unknown:
-                await self._refresh()
-        return self._keys.get(kid)
-
-
 class TokenVerifier:
-    """Checks signature (RS256 only), expiry, issuer and audience; returns the caller.
+    """Checks signature (RS256 only) and every required claim; returns the caller.
+
+    Required and checked: `iss`, `aud` (ours), `exp` (not passed), `iat` (not in the future), `sub`,
+    `type` (access or service) and `jti`; `role` and `scopes`, when present, must be a string and a list
+    of strings. A rejection's message is fixed; why it was rejected goes to the log.
 
     A client sends the same token for up to its lifetime, so verified tokens are remembered (until
     their own expiry, at most `cache_size` of them) and parsed RSA keys are reused.
@@ -144,7 +96,7 @@ class TokenVerifier:
     async def _verify_uncached(self, token: str) -> Principal:
         try:
             header = jwt.get_unverified_header(token)
-        except JWTError as exc:
+        except JOSEError as exc:
             raise UnauthorizedError("Malformed token", code="invalid_token") from exc
         if header.get("alg") != ALGORITHM:
             raise UnauthorizedError("Token algorithm not accepted", code="invalid_token")
@@ -158,22 +110,49 @@ class TokenVerifier:
                 algorithms=[ALGORITHM],
                 audience=self.audience,
                 issuer=self.issuer,
+                options=dict(_DECODE_OPTIONS),
             )
         except jwt.ExpiredSignatureError as exc:
             raise UnauthorizedError("Token has expired", code="token_expired") from exc
-        except JWTError as exc:
-            raise UnauthorizedError(f"Invalid token: {exc}", code="invalid_token") from exc
-        token_type = claims.get("type")
-        if token_type not in (ACCESS, SERVICE) or not claims.get("sub") or "exp" not in claims:
-            raise UnauthorizedError("Not an access token", code="invalid_token")
+        except (JOSEError, TypeError, ValueError) as exc:
+            # TypeError: python-jose calls int() on `exp`/`iat` as they come, null included.
+            raise _invalid(f"{type(exc).__name__}: {exc}") from exc
+        problem = claims_problem(claims, now=time.time())
+        if problem:
+            raise _invalid(problem)
         return Principal(
-            subject=str(claims["sub"]),
-            role=str(claims.get("role", "user")),
-            scopes=frozenset(claims.get("scopes") or ()),
-            token_type=token_type,
+            subject=claims["sub"],
+            role=claims.get("role", "user"),
+            scopes=frozenset(claims.get("scopes", ())),
+            token_type=claims["type"],
             token=token,
             claims=claims,
         )
+
+
+def _invalid(detail: str) -> UnauthorizedError:
+    logger.info("token rejected: %s", detail)
+    return UnauthorizedError("Invalid token", code="invalid_token")
+
+
+def claims_problem(claims: dict[str, Any], *, now: float) -> str | None:
+    """What is wrong with the claims of a token whose signature, `iss`, `aud` and `exp` passed."""
+    for name in ("sub", "type", "jti"):
+        if not isinstance(claims.get(name), str) or not claims[name]:
+            return f"claim {name!r} must be a non-empty string"
+    if claims["type"] not in (ACCESS, SERVICE):
+        return f"claim 'type' is {claims['type']!r}, not {ACCESS!r} or {SERVICE!r}"
+    for name in ("exp", "iat"):
+        if isinstance(claims.get(name), bool) or not isinstance(claims.get(name), int | float):
+            return f"claim {name!r} must be a number of seconds"
+    if claims["iat"] > now + CLOCK_SKEW_SECONDS:
+        return "claim 'iat' is in the future"
+    if not isinstance(claims.get("role", ""), str):
+        return "claim 'role' must be a string"
+    scopes = claims.get("scopes", [])
+    if not isinstance(scopes, list) or not all(isinstance(scope, str) for scope in scopes):
+        return "claim 'scopes' must be a list of strings"
+    return None
 
 
 def jwks_verifier(settings: CommonSettings) -> TokenVerifier:

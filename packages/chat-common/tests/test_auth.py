@@ -1,113 +1,362 @@
-"""JWT verification against a JWKS URL: caching, refetch on an unknown kid, rejection rules."""
+"""JWT verification against a JWKS served over real HTTP: caching, rotation, outages, rejection rules."""
 
 from __future__ import annotations
 
-import base64
-import time
+import asyncio
+import json
+import threading
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
 import pytest
-from cryptography.hazmat.primitives import serialization
 from fastapi import FastAPI
-from jose import jwt
+from fastapi.responses import JSONResponse
 
-from chat_common.auth import JWKSKeySource, TokenVerifier
+from chat_common.app import create_service_app
+from chat_common.auth import CurrentUser, JWKSKeySource, TokenVerifier
+from chat_common.embedded import free_port
 from chat_common.errors import ServiceUnavailableError, UnauthorizedError
-from chat_common.testing import generate_rsa_private_key_pem
+from chat_common.settings import CommonSettings
+from chat_common.testing import TokenMint, serve_app
 
-
-def _jwk(pem: str, kid: str) -> dict[str, Any]:
-    numbers = serialization.load_pem_private_key(pem.encode(), None).public_key().public_numbers()  # type: ignore[union-attr]
-
-    def b64(value: int) -> str:
-        return (
-            base64.urlsafe_b64encode(value.to_bytes((value.bit_length() + 7) // 8, "big"))
-            .rstrip(b"=")
-            .decode()
-        )
-
-    return {"kty": "RSA", "alg": "RS256", "use": "sig", "kid": kid, "n": b64(numbers.n), "e": b64(numbers.e)}
-
-
-def _token(pem: str, kid: str, **claims: Any) -> str:
-    now = int(time.time())
-    body = {
-        "sub": "u1",
-        "role": "user",
-        "scopes": [],
-        "type": "access",
-        "iat": now,
-        "exp": now + 60,
-        "jti": "j",
-        "iss": "iss",
-        "aud": "aud",
-        **claims,
-    }
-    return str(jwt.encode(body, pem, algorithm="RS256", headers={"kid": kid}))
+ISSUER, AUDIENCE = "iss", "aud"
 
 
 class JWKSServer:
-    def __init__(self) -> None:
-        self.keys: list[dict[str, Any]] = []
-        self.fetches = 0
+    """user-service's JWKS endpoint on a real port; a test can make it fail or hang, and counts requests."""
+
+    def __init__(self, keys: list[dict[str, Any]]) -> None:
+        self.keys = keys
+        self.mode = "up"  # "up", "error" (503) or "hang" (until the test ends)
+        self.requests = 0
+        self.release = threading.Event()
         self.app = FastAPI()
 
         @self.app.get("/jwks")
-        async def jwks() -> dict[str, Any]:
-            self.fetches += 1
+        async def jwks() -> Any:
+            self.requests += 1
+            if self.mode == "error":
+                return JSONResponse({"detail": "down"}, status_code=503)
+            if self.mode == "hang":
+                await asyncio.to_thread(self.release.wait)
             return {"keys": self.keys}
-
-    def verifier(self, **kwargs: Any) -> TokenVerifier:
-        source = JWKSKeySource("http://users/jwks", transport=httpx.ASGITransport(app=self.app), **kwargs)
-        return TokenVerifier(source, issuer="iss", audience="aud")
 
 
 @pytest.fixture(scope="module")
-def pems() -> tuple[str, str]:
-    return generate_rsa_private_key_pem(), generate_rsa_private_key_pem()
+def mints() -> tuple[TokenMint, TokenMint]:
+    return TokenMint(ISSUER, AUDIENCE, kid="k1"), TokenMint(ISSUER, AUDIENCE, kid="k2")
 
 
-async def test_keys_are_cached(pems: tuple[str, str]) -> None:
-    server = JWKSServer()
-    server.keys = [_jwk(pems[0], "k1")]
-    verifier = server.verifier()
+@pytest.fixture
+def server(mints: tuple[TokenMint, TokenMint]) -> Iterator[tuple[JWKSServer, str]]:
+    jwks = JWKSServer([mints[0].jwk])
+    with serve_app(jwks.app) as url:
+        try:
+            yield jwks, f"{url}/jwks"
+        finally:
+            jwks.release.set()  # a hanging request ends, so the server can stop
+
+
+def verifier_for(url: str, **kwargs: Any) -> TokenVerifier:
+    return TokenVerifier(JWKSKeySource(url, **kwargs), issuer=ISSUER, audience=AUDIENCE)
+
+
+def issued_claims(mint: TokenMint, **overrides: Any) -> dict[str, Any]:
+    """The claims user-service issues (the mint uses its builder), with some replaced."""
+    return {**mint.claims(sub="u1"), **overrides}
+
+
+async def test_keys_are_cached(server: tuple[JWKSServer, str], mints: tuple[TokenMint, TokenMint]) -> None:
+    jwks, url = server
+    verifier = verifier_for(url)
     for _ in range(3):
-        assert (await verifier.verify(_token(pems[0], "k1"))).subject == "u1"
-    assert server.fetches == 1
+        assert (await verifier.verify(mints[0].token(sub="u1"))).subject == "u1"
+    assert jwks.requests == 1
 
 
-async def test_unknown_kid_triggers_a_refetch_so_keys_can_rotate(pems: tuple[str, str]) -> None:
-    server = JWKSServer()
-    server.keys = [_jwk(pems[0], "k1")]
-    verifier = server.verifier(min_refetch_seconds=0)
-    await verifier.verify(_token(pems[0], "k1"))
-    server.keys = [_jwk(pems[0], "k1"), _jwk(pems[1], "k2")]
-    principal = await verifier.verify(_token(pems[1], "k2", sub="u2"))
-    assert principal.subject == "u2" and server.fetches == 2
+async def test_unknown_kid_triggers_a_refetch_so_keys_can_rotate(
+    server: tuple[JWKSServer, str], mints: tuple[TokenMint, TokenMint]
+) -> None:
+    jwks, url = server
+    verifier = verifier_for(url, min_refetch_seconds=0)
+    await verifier.verify(mints[0].token(sub="u1"))
+    jwks.keys = [mints[0].jwk, mints[1].jwk]
+    principal = await verifier.verify(mints[1].token(sub="u2"))
+    assert principal.subject == "u2" and jwks.requests == 2
 
 
-async def test_unknown_kid_refetches_are_throttled(pems: tuple[str, str]) -> None:
-    server = JWKSServer()
-    server.keys = [_jwk(pems[0], "k1")]
-    verifier = server.verifier(min_refetch_seconds=60)
-    await verifier.verify(_token(pems[0], "k1"))
+async def test_unknown_kid_refetches_are_throttled(
+    server: tuple[JWKSServer, str], mints: tuple[TokenMint, TokenMint]
+) -> None:
+    jwks, url = server
+    verifier = verifier_for(url, min_refetch_seconds=60)
+    await verifier.verify(mints[0].token(sub="u1"))
     for _ in range(5):
-        with pytest.raises(UnauthorizedError):
-            await verifier.verify(_token(pems[1], "nope"))
-    assert server.fetches == 1
+        with pytest.raises(UnauthorizedError) as caught:
+            await verifier.verify(mints[1].token(sub="u1"))
+        assert caught.value.code == "invalid_token"
+    assert jwks.requests == 1
 
 
-async def test_service_token_scopes_are_read(pems: tuple[str, str]) -> None:
-    server = JWKSServer()
-    server.keys = [_jwk(pems[0], "k1")]
-    principal = await server.verifier().verify(
-        _token(pems[0], "k1", sub="service:x", type="service", scopes=["credits:write"])
-    )
+async def test_service_token_scopes_are_read(
+    server: tuple[JWKSServer, str], mints: tuple[TokenMint, TokenMint]
+) -> None:
+    principal = await verifier_for(server[1]).verify(mints[0].service("x", ["credits:write"]))
     assert principal.is_service and principal.scopes == {"credits:write"} and not principal.is_admin
+    assert principal.subject == "service:x"
 
 
-async def test_unreachable_jwks_is_503_naming_it(pems: tuple[str, str]) -> None:
-    verifier = TokenVerifier(JWKSKeySource("http://127.0.0.1:9/jwks"), issuer="iss", audience="aud")
+# --- required claims ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("claim", ["iss", "aud", "exp", "iat", "sub", "type", "jti"])
+async def test_token_missing_a_required_claim_is_401(
+    server: tuple[JWKSServer, str], mints: tuple[TokenMint, TokenMint], claim: str
+) -> None:
+    claims = issued_claims(mints[0])
+    del claims[claim]
+    with pytest.raises(UnauthorizedError) as caught:
+        await verifier_for(server[1]).verify(mints[0].sign(claims))
+    assert caught.value.status_code == 401 and caught.value.code == "invalid_token"
+
+
+@pytest.mark.parametrize(
+    "override",
+    [
+        {"aud": "another-app"},
+        {"aud": ["another-app"]},
+        {"aud": 7},
+        {"iss": "someone-else"},
+        {"iss": None},
+        {"exp": None},
+        {"exp": "soon"},
+        {"iat": True},
+        {"iat": None},
+        {"iat": "now"},
+        {"iat": 4_000_000_000},
+        {"sub": ""},
+        {"sub": 12},
+        {"jti": ""},
+        {"type": "refresh"},
+        {"scopes": "credits:write"},
+        {"role": ["admin"]},
+    ],
+    ids=repr,
+)
+async def test_token_with_an_invalid_claim_is_401(
+    server: tuple[JWKSServer, str], mints: tuple[TokenMint, TokenMint], override: dict[str, Any]
+) -> None:
+    with pytest.raises(UnauthorizedError) as caught:
+        await verifier_for(server[1]).verify(mints[0].sign(issued_claims(mints[0], **override)))
+    assert caught.value.status_code == 401 and caught.value.code == "invalid_token"
+
+
+async def test_audience_list_naming_us_is_accepted(
+    server: tuple[JWKSServer, str], mints: tuple[TokenMint, TokenMint]
+) -> None:
+    token = mints[0].sign(issued_claims(mints[0], aud=["another-app", AUDIENCE]))
+    assert (await verifier_for(server[1]).verify(token)).subject == "u1"
+
+
+async def test_rejection_message_is_fixed_and_the_reason_is_logged(
+    server: tuple[JWKSServer, str], mints: tuple[TokenMint, TokenMint], capsys: pytest.CaptureFixture[str]
+) -> None:
+    app = create_service_app(CommonSettings(service_name="demo"), title="demo", description="demo")
+    app.state.token_verifier = verifier_for(server[1])
+
+    @app.get("/me")
+    async def me(user: CurrentUser) -> str:
+        return user.user_id
+
+    token = mints[0].sign(issued_claims(mints[0], aud="another-app"))
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://demo") as client:
+        response = await client.get("/me", headers={"Authorization": f"Bearer {token}"})
+    assert response.status_code == 401
+    assert response.json()["error"]["code"] == "invalid_token"
+    body = response.json()["error"]
+    assert body["message"] == "Invalid token"
+    logged = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+    assert {
+        "logger": "chat_common.auth",
+        "message": "token rejected: JWTClaimsError: Invalid audience",
+        "request_id": body["request_id"],
+    }.items() <= next(line for line in logged if line["logger"] == "chat_common.auth").items()
+
+
+async def test_auth_unavailable_is_a_503_in_the_error_shape(mints: tuple[TokenMint, TokenMint]) -> None:
+    app = create_service_app(CommonSettings(service_name="demo"), title="demo", description="demo")
+    app.state.token_verifier = verifier_for(f"http://127.0.0.1:{free_port()}/jwks", backoff_seconds=30)
+
+    @app.get("/me")
+    async def me(user: CurrentUser) -> str:
+        return user.user_id
+
+    headers = {"Authorization": f"Bearer {mints[0].token(sub='u1')}"}
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://demo") as client:
+        response = await client.get("/me", headers=headers)
+    assert response.status_code == 503 and response.headers["Retry-After"] == "30"
+    assert response.json()["error"]["code"] == "auth_unavailable"
+    assert response.json()["error"]["message"] == (
+        "Cannot verify tokens: the signing keys of user-service (its JWKS) are unavailable"
+    )
+
+
+# --- JWKS outages ------------------------------------------------------------------------------
+
+
+class Clock:
+    """The key source's clock, moved by the test: backoff without sleeping."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def until(condition: Callable[[], bool]) -> None:
+    for _ in range(1500):  # generous: the machine is shared
+        if condition():
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError("condition not reached")
+
+
+async def test_unreachable_jwks_with_no_keys_is_503_naming_user_service(
+    mints: tuple[TokenMint, TokenMint],
+) -> None:
+    verifier = verifier_for(f"http://127.0.0.1:{free_port()}/jwks")
+    with pytest.raises(ServiceUnavailableError) as caught:
+        await verifier.verify(mints[0].token(sub="u1"))
+    assert caught.value.code == "auth_unavailable" and "user-service" in caught.value.message
+
+
+async def test_failing_jwks_is_not_asked_again_by_every_request(
+    server: tuple[JWKSServer, str], mints: tuple[TokenMint, TokenMint]
+) -> None:
+    """No keys yet and user-service answers 503: one fetch, then every request is 503 at once."""
+    jwks, url = server
+    jwks.mode = "error"
+    verifier = verifier_for(url, min_refetch_seconds=0, backoff_seconds=600)
+    for _ in range(5):
+        with pytest.raises(ServiceUnavailableError) as caught:
+            await verifier.verify(mints[0].token(sub="u1"))
+        assert caught.value.code == "auth_unavailable"
+    assert jwks.requests == 1
+
+
+async def test_failed_fetches_back_off_exponentially_up_to_a_cap(
+    server: tuple[JWKSServer, str], mints: tuple[TokenMint, TokenMint]
+) -> None:
+    jwks, url = server
+    jwks.mode = "error"
+    clock = Clock()
+    source = JWKSKeySource(url, min_refetch_seconds=0, backoff_seconds=1, max_backoff_seconds=4, clock=clock)
+    verifier = TokenVerifier(source, issuer=ISSUER, audience=AUDIENCE)
+    seen = []
+    for at in (0, 0.9, 1, 2.9, 3, 6.9, 7, 10.9, 11, 14.9):  # tries at 0, +1, +2, +4, +4 (capped)
+        clock.now = 1000 + at
+        with pytest.raises(ServiceUnavailableError) as caught:
+            await verifier.verify(mints[0].token(sub="u1"))
+        seen.append((jwks.requests, caught.value.headers))
+    assert [requests for requests, _ in seen] == [1, 1, 2, 2, 3, 3, 4, 4, 5, 5]
+    assert seen[0][1] == {"Retry-After": "1"} and seen[-1][1] == {"Retry-After": "1"}
+    assert seen[8][1] == {"Retry-After": "4"}
+    jwks.mode = "up"
+    clock.now = 1000 + 15
+    assert (await verifier.verify(mints[0].token(sub="u1"))).subject == "u1"
+    assert jwks.requests == 6
+    jwks.mode = "error"  # a success resets the backoff: the next failure waits 1 s again
+    clock.now += 300
     with pytest.raises(ServiceUnavailableError):
-        await verifier.verify(_token(pems[0], "k1"))
+        await verifier.verify(mints[1].token(sub="u2"))
+    clock.now += 1
+    with pytest.raises(ServiceUnavailableError):
+        await verifier.verify(mints[1].token(sub="u2"))
+    assert jwks.requests == 8
+
+
+async def test_stale_cache_keeps_serving_while_a_refresh_hangs(
+    server: tuple[JWKSServer, str], mints: tuple[TokenMint, TokenMint]
+) -> None:
+    """The cache expired and user-service hangs: known keys are served at once, one refresh is tried."""
+    jwks, url = server
+    clock = Clock()
+    verifier = verifier_for(url, cache_seconds=60, timeout_seconds=120, clock=clock)
+    await verifier.verify(mints[0].token(sub="u0"))
+    jwks.mode = "hang"
+    clock.now += 61
+    for i in range(1, 6):
+        assert (await verifier.verify(mints[0].token(sub=f"u{i}"))).subject == f"u{i}"
+    await until(lambda: jwks.requests == 2)  # the background refresh, still hanging
+    for i in range(6, 11):
+        assert (await verifier.verify(mints[0].token(sub=f"u{i}"))).subject == f"u{i}"
+    assert jwks.requests == 2 and not jwks.release.is_set()
+
+
+async def test_stale_cache_keeps_serving_when_the_refresh_fails(
+    server: tuple[JWKSServer, str], mints: tuple[TokenMint, TokenMint]
+) -> None:
+    jwks, url = server
+    clock = Clock()
+    source = JWKSKeySource(url, cache_seconds=60, backoff_seconds=30, clock=clock)
+    verifier = TokenVerifier(source, issuer=ISSUER, audience=AUDIENCE)
+    await verifier.verify(mints[0].token(sub="u0"))
+    jwks.mode = "error"
+    clock.now += 61
+    assert (await verifier.verify(mints[0].token(sub="u1"))).subject == "u1"
+    await until(lambda: jwks.requests == 2)  # the background refresh
+    for i in range(2, 7):
+        assert (await verifier.verify(mints[0].token(sub=f"u{i}"))).subject == f"u{i}"
+    with pytest.raises(ServiceUnavailableError):  # a new kid: the key set cannot be known now
+        await verifier.verify(mints[1].token(sub="u2"))
+    assert jwks.requests == 2
+
+
+async def test_hanging_jwks_makes_no_request_wait_again(
+    server: tuple[JWKSServer, str], mints: tuple[TokenMint, TokenMint]
+) -> None:
+    """user-service hangs: the first unknown kid waits for one fetch (its timeout); later ones are
+    answered at once, and known kids never wait."""
+    jwks, url = server
+    verifier = verifier_for(url, min_refetch_seconds=0, timeout_seconds=1, backoff_seconds=600)
+    await verifier.verify(mints[0].token(sub="u1"))
+    jwks.mode = "hang"
+    for _ in range(3):
+        with pytest.raises(ServiceUnavailableError) as caught:
+            await verifier.verify(mints[1].token(sub="u2"))
+        assert caught.value.code == "auth_unavailable"
+    assert jwks.requests == 2
+    assert (await verifier.verify(mints[0].token(sub="u3"))).subject == "u3"
+    assert jwks.requests == 2
+
+
+async def test_concurrent_unknown_kids_share_one_fetch(
+    server: tuple[JWKSServer, str], mints: tuple[TokenMint, TokenMint]
+) -> None:
+    jwks, url = server
+    verifier = verifier_for(url, min_refetch_seconds=0)
+    await verifier.verify(mints[0].token(sub="u1"))
+    jwks.keys = [mints[0].jwk, mints[1].jwk]
+    principals = await asyncio.gather(*(verifier.verify(mints[1].token(sub=f"n{i}")) for i in range(20)))
+    assert [p.subject for p in principals] == [f"n{i}" for i in range(20)]
+    assert jwks.requests == 2
+
+
+async def test_invalid_jwks_document_counts_as_a_failed_fetch(
+    server: tuple[JWKSServer, str], mints: tuple[TokenMint, TokenMint]
+) -> None:
+    jwks, url = server
+    jwks.keys = "not a list"  # type: ignore[assignment]
+    with pytest.raises(ServiceUnavailableError) as caught:
+        await verifier_for(url).verify(mints[0].token(sub="u1"))
+    assert caught.value.code == "auth_unavailable"
+
+
+async def test_misconfigured_jwks_url_is_503_not_500(mints: tuple[TokenMint, TokenMint]) -> None:
+    verifier = verifier_for("http://\x00/jwks", backoff_seconds=600)  # httpx.InvalidURL
+    for _ in range(2):
+        with pytest.raises(ServiceUnavailableError) as caught:
+            await verifier.verify(mints[0].token(sub="u1"))
+        assert caught.value.code == "auth_unavailable"

@@ -2,27 +2,17 @@
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import os
-import uuid
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
-from jose import jwt
 
 from app.config import Settings
-from chat_common.auth import ACCESS, ALGORITHM, SERVICE
+from chat_common.tokens import ACCESS, SERVICE, build_claims, public_jwk, sign_claims
 
 DEV_KEY_FILE = "jwt_private_key.pem"
-
-
-def _b64url_uint(value: int) -> str:
-    raw = value.to_bytes((value.bit_length() + 7) // 8, "big")
-    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
 
 
 def load_private_key_pem(settings: Settings) -> str:
@@ -44,15 +34,6 @@ def load_private_key_pem(settings: Settings) -> str:
         with os.fdopen(fd, "wb") as handle:
             handle.write(pem)
     return path.read_text()
-
-
-def public_jwk(key: rsa.RSAPublicKey) -> dict[str, str]:
-    """The JWKS entry of a public key; its kid is the RFC 7638 thumbprint (stable, changes on rotation)."""
-    numbers = key.public_numbers()
-    n, e = _b64url_uint(numbers.n), _b64url_uint(numbers.e)
-    thumbprint_input = f'{{"e":"{e}","kty":"RSA","n":"{n}"}}'.encode()
-    kid = base64.urlsafe_b64encode(hashlib.sha256(thumbprint_input).digest()).rstrip(b"=").decode()
-    return {"kty": "RSA", "use": "sig", "alg": ALGORITHM, "kid": kid, "n": n, "e": e}
 
 
 def _load_public(pem: str) -> rsa.RSAPublicKey:
@@ -77,29 +58,28 @@ class TokenSigner:
         self._signing_key = key  # parsed once; python-jose accepts the key object
         self.issuer = settings.jwt_issuer
         self.audience = settings.jwt_audience
-        self.access_ttl = timedelta(minutes=settings.access_token_minutes)
-        self.service_ttl = timedelta(minutes=settings.service_token_minutes)
+        self.access_ttl_seconds = settings.access_token_minutes * 60
+        self.service_ttl_seconds = settings.service_token_minutes * 60
 
     def jwks(self) -> dict[str, Any]:
         return {"keys": self._keys}
 
-    def _sign(self, *, sub: str, role: str, scopes: list[str], token_type: str, ttl: timedelta) -> str:
-        now = datetime.now(UTC)
-        claims = {
-            "sub": sub,
-            "role": role,
-            "scopes": scopes,
-            "type": token_type,
-            "iat": int(now.timestamp()),
-            "exp": int((now + ttl).timestamp()),
-            "jti": uuid.uuid4().hex,
-            "iss": self.issuer,
-            "aud": self.audience,
-        }
-        return str(jwt.encode(claims, self._signing_key, algorithm=ALGORITHM, headers={"kid": self.kid}))
+    def _sign(self, *, sub: str, role: str, scopes: list[str], token_type: str, ttl_seconds: int) -> str:
+        claims = build_claims(
+            sub=sub,
+            role=role,
+            scopes=scopes,
+            token_type=token_type,
+            issuer=self.issuer,
+            audience=self.audience,
+            ttl_seconds=ttl_seconds,
+        )
+        return sign_claims(claims, self._signing_key, self.kid)
 
     def access_token(self, *, user_id: str, role: str) -> str:
-        return self._sign(sub=user_id, role=role, scopes=[], token_type=ACCESS, ttl=self.access_ttl)
+        return self._sign(
+            sub=user_id, role=role, scopes=[], token_type=ACCESS, ttl_seconds=self.access_ttl_seconds
+        )
 
     def service_token(self, *, client_id: str, scopes: list[str]) -> str:
         return self._sign(
@@ -107,5 +87,5 @@ class TokenSigner:
             role="service",
             scopes=scopes,
             token_type=SERVICE,
-            ttl=self.service_ttl,
+            ttl_seconds=self.service_ttl_seconds,
         )

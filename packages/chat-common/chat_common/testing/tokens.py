@@ -2,27 +2,19 @@
 
 from __future__ import annotations
 
-import base64
-import time
 import uuid
 from typing import Any
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from fastapi import FastAPI
-from jose import jwt
 
 from chat_common.testing.keys import generate_rsa_private_key_pem
-
-
-def _b64(value: int) -> str:
-    return (
-        base64.urlsafe_b64encode(value.to_bytes((value.bit_length() + 7) // 8, "big")).rstrip(b"=").decode()
-    )
+from chat_common.tokens import ACCESS, SERVICE, build_claims, public_jwk, sign_claims
 
 
 class TokenMint:
-    """A stand-in issuer: same claims and algorithm as user-service, its own key."""
+    """A stand-in issuer: user-service's claim builder and algorithm, its own key."""
 
     def __init__(
         self,
@@ -37,15 +29,31 @@ class TokenMint:
         self.private_key_pem = private_key_pem or generate_rsa_private_key_pem()
         key = serialization.load_pem_private_key(self.private_key_pem.encode(), None)
         assert isinstance(key, rsa.RSAPrivateKey)
-        numbers = key.public_key().public_numbers()
-        self.jwk = {
-            "kty": "RSA",
-            "use": "sig",
-            "alg": "RS256",
-            "kid": kid,
-            "n": _b64(numbers.n),
-            "e": _b64(numbers.e),
-        }
+        self.jwk = public_jwk(key.public_key(), kid)
+
+    def claims(
+        self,
+        *,
+        sub: str,
+        role: str = "user",
+        scopes: list[str] | None = None,
+        token_type: str = ACCESS,
+        ttl: int = 1800,
+    ) -> dict[str, Any]:
+        """The claims user-service would put in such a token (to alter before `sign`)."""
+        return build_claims(
+            sub=sub,
+            role=role,
+            scopes=scopes or [],
+            token_type=token_type,
+            issuer=self.issuer,
+            audience=self.audience,
+            ttl_seconds=ttl,
+        )
+
+    def sign(self, claims: dict[str, Any]) -> str:
+        """Any claims, signed with this mint's key: for tokens user-service would never issue."""
+        return sign_claims(claims, self.private_key_pem, self.kid)
 
     def token(
         self,
@@ -53,30 +61,18 @@ class TokenMint:
         sub: str,
         role: str = "user",
         scopes: list[str] | None = None,
-        token_type: str = "access",
+        token_type: str = ACCESS,
         ttl: int = 1800,
         **extra: Any,
     ) -> str:
-        now = int(time.time())
-        claims = {
-            "sub": sub,
-            "role": role,
-            "scopes": scopes or [],
-            "type": token_type,
-            "iat": now,
-            "exp": now + ttl,
-            "jti": uuid.uuid4().hex,
-            "iss": self.issuer,
-            "aud": self.audience,
-            **extra,
-        }
-        return str(jwt.encode(claims, self.private_key_pem, algorithm="RS256", headers={"kid": self.kid}))
+        claims = self.claims(sub=sub, role=role, scopes=scopes, token_type=token_type, ttl=ttl)
+        return self.sign({**claims, **extra})
 
     def user(self, user_id: str | None = None, role: str = "user") -> str:
         return self.token(sub=user_id or str(uuid.uuid4()), role=role)
 
     def service(self, client_id: str, scopes: list[str]) -> str:
-        return self.token(sub=f"service:{client_id}", role="service", scopes=scopes, token_type="service")
+        return self.token(sub=f"service:{client_id}", role="service", scopes=scopes, token_type=SERVICE)
 
     def jwks_app(self) -> FastAPI:
         app = FastAPI()
