@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.api.v1 import jwks
@@ -34,12 +35,18 @@ async def create_first_admin(
     """Create FIRST_ADMIN_EMAIL's admin when no account has that email; never promote one that does."""
     if not settings.first_admin_email or not settings.first_admin_password:
         return
-    data = UserCreate(
-        email=settings.first_admin_email,
-        username=settings.first_admin_username,
-        display_name="Administrator",
-        password=settings.first_admin_password.get_secret_value(),
-    )
+    try:
+        data = UserCreate(
+            email=settings.first_admin_email,
+            username=settings.first_admin_username,
+            display_name="Administrator",
+            password=settings.first_admin_password.get_secret_value(),
+        )
+    except ValidationError as exc:  # its text would show the password: name the problems only
+        problems = "; ".join(
+            f"{'.'.join(map(str, e['loc'])) or 'password'}: {e['msg']}" for e in exc.errors()
+        )
+        raise RuntimeError(f"FIRST_ADMIN_* settings do not make a valid account: {problems}") from None
     async with sessionmaker() as session:
         outcome = await user_service.bootstrap_admin(
             session, hasher, data=data, initial_credits=settings.initial_credits

@@ -121,3 +121,15 @@ async def test_the_cli_promotes_an_existing_account_on_purpose(
     async with start_app(database_url=fresh_database_url, first_admin_email=None) as app:
         # promoted with the password its owner chose; the CLI's password is not applied
         assert await role_after_login(app, "boss@example.com", PASSWORD) == "admin"
+
+
+async def test_an_invalid_first_admin_password_stops_start_up_without_printing_it(
+    start_app: AppStarter, fresh_database_url: str
+) -> None:
+    weak = "root-pass-2024"  # contains the username
+    with pytest.raises(RuntimeError, match="FIRST_ADMIN") as refused:
+        async with start_app(database_url=fresh_database_url, first_admin_password=SecretStr(weak)):
+            pass
+    assert "must not contain the username" in str(refused.value)
+    assert weak not in str(refused.value)
+    assert refused.value.__cause__ is None and refused.value.__suppress_context__
