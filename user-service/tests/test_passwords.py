@@ -35,7 +35,7 @@ class CountingContext:
     def hash(self, password: str) -> str:
         self._enter()
         try:
-            time.sleep(0.2)  # long enough that queued calls would overlap if they were let through
+            time.sleep(0.3)  # long enough that queued calls would overlap if they were let through
             return str(self._context.hash(password))
         finally:
             self._leave()
@@ -43,7 +43,7 @@ class CountingContext:
     def verify(self, password: str, password_hash: str) -> bool:
         self._enter()
         try:
-            time.sleep(0.2)
+            time.sleep(0.3)
             return bool(self._context.verify(password, password_hash))
         finally:
             self._leave()
