@@ -2,17 +2,22 @@
 
     python bench/user_service.py [--url http://127.0.0.1:8024] [--duration 10]
 
-Reports login p50/p99 and logins/s at concurrency 16, /health p99 while those logins run (bcrypt
-must be off the event loop: target < 50 ms), and GET /users/me requests/s at concurrency 32 next to
-a bare FastAPI hello-world measured in the same run (target: at least 0.35 of it).
+Reports login p50/p99 and logins/s at concurrency 16, /health p99 while those logins run (the
+logins come from a separate process, so the load generator does not share the measuring process's
+CPU; bcrypt must be off the event loop and bounded by PASSWORD_HASH_CONCURRENCY: target < 50 ms),
+and GET /users/me requests/s at concurrency 32 next to a bare FastAPI hello-world measured in the
+same run (target: at least 0.35 of it).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import multiprocessing
 import sys
 import uuid
+from multiprocessing import Queue
+from multiprocessing.synchronize import Event as EventType
 from pathlib import Path
 from urllib.parse import urlencode
 
@@ -43,9 +48,9 @@ async def make_users(base: str, count: int) -> list[str]:
     return names
 
 
-async def logins_with_health(base: str, names: list[str], duration: float) -> tuple[Result, Result]:
-    """16 connections logging in (each its own user) while one connection polls /health."""
-    login_result = Result()
+async def login_load(base: str, names: list[str], duration: float) -> Result:
+    """One connection per user, each logging in again and again for `duration` seconds."""
+    result = Result()
 
     async def login_worker(name: str) -> None:
         raw = build_request(
@@ -55,15 +60,46 @@ async def logins_with_health(base: str, names: list[str], duration: float) -> tu
             urlencode({"username": name, "password": PASSWORD}).encode(),
         )
         single = await run_load(base, raw, concurrency=1, duration=duration, warmup=0.5)
-        login_result.latencies += single.latencies
-        login_result.errors += single.errors
+        result.latencies += single.latencies
+        result.errors += single.errors
 
-    health_task = asyncio.create_task(
-        run_load(base, build_request(f"{base}/health"), concurrency=1, duration=duration, warmup=0.5)
-    )
     await asyncio.gather(*[login_worker(name) for name in names])
-    login_result.elapsed = duration
-    return login_result, await health_task
+    result.elapsed = duration
+    return result
+
+
+def login_load_process(
+    base: str, names: list[str], duration: float, started: EventType, results: Queue[Result]
+) -> None:
+    """The login load, run in a process of its own so its CPU does not blur the /health figure."""
+
+    async def run() -> Result:
+        started.set()
+        return await login_load(base, names, duration)
+
+    results.put(asyncio.run(run()))
+
+
+async def logins_with_health(base: str, names: list[str], duration: float) -> tuple[Result, Result]:
+    """16 connections logging in (each its own user, from another process) while this one polls /health.
+
+    The login process runs a second longer than the /health measurement, which starts once the
+    logins have, so every /health request is measured under the full login load.
+    """
+    context = multiprocessing.get_context("spawn")
+    started, results = context.Event(), context.Queue()
+    process = context.Process(target=login_load_process, args=(base, names, duration + 1.0, started, results))
+    process.start()
+    try:
+        if not await asyncio.to_thread(started.wait, 60):
+            raise RuntimeError("the login load process did not start")
+        health = await run_load(base, build_request(f"{base}/health"), concurrency=1, duration=duration)
+        logins: Result = await asyncio.to_thread(results.get, True, duration + 60)
+    finally:
+        process.join(10)
+        if process.is_alive():
+            process.terminate()
+    return logins, health
 
 
 async def main() -> None:
@@ -77,11 +113,12 @@ async def main() -> None:
 
     names = await make_users(base, 16)
     logins, health = await logins_with_health(base, names, args.duration)
-    print(f"login      c=16  {logins.summary()}")
+    print(f"login      c=16 (separate process)  {logins.summary()}")
     print(
         f"/health    c=1 during logins  {health.summary()}   target p99 < 50 ms: "
         f"{'MET' if health.pct(0.99) < 50 else 'MISSED'}"
     )
+    print("(a shared 2-core machine is noisy: repeat the run before trusting one figure)")
 
     async with httpx.AsyncClient(base_url=base) as client:
         token = (

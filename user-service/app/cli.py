@@ -1,4 +1,7 @@
-"""Operator commands: `python -m app.cli create-admin --email ... --password ...`."""
+"""Operator commands: `python -m app.cli create-admin --email ... --password ...`.
+
+The one way to make an existing account admin on purpose (start-up's FIRST_ADMIN_EMAIL never does).
+"""
 
 from __future__ import annotations
 
@@ -23,13 +26,17 @@ async def create_admin(email: str, password: str, username: str, display_name: s
     try:
         data = UserCreate(email=email, username=username, display_name=display_name, password=password)
         async with create_sessionmaker(engine)() as session:
-            user, created = await user_service.ensure_admin(
+            user, outcome = await user_service.create_or_promote_admin(
                 session,
                 PasswordHasher(settings.bcrypt_rounds),
                 data=data,
                 initial_credits=settings.initial_credits,
             )
-        return f"{'created' if created else 'promoted existing'} admin {user.email} ({user.id})"
+        if outcome == "created":
+            return f"created admin {user.email} ({user.id})"
+        if outcome == "promoted":
+            return f"promoted existing account {user.email} to admin ({user.id}); its password is unchanged"
+        return f"{user.email} is already an admin ({user.id})"
     finally:
         await engine.dispose()
 

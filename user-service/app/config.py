@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import os
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import BaseModel, SecretStr
+from pydantic import BaseModel, Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
 from chat_common.database import DatabaseSettings
@@ -32,6 +33,12 @@ DEV_SERVICE_CLIENTS = {
 }
 
 
+def default_hash_concurrency() -> int:
+    """The cores this process may use, minus one left for the event loop; at least one."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return max(1, cores - 1)
+
+
 class Settings(DatabaseSettings):
     model_config = SettingsConfigDict(env_file=".env", extra="ignore")
 
@@ -52,6 +59,8 @@ class Settings(DatabaseSettings):
     service_clients: dict[str, ServiceClientConfig] = DEV_SERVICE_CLIENTS
 
     bcrypt_rounds: int = 12
+    # bcrypt hashes running at once; more wait their turn instead of starving the event loop
+    password_hash_concurrency: int = Field(default_factory=default_hash_concurrency, ge=1)
     password_min_length: int = 8
     login_account_limit: str = "5/minute"
     login_ip_limit: str = "30/minute"

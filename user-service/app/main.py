@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.api.v1 import jwks
@@ -31,19 +32,36 @@ logger = logging.getLogger(__name__)
 async def create_first_admin(
     sessionmaker: async_sessionmaker[AsyncSession], hasher: PasswordHasher, settings: Settings
 ) -> None:
+    """Create FIRST_ADMIN_EMAIL's admin when no account has that email; never promote one that does."""
     if not settings.first_admin_email or not settings.first_admin_password:
         return
-    data = UserCreate(
-        email=settings.first_admin_email,
-        username=settings.first_admin_username,
-        display_name="Administrator",
-        password=settings.first_admin_password.get_secret_value(),
-    )
+    try:
+        data = UserCreate(
+            email=settings.first_admin_email,
+            username=settings.first_admin_username,
+            display_name="Administrator",
+            password=settings.first_admin_password.get_secret_value(),
+        )
+    except ValidationError as exc:  # its text would show the password: name the problems only
+        problems = "; ".join(
+            f"{'.'.join(map(str, e['loc'])) or 'password'}: {e['msg']}" for e in exc.errors()
+        )
+        raise RuntimeError(f"FIRST_ADMIN_* settings do not make a valid account: {problems}") from None
     async with sessionmaker() as session:
-        _, created = await user_service.ensure_admin(
+        outcome = await user_service.bootstrap_admin(
             session, hasher, data=data, initial_credits=settings.initial_credits
         )
-    logger.info("first admin %s", "created" if created else "already present")
+    if outcome != "refused":
+        logger.info("first admin %s", "created" if outcome == "created" else "already present")
+        return
+    message = (
+        f"FIRST_ADMIN_EMAIL {data.email} belongs to an existing account that is not an admin; it was "
+        "not promoted. To make that account admin on purpose: python -m app.cli create-admin --email "
+        f"{data.email}; otherwise configure another FIRST_ADMIN_EMAIL."
+    )
+    logger.error(message)
+    if settings.is_production:
+        raise RuntimeError(message)
 
 
 async def sweep_reservations(sessionmaker: async_sessionmaker[AsyncSession], every: float) -> None:
@@ -64,7 +82,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        hasher = PasswordHasher(settings.bcrypt_rounds)
+        hasher = PasswordHasher(settings.bcrypt_rounds, concurrency=settings.password_hash_concurrency)
         signer = TokenSigner(load_private_key_pem(settings), settings)
         limiter = LoginLimiter(
             settings.redis_url,
@@ -89,6 +107,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 sweeper.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await sweeper
+                await limiter.close()
 
     app = create_service_app(
         settings,

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import random
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,7 @@ from httpx import ASGITransport, AsyncClient
 
 from app.config import Settings
 from app.main import create_app
-from chat_common.testing import create_database
+from chat_common.testing import create_database, serve_app
 
 PASSWORD = "Sturdy-pass-2024"
 
@@ -141,3 +142,31 @@ def assert_error_shape(body: dict[str, Any], code: str | None = None) -> None:
     assert error["request_id"]
     if code is not None:
         assert error["code"] == code, body
+
+
+@pytest.fixture
+def start_app(settings: Settings) -> Callable[..., AbstractAsyncContextManager[FastAPI]]:
+    """Start another instance of the service, with its own Redis prefix and the given overrides."""
+
+    @asynccontextmanager
+    async def factory(**overrides: Any) -> AsyncIterator[FastAPI]:
+        values = {"redis_prefix": f"test-{uuid.uuid4().hex[:8]}", **overrides}
+        application = create_app(settings.model_copy(update=values))
+        async with application.router.lifespan_context(application):
+            yield application
+
+    return factory
+
+
+@pytest.fixture
+async def fresh_database_url(postgres_url: str) -> str:
+    """An empty database of its own, for tests that need to know every account in it."""
+    return await create_database(postgres_url, "users")
+
+
+@pytest.fixture
+def live_url(settings: Settings) -> Iterator[str]:
+    """The service over real HTTP (uvicorn on a free port) with login counters of its own."""
+    fresh = settings.model_copy(update={"redis_prefix": f"test-{uuid.uuid4().hex[:8]}"})
+    with serve_app(create_app(fresh)) as url:
+        yield url

@@ -101,4 +101,5 @@ def test_cli_create_admin_is_idempotent(settings: Settings) -> None:
     assert first.returncode == 0, first.stderr
     assert "created admin ops@example.com" in first.stdout
     second = subprocess.run(command, cwd=SERVICE_DIR, env=env, capture_output=True, text=True, timeout=60)
-    assert "promoted existing admin ops@example.com" in second.stdout
+    assert second.returncode == 0, second.stderr
+    assert "ops@example.com is already an admin" in second.stdout

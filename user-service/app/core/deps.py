@@ -1,4 +1,4 @@
-"""Request-scoped dependencies: auth context and the caller's own account."""
+"""Request-scoped dependencies: auth context, client IP, and the caller's own account (or admin)."""
 
 from __future__ import annotations
 
@@ -21,6 +21,14 @@ async def get_auth_context(request: Request) -> AuthContext:
 AuthDep = Annotated[AuthContext, Depends(get_auth_context)]
 
 
+async def get_client_ip(request: Request) -> str:
+    """The peer's address (the per-IP login limits key on it)."""
+    return request.client.host if request.client else "unknown"
+
+
+ClientIP = Annotated[str, Depends(get_client_ip)]
+
+
 async def get_me(session: SessionDep, principal: CurrentUser) -> User:
     return await user_service.get_active(session, principal.user_id)
 
@@ -29,5 +37,11 @@ async def read_me(session: ReadSessionDep, principal: CurrentUser) -> User:
     return await user_service.get_active(session, principal.user_id)
 
 
+async def get_admin(session: SessionDep, principal: CurrentUser) -> User:
+    """An admin by the database, not by the token: a demoted admin is 403, a deactivated one 401."""
+    return await user_service.get_admin(session, principal.user_id)
+
+
 Me = Annotated[User, Depends(get_me)]
+Admin = Annotated[User, Depends(get_admin)]
 MeReadOnly = Annotated[User, Depends(read_me)]

@@ -20,6 +20,22 @@ async def get(session: AsyncSession, user_id: uuid.UUID) -> User | None:
     return (await session.execute(_BY_ID, {"user_id": user_id})).scalar_one_or_none()
 
 
+async def get_for_update(session: AsyncSession, user_id: uuid.UUID) -> User | None:
+    """The row as committed now, locked until the transaction ends."""
+    query = select(User).where(User.id == user_id).with_for_update().execution_options(populate_existing=True)
+    return (await session.execute(query)).scalar_one_or_none()
+
+
+async def lock_active_admin_ids(session: AsyncSession) -> list[uuid.UUID]:
+    """Ids of the active admins, their rows locked (in id order, so two callers cannot deadlock).
+
+    A second caller waits for the first to commit and then sees only the rows that still match,
+    so two admins demoting each other at once cannot both count the other as the one who stays.
+    """
+    query = select(User.id).where(User.role == "admin", User.is_active.is_(True)).order_by(User.id)
+    return list((await session.execute(query.with_for_update())).scalars())
+
+
 async def get_by_login(session: AsyncSession, login: str) -> User | None:
     """Find by email or username, case-insensitively."""
     needle = login.lower()

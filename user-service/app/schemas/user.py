@@ -9,10 +9,10 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, field_validator, model_validator
 
-from app.services.passwords import BCRYPT_MAX_BYTES
 from chat_common.validation import InputModel
 
 USERNAME_PATTERN = r"^[A-Za-z0-9_.-]{3,32}$"
+BCRYPT_MAX_BYTES = 72  # bcrypt ignores every byte past the 72nd
 PASSWORD_MIN_LENGTH = 8
 Role = Literal["user", "admin"]
 

@@ -20,9 +20,9 @@ from app.schemas.auth import ServiceToken, TokenPair
 from app.schemas.user import UserCreate
 from app.services import users as user_service
 from app.services.keys import TokenSigner
-from app.services.passwords import PasswordHasher
+from app.services.passwords import PasswordHasher, verify_throttled
 from chat_common.auth import scopes_of
-from chat_common.errors import ForbiddenError, RateLimitedError, UnauthorizedError
+from chat_common.errors import ForbiddenError, UnauthorizedError
 
 
 @dataclass
@@ -62,14 +62,18 @@ async def _issue_pair(
 
 async def login(session: AsyncSession, ctx: AuthContext, *, login: str, password: str, ip: str) -> TokenPair:
     """Password login by username or email, rate limited on failures per account and per IP."""
-    wait = await ctx.limiter.retry_after(login, ip)
-    if wait is not None:
-        raise RateLimitedError("Too many failed login attempts; try again later", retry_after=wait)
     # A NUL cannot be in any stored name (and PostgreSQL refuses to compare it): no such user.
     user = None if "\x00" in login else await user_repo.get_by_login(session, login)
-    valid = await ctx.hasher.verify(password, user.password_hash if user else None)
+    valid = await verify_throttled(
+        ctx.hasher,
+        ctx.limiter,
+        # by id, so the username and the email of one account share one counter
+        account=str(user.id) if user else login,
+        ip=ip,
+        password=password,
+        password_hash=user.password_hash if user else None,
+    )
     if not valid or user is None:
-        await ctx.limiter.record_failure(login, ip)
         raise UnauthorizedError("Incorrect username or password", code="invalid_credentials")
     if not user.is_active:
         raise ForbiddenError("This account is deactivated", code="account_inactive")

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Form, Request, status
+from fastapi import APIRouter, Depends, Form, status
 from fastapi.security import OAuth2PasswordRequestForm
 
-from app.core.deps import AuthDep
+from app.core.deps import AuthDep, ClientIP
 from app.schemas.auth import RefreshRequest, ServiceToken, TokenPair
 from app.schemas.user import UserCreate, UserPublic
 from app.services import auth as auth_service
@@ -27,12 +27,11 @@ async def register(data: UserCreate, session: SessionDep, ctx: AuthDep) -> UserP
 @router.post("/token", response_model=TokenPair)
 async def token(
     form: Annotated[OAuth2PasswordRequestForm, Depends()],
-    request: Request,
+    ip: ClientIP,
     session: SessionDep,
     ctx: AuthDep,
 ) -> TokenPair:
     """OAuth2 password flow: `username` may be the username or the email."""
-    ip = request.client.host if request.client else "unknown"
     return await auth_service.login(
         session, ctx, login=form.username[:320], password=form.password[:1024], ip=ip
     )

@@ -6,7 +6,7 @@ import uuid
 
 from fastapi import APIRouter, status
 
-from app.core.deps import AuthDep, Me, MeReadOnly
+from app.core.deps import AuthDep, ClientIP, Me, MeReadOnly
 from app.schemas.user import PasswordChange, UserPublic, UserUpdate
 from app.services import users as user_service
 from chat_common.auth import CurrentUser
@@ -26,9 +26,16 @@ async def update_me(data: UserUpdate, me: Me, session: SessionDep) -> UserPublic
 
 
 @router.post("/me/password", status_code=status.HTTP_204_NO_CONTENT)
-async def change_password(data: PasswordChange, me: Me, session: SessionDep, ctx: AuthDep) -> None:
-    """Change the password; every refresh token of the account is revoked."""
-    await user_service.change_password(session, ctx.hasher, me, data)
+async def change_password(
+    data: PasswordChange, me: Me, session: SessionDep, ctx: AuthDep, ip: ClientIP
+) -> None:
+    """Change the password; every refresh token of the account is revoked.
+
+    Wrong current passwords count against the same limits as failed logins (429 past them).
+    """
+    await user_service.change_password(
+        session, hasher=ctx.hasher, limiter=ctx.limiter, user=me, data=data, ip=ip
+    )
 
 
 @router.delete("/me", status_code=status.HTTP_204_NO_CONTENT)
