@@ -24,11 +24,12 @@ class ServiceClientConfig(BaseModel):
 DEV_SERVICE_CLIENTS = {
     "message-service": ServiceClientConfig(
         secret=SecretStr("dev-message-service-secret"),
-        scopes=["credits:write", "characters:counters", "conversations:read"],
+        scopes=["credits:write", "characters:counters", "conversations:read", "llm:generate"],
     ),
     "conversation-service": ServiceClientConfig(
         secret=SecretStr("dev-conversation-service-secret"), scopes=["characters:counters"]
     ),
+    "llm-service": ServiceClientConfig(secret=SecretStr("dev-llm-service-secret"), scopes=["credits:write"]),
 }
 
 
