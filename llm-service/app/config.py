@@ -37,8 +37,8 @@ class Settings(CommonSettings):
     # Direct use with a user's token is paid in credits at user-service (service tokens carrying
     # `llm:generate` are served unmetered: their caller pays). Cost: per request + per 1k generated tokens.
     user_service_url: str = "http://127.0.0.1:8024"
-    service_client_id: str = "llm-service"
-    service_client_secret: SecretStr = SecretStr("dev-llm-service-secret")
+    llm_service_client_id: str = "llm-service"
+    llm_service_client_secret: SecretStr = SecretStr("dev-llm-service-secret")
     credits_timeout_seconds: float = 10.0
     direct_cost_per_request: int = Field(default=1, ge=0)
     direct_cost_per_1k_tokens: int = Field(default=2, ge=0)
@@ -53,8 +53,8 @@ class Settings(CommonSettings):
 
     def unsafe_production_values(self) -> list[str]:
         problems = super().unsafe_production_values()
-        if is_dev_secret(self.service_client_secret.get_secret_value()):
-            problems.append("SERVICE_CLIENT_SECRET must be set (not a dev- secret)")
+        if is_dev_secret(self.llm_service_client_secret.get_secret_value()):
+            problems.append("LLM_SERVICE_CLIENT_SECRET must be set (not a dev- secret)")
         return problems
 
 

@@ -43,8 +43,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
         credits = CreditsClient(
             settings.user_service_url,
-            client_id=settings.service_client_id,
-            client_secret=settings.service_client_secret.get_secret_value(),
+            client_id=settings.llm_service_client_id,
+            client_secret=settings.llm_service_client_secret.get_secret_value(),
             timeout=settings.credits_timeout_seconds,
             connect_timeout=settings.connect_timeout_seconds,
         )
