@@ -52,10 +52,12 @@ def reservation_calls(user_service_url: str) -> float:
 
 @pytest.mark.parametrize("stream", [False, True])
 async def test_a_users_call_costs_exactly_its_computed_cost(
-    client: httpx.AsyncClient, account: Account, stream: bool
+    client: httpx.AsyncClient, account: Account, user_service_url: str, stream: bool
 ) -> None:
+    before = reservation_calls(user_service_url)
     response = await client.post("/api/v1/chat/completions", json=chat_body(STORY, stream=stream))
     assert response.status_code == 200
+    assert reservation_calls(user_service_url) == before + 1
     if stream:
         events = sse_events(response.text)
         assert events[-1] == "[DONE]" and events[-2]["usage"]["completion_tokens"] == 6

@@ -52,21 +52,24 @@ async def leave_after(http: httpx.AsyncClient, body: dict[str, Any], seconds: fl
 
 @pytest.mark.parametrize("stream", [True, False])
 async def test_leaving_before_the_first_chunk_frees_the_slot(
-    one_slot: httpx.AsyncClient, standin: StandinProcess, stream: bool
+    one_slot: httpx.AsyncClient, standin: StandinProcess, account: Account, stream: bool
 ) -> None:
     waiting = asyncio.ensure_future(leave_after(one_slot, chat_body("slow", stream=stream), 1.0))
     await until(lambda: _active(one_slot, 1))
     await waiting  # the client has gone, still before LM Studio's first token
     await until(lambda: _active(one_slot, 0))
+    await until(lambda: _ledger_length(account, 3))  # its bill is settled
     standin.configure(first_token_delay=0)
     served = await one_slot.post("/api/v1/chat/completions", json=chat_body("next", stream=stream))
     assert served.status_code == 200
     assert standin.stats()["cancelled"] == 1
+    # it reached the model and generated nothing: the per-request cost (2) of the 66 reserved
+    assert moves(account)[1:3] == [("reservation", -66), ("refund", 64)]
 
 
 @pytest.mark.parametrize("stream", [True, False])
 async def test_leaving_the_queue_frees_the_place_at_once(
-    one_slot: httpx.AsyncClient, standin: StandinProcess, stream: bool
+    one_slot: httpx.AsyncClient, standin: StandinProcess, account: Account, stream: bool
 ) -> None:
     holder = asyncio.ensure_future(one_slot.post("/api/v1/chat/completions", json=chat_body("first")))
     try:
@@ -77,6 +80,9 @@ async def test_leaving_the_queue_frees_the_place_at_once(
         await until(lambda: _waiting(one_slot, 0))
         assert await queue(one_slot) == {"active": 1, "waiting": 0, "limit": 1, "max_queue": 16}
         assert standin.stats()["requests"] == 1  # the one that left never reached LM Studio
+        # both reserved; the one that left the queue got everything back
+        await until(lambda: _ledger_length(account, 4))
+        assert moves(account)[1:] == [("reservation", -66), ("reservation", -66), ("released", 66)]
     finally:
         holder.cancel()
 
@@ -87,3 +93,11 @@ async def _active(http: httpx.AsyncClient, count: int) -> bool:
 
 async def _waiting(http: httpx.AsyncClient, count: int) -> bool:
     return (await queue(http))["waiting"] == count
+
+
+def moves(account: Account) -> list[tuple[str, int]]:
+    return [(row["kind"], row["amount"]) for row in account.ledger()]
+
+
+async def _ledger_length(account: Account, count: int) -> bool:
+    return len(account.ledger()) == count

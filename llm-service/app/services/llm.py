@@ -12,6 +12,7 @@ from pydantic import BaseModel
 from app.config import Settings
 from app.services.errors import redact, upstream_error
 from app.services.gate import ConcurrencyGate
+from chat_common.errors import AppError
 from lmstudio_client import (
     ChatCompletion,
     Completion,
@@ -202,6 +203,7 @@ class ChunkStream:
     async def events(self) -> AsyncIterator[dict[str, Any]]:
         """Chunks in OpenAI's format; the usage chunk gains `timing`; an error becomes a last event."""
         yield self._first
+        error: AppError | None = None
         try:
             async for chunk in self._source:
                 event = _dump(chunk)
@@ -214,6 +216,8 @@ class ChunkStream:
         except LMStudioError as exc:
             self.progress.failed = True
             error = upstream_error(exc, self._service.client.base_url)
+        await self.aclose()  # the slot is free and the bill settled before the client sees the end
+        if error is not None:
             yield {"error": {"code": error.code, "message": error.message, "details": error.details}}
 
     async def aclose(self) -> None:
