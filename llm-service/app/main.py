@@ -48,14 +48,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             timeout=settings.credits_timeout_seconds,
             connect_timeout=settings.connect_timeout_seconds,
         )
+        meter = Meter(credits, CostModel.from_settings(settings))
         app.state.llm = LLMService(client, gate, settings)
-        app.state.generation = GenerationService(
-            app.state.llm, Meter(credits, CostModel.from_settings(settings))
-        )
+        app.state.generation = GenerationService(app.state.llm, meter)
         app.state.token_verifier = jwks_verifier(settings)
         try:
             yield
         finally:
+            await meter.drain()  # bills still being settled
             await credits.aclose()
             await client.aclose()
 

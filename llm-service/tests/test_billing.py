@@ -128,9 +128,11 @@ async def test_an_upstream_failure_releases_the_reservation(
 async def test_a_failure_mid_stream_releases_the_reservation(
     client: httpx.AsyncClient, account: Account, standin: StandinProcess
 ) -> None:
-    standin.configure(failure="disconnect", disconnect_after=2)
+    # paced, so the first chunks are read before the stand-in drops the connection
+    standin.configure(failure="disconnect", disconnect_after=2, tokens_per_second=20)
     response = await client.post("/api/v1/chat/completions", json=chat_body("word " * 20, stream=True))
-    assert "error" in sse_events(response.text)[-1]
+    events = sse_events(response.text)
+    assert len(events) == 3 and events[-1]["error"]["code"] == "llm_error"
     await until(lambda: len(account.ledger()) == 3)
     assert account.balance() == INITIAL_CREDITS
 

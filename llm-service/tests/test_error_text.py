@@ -14,7 +14,7 @@ from app.main import create_app
 from chat_common.embedded import free_port
 from chat_common.testing import serve_app
 from lmstudio_client.testing import StandinProcess
-from tests.conftest import chat_body, make_settings
+from tests.conftest import chat_body, make_settings, sse_events
 
 
 class Records(logging.Handler):
@@ -67,8 +67,9 @@ async def test_error_bodies_never_name_the_lmstudio_url(
 async def test_an_error_mid_stream_does_not_name_the_url(
     user_service_url: str, user_token: str, standin: StandinProcess
 ) -> None:
-    standin.configure(failure="disconnect", disconnect_after=2)
+    standin.configure(failure="disconnect", disconnect_after=2, tokens_per_second=20)
     with serve_app(create_app(make_settings(standin.url, user_service_url))) as url:
         async with httpx.AsyncClient(base_url=url, headers={"Authorization": f"Bearer {user_token}"}) as http:
             response = await http.post("/api/v1/chat/completions", json=chat_body("w " * 9, stream=True))
-    assert '"error"' in response.text and not leaks(response.text, standin.url)
+    assert sse_events(response.text)[-1]["error"]["code"] == "llm_error"
+    assert not leaks(response.text, standin.url)

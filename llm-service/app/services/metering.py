@@ -57,11 +57,16 @@ class Charge:
     """One call's bill: nothing (unmetered), or a reservation settled exactly once."""
 
     def __init__(
-        self, credits: CreditsClient | None, reservation: Reservation | None, cost: CostModel
+        self,
+        credits: CreditsClient | None,
+        reservation: Reservation | None,
+        cost: CostModel,
+        pending: set[asyncio.Task[None]] | None = None,
     ) -> None:
         self._credits = credits
         self.reservation = reservation
         self._cost = cost
+        self._pending = pending if pending is not None else set()
         self._settling: asyncio.Task[None] | None = None
 
     @classmethod
@@ -80,6 +85,8 @@ class Charge:
             return
         if self._settling is None:
             self._settling = asyncio.ensure_future(self._settle(self.reservation, self.amount_for(progress)))
+            self._pending.add(self._settling)  # kept alive (and awaited at shutdown) even if we are cancelled
+            self._settling.add_done_callback(self._pending.discard)
         await asyncio.shield(self._settling)
 
     async def _settle(self, reservation: Reservation, amount: int | None) -> None:
@@ -104,6 +111,12 @@ class Meter:
     def __init__(self, credits: CreditsClient, cost: CostModel) -> None:
         self.credits = credits
         self.cost = cost
+        self._settling: set[asyncio.Task[None]] = set()
+
+    async def drain(self) -> None:
+        """Wait for the settlements still in flight (at shutdown, before the credits client closes)."""
+        if self._settling:
+            await asyncio.gather(*self._settling, return_exceptions=True)
 
     async def open(
         self, principal: Principal, *, kind: str, payload: dict[str, Any]
@@ -127,4 +140,4 @@ class Meter:
             idempotency_key=f"llm-service:{request_id}",
             reference=f"llm-service {kind} {request_id}",
         )
-        return Charge(self.credits, reservation, self.cost), payload
+        return Charge(self.credits, reservation, self.cost, self._settling), payload

@@ -10,6 +10,7 @@ from fastapi.responses import JSONResponse
 from app.api.v1.streaming import ClientDisconnected, SSEResponse, unless_disconnected
 from app.core.deps import Generation
 from app.schemas.openai import ChatCompletionRequest, CompletionRequest, EmbeddingRequest
+from app.services.llm import ChunkStream
 from chat_common.auth import CurrentPrincipal, Principal
 
 router = APIRouter(tags=["generation"])
@@ -40,9 +41,8 @@ async def _generate(
     request and frees its slot at once."""
     try:
         if stream:
-            return SSEResponse(
-                await unless_disconnected(request, service.open_stream(principal, kind, payload))
-            )
+            opening = service.open_stream(principal, kind, payload)
+            return SSEResponse(await unless_disconnected(request, opening, abandon=ChunkStream.aclose))
         return JSONResponse(await unless_disconnected(request, service.generate(principal, kind, payload)))
     except ClientDisconnected:
         return Response(status_code=499)
