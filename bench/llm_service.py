@@ -116,7 +116,9 @@ def main() -> None:
         try:
             through = f"http://127.0.0.1:{port}"
             wait_ready(through)
-            asyncio.run(measure(standin.url, through, mint.user(), args.duration))
+            # message-service's unmetered path (a user's token would also reserve credits at user-service)
+            token = mint.service("message-service", ["llm:generate"])
+            asyncio.run(measure(standin.url, through, token, args.duration))
         finally:
             service.terminate()
             service.wait(10)

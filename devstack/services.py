@@ -38,7 +38,11 @@ SERVICES: list[ServiceSpec] = [
     ServiceSpec(
         "llm-service",
         8022,
-        lambda urls: {**jwks(urls), "LMSTUDIO_BASE_URL": urls["lmstudio"]},
+        lambda urls: {
+            **jwks(urls),
+            "LMSTUDIO_BASE_URL": urls["lmstudio"],
+            "USER_SERVICE_URL": urls["user-service"],  # credits for direct use
+        },
         needs=("lmstudio",),
     ),
 ]

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from pydantic import SecretStr
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import SettingsConfigDict
 
-from chat_common.settings import CommonSettings
+from chat_common.settings import CommonSettings, is_dev_secret
 
 
 class Settings(CommonSettings):
@@ -33,6 +33,29 @@ class Settings(CommonSettings):
     first_token_timeout_seconds: float = 300.0
     idle_timeout_seconds: float = 60.0
     total_timeout_seconds: float = 900.0
+
+    # Direct use with a user's token is paid in credits at user-service (service tokens carrying
+    # `llm:generate` are served unmetered: their caller pays). Cost: per request + per 1k generated tokens.
+    user_service_url: str = "http://127.0.0.1:8024"
+    llm_service_client_id: str = "llm-service"
+    llm_service_client_secret: SecretStr = SecretStr("dev-llm-service-secret")
+    credits_timeout_seconds: float = 10.0
+    direct_cost_per_request: int = Field(default=1, ge=0)
+    direct_cost_per_1k_tokens: int = Field(default=2, ge=0)
+    direct_default_max_tokens: int = Field(default=1024, gt=0)  # when a request names no max_tokens
+    direct_max_tokens: int = Field(default=8192, gt=0)  # larger max_tokens are lowered to this
+
+    @model_validator(mode="after")
+    def _default_within_cap(self) -> Settings:
+        if self.direct_default_max_tokens > self.direct_max_tokens:
+            raise ValueError("DIRECT_DEFAULT_MAX_TOKENS must not exceed DIRECT_MAX_TOKENS")
+        return self
+
+    def unsafe_production_values(self) -> list[str]:
+        problems = super().unsafe_production_values()
+        if is_dev_secret(self.llm_service_client_secret.get_secret_value()):
+            problems.append("LLM_SERVICE_CLIENT_SECRET must be set (not a dev- secret)")
+        return problems
 
 
 @lru_cache

@@ -8,9 +8,12 @@ from contextlib import asynccontextmanager
 from fastapi import APIRouter, FastAPI
 
 from app.api.v1 import generation, models, status
+from app.clients.credits import CreditsClient
 from app.config import Settings, get_settings
 from app.services.gate import ConcurrencyGate
+from app.services.generation import GenerationService
 from app.services.llm import LLMService
+from app.services.metering import CostModel, Meter
 from chat_common.app import create_service_app
 from chat_common.auth import jwks_verifier
 from lmstudio_client import LMStudioClient, Timeouts
@@ -38,11 +41,22 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             queue_timeout=settings.queue_timeout_seconds,
             retry_after=settings.retry_after_seconds,
         )
+        credits = CreditsClient(
+            settings.user_service_url,
+            client_id=settings.llm_service_client_id,
+            client_secret=settings.llm_service_client_secret.get_secret_value(),
+            timeout=settings.credits_timeout_seconds,
+            connect_timeout=settings.connect_timeout_seconds,
+        )
+        meter = Meter(credits, CostModel.from_settings(settings))
         app.state.llm = LLMService(client, gate, settings)
+        app.state.generation = GenerationService(app.state.llm, meter)
         app.state.token_verifier = jwks_verifier(settings)
         try:
             yield
         finally:
+            await meter.drain()  # bills still being settled
+            await credits.aclose()
             await client.aclose()
 
     app = create_service_app(

@@ -1,21 +1,46 @@
-"""llm-service test fixtures: a stand-in process, a JWKS issuer, and llm-service on real ports."""
+"""llm-service test fixtures: a stand-in process, a real user-service process, llm-service on real ports.
+
+user-service is the real one (`python run.py` on the session's PostgreSQL and Redis): llm-service
+verifies tokens with its JWKS and pays for direct calls through its credits API. Only LM Studio
+has a stand-in.
+"""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
-from typing import Any
+import asyncio
+import json
+import uuid
+from collections.abc import AsyncIterator, Coroutine, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
 
 import httpx
 import pytest
 
 from app.config import Settings
 from app.main import create_app
-from chat_common.testing import TokenMint, serve_app
+from chat_common.testing import ServiceProcess, create_database, serve_app, serve_service
 from lmstudio_client.testing import StandinProcess, run_standin
+
+T = TypeVar("T")
 
 ECHO = "lmstudio-standin/echo-7b"
 MINI = "lmstudio-standin/echo-mini"
 EMBED = "lmstudio-standin/embed-small"
+
+USER_SERVICE_DIR = Path(__file__).resolve().parents[2] / "user-service"
+INITIAL_CREDITS = 1000
+ADMIN = {"username": "root@example.com", "password": "Admin-pass-2024"}
+PASSWORD = "Sturdy-pass-2024"
+# A cost model that makes bills easy to check: 2 credits a request and 1 per generated token.
+COSTS: dict[str, Any] = {
+    "direct_cost_per_request": 2,
+    "direct_cost_per_1k_tokens": 1000,
+    "direct_default_max_tokens": 64,
+    "direct_max_tokens": 200,
+}
 
 
 @pytest.fixture(scope="session")
@@ -30,30 +55,155 @@ def fresh_standin(standin: StandinProcess) -> None:
     standin.reset()
 
 
-def make_settings(standin_url: str, jwks_url: str, **overrides: Any) -> Settings:
+def _run(coroutine: Coroutine[Any, Any, T]) -> T:
+    """Run a coroutine to the end from sync code, even when called inside a running event loop."""
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coroutine).result()
+
+
+@pytest.fixture(scope="session")
+def user_service(
+    postgres_url: str, redis_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ServiceProcess]:
+    """Sync on purpose: async fixtures (the contract's `door`) ask for it while the loop runs."""
+    data_dir = tmp_path_factory.mktemp("user-service")
+    env = {
+        "ENVIRONMENT": "test",
+        "DATABASE_URL": _run(create_database(postgres_url, "users")),
+        "REDIS_URL": redis_url,
+        "REDIS_PREFIX": f"llm-test-{uuid.uuid4().hex[:8]}",
+        "DATA_DIR": str(data_dir),
+        "JSON_LOGS": "false",
+        "BCRYPT_ROUNDS": "4",
+        "INITIAL_CREDITS": str(INITIAL_CREDITS),
+        "LOGIN_ACCOUNT_LIMIT": "1000/minute",
+        "LOGIN_IP_LIMIT": "100000/minute",
+        "RESERVATION_SWEEP_SECONDS": "3600",
+        "FIRST_ADMIN_EMAIL": ADMIN["username"],
+        "FIRST_ADMIN_PASSWORD": ADMIN["password"],
+        "FIRST_ADMIN_USERNAME": "root",
+    }
+    with serve_service(USER_SERVICE_DIR, env, log_path=data_dir / "user-service.log") as service:
+        yield service
+
+
+@pytest.fixture(scope="session")
+def user_service_url(user_service: ServiceProcess) -> str:
+    return user_service.url
+
+
+@pytest.fixture(scope="session")
+def jwks_url(user_service_url: str) -> str:
+    """user-service's real JWKS (overrides chat_common's token-mint JWKS)."""
+    return f"{user_service_url}/.well-known/jwks.json"
+
+
+def make_settings(standin_url: str, user_service_url: str, **overrides: Any) -> Settings:
     values: dict[str, Any] = {
         "environment": "test",
         "json_logs": False,
         "lmstudio_base_url": standin_url,
-        "jwks_url": jwks_url,
+        "jwks_url": f"{user_service_url}/.well-known/jwks.json",
+        "user_service_url": user_service_url,
         "connect_timeout_seconds": 1.0,
         "first_token_timeout_seconds": 1.5,
         "idle_timeout_seconds": 5.0,
         "total_timeout_seconds": 20.0,
+        **COSTS,
         **overrides,
     }
     return Settings(**values)
 
 
 @pytest.fixture(scope="session")
-def llm_url(standin: StandinProcess, jwks_url: str) -> Iterator[str]:
-    with serve_app(create_app(make_settings(standin.url, jwks_url))) as url:
+def llm_url(standin: StandinProcess, user_service_url: str) -> Iterator[str]:
+    with serve_app(create_app(make_settings(standin.url, user_service_url))) as url:
         yield url
 
 
-@pytest.fixture(scope="session")
-def user_token(token_mint: TokenMint) -> str:
-    return token_mint.user()
+@dataclass
+class Account:
+    """A user registered at the real user-service, with an access token."""
+
+    id: str
+    token: str
+    user_service_url: str
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"}
+
+    def balance(self) -> int:
+        response = httpx.get(f"{self.user_service_url}/api/v1/credits", headers=self.headers, timeout=10)
+        response.raise_for_status()
+        return int(response.json()["balance"])
+
+    def ledger(self) -> list[dict[str, Any]]:
+        """The ledger, oldest first."""
+        response = httpx.get(
+            f"{self.user_service_url}/api/v1/credits/transactions",
+            params={"limit": 100},
+            headers=self.headers,
+            timeout=10,
+        )
+        response.raise_for_status()
+        return list(reversed(response.json()["items"]))
+
+
+def login(user_service_url: str, username: str, password: str) -> str:
+    response = httpx.post(
+        f"{user_service_url}/api/v1/auth/token",
+        data={"username": username, "password": password},
+        timeout=10,
+    )
+    assert response.status_code == 200, response.text
+    return str(response.json()["access_token"])
+
+
+def register(user_service_url: str) -> Account:
+    suffix = uuid.uuid4().hex[:10]
+    body = {
+        "email": f"llm{suffix}@example.com",
+        "username": f"llm{suffix}",
+        "display_name": f"LLM user {suffix}",
+        "password": PASSWORD,
+    }
+    created = httpx.post(f"{user_service_url}/api/v1/auth/register", json=body, timeout=10)
+    assert created.status_code == 201, created.text
+    token = login(user_service_url, body["username"], PASSWORD)
+    return Account(created.json()["id"], token, user_service_url)
+
+
+@pytest.fixture
+def account(user_service_url: str) -> Account:
+    """A fresh user per test, starting with exactly INITIAL_CREDITS."""
+    return register(user_service_url)
+
+
+@pytest.fixture
+def user_token(account: Account) -> str:
+    return account.token
+
+
+@pytest.fixture
+def admin_token(user_service_url: str) -> str:
+    return login(user_service_url, ADMIN["username"], ADMIN["password"])
+
+
+def service_token(user_service_url: str, client_id: str, secret: str, scope: str) -> str:
+    """A real service token from user-service by client credentials."""
+    response = httpx.post(
+        f"{user_service_url}/api/v1/auth/service-token",
+        data={
+            "grant_type": "client_credentials",
+            "client_id": client_id,
+            "client_secret": secret,
+            "scope": scope,
+        },
+        timeout=10,
+    )
+    assert response.status_code == 200, response.text
+    return str(response.json()["access_token"])
 
 
 @pytest.fixture
@@ -72,8 +222,6 @@ def chat_body(content: str = "hello there", model: str | None = ECHO, **extra: A
 
 def sse_events(text: str) -> list[Any]:
     """The `data:` payloads of an SSE body, JSON-decoded except `[DONE]`."""
-    import json
-
     events: list[Any] = []
     for line in text.splitlines():
         if line.startswith("data: "):

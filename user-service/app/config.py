@@ -25,11 +25,18 @@ class ServiceClientConfig(BaseModel):
 DEV_SERVICE_CLIENTS = {
     "message-service": ServiceClientConfig(
         secret=SecretStr("dev-message-service-secret"),
-        scopes=["credits:write", "characters:counters", "characters:read_private", "conversations:read"],
+        scopes=[
+            "credits:write",
+            "characters:counters",
+            "characters:read_private",
+            "conversations:read",
+            "llm:generate",
+        ],
     ),
     "conversation-service": ServiceClientConfig(
         secret=SecretStr("dev-conversation-service-secret"), scopes=["characters:counters"]
     ),
+    "llm-service": ServiceClientConfig(secret=SecretStr("dev-llm-service-secret"), scopes=["credits:write"]),
 }
 
 

@@ -6,6 +6,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from app.services.generation import GenerationService
 from app.services.llm import LLMService
 
 
@@ -14,4 +15,9 @@ async def get_llm(request: Request) -> LLMService:
     return request.app.state.llm  # type: ignore[no-any-return]
 
 
+async def get_generation(request: Request) -> GenerationService:
+    return request.app.state.generation  # type: ignore[no-any-return]
+
+
 LLM = Annotated[LLMService, Depends(get_llm)]
+Generation = Annotated[GenerationService, Depends(get_generation)]

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from pydantic import BaseModel
 
 from app.config import Settings
-from app.services.errors import upstream_error
+from app.services.errors import redact, upstream_error
 from app.services.gate import ConcurrencyGate
+from chat_common.errors import AppError
 from lmstudio_client import (
     ChatCompletion,
     Completion,
@@ -32,6 +34,29 @@ def _timing(started: float, first_token: float | None, completion_tokens: int | 
         "first_token_ms": round((first_token - started) * 1000, 2) if first_token else None,
         "tokens_per_second": round(rate, 2) if rate else None,
     }
+
+
+@dataclass
+class Progress:
+    """How far one call got, filled in as it runs: what its bill is computed from."""
+
+    started: bool = False  # LM Studio was asked (the call got a slot)
+    failed: bool = False  # LM Studio failed (error, timeout) after being asked
+    generated: int = 0  # streamed chunks carrying text: one token each in LM Studio's streams
+    completion_tokens: int | None = None  # LM Studio's own count (usage), once it reports it
+
+    @property
+    def tokens(self) -> int:
+        return self.completion_tokens if self.completion_tokens is not None else self.generated
+
+    def count(self, event: dict[str, Any]) -> None:
+        usage = event.get("usage")
+        if isinstance(usage, dict) and isinstance(usage.get("completion_tokens"), int):
+            self.completion_tokens = usage["completion_tokens"]
+        for choice in event.get("choices") or ():
+            if (choice.get("delta") or {}).get("content") or choice.get("text"):
+                self.generated += 1
+                return
 
 
 def _dump(model: BaseModel) -> dict[str, Any]:
@@ -89,11 +114,12 @@ class LLMService:
 
     # -- generation -------------------------------------------------------------------------------
 
-    async def generate(self, kind: str, payload: dict[str, Any]) -> dict[str, Any]:
+    async def generate(self, kind: str, payload: dict[str, Any], progress: Progress) -> dict[str, Any]:
         """A whole chat or text completion, with usage and timing; the reply names the real model."""
         payload = {**payload, "model": await self.resolve_model(payload.get("model"))}
         async with self.gate.slot():
             started = time.perf_counter()
+            progress.started = True
             result: ChatCompletion | Completion
             if kind == "chat":
                 result = await self.call(lambda: self.client.chat(payload))
@@ -101,28 +127,34 @@ class LLMService:
                 result = await self.call(lambda: self.client.complete(payload))
         body = _dump(result)
         usage = result.usage.completion_tokens if result.usage else None
+        progress.completion_tokens = usage or 0
         body["timing"] = _timing(started, None, usage)
         return body
 
-    async def embeddings(self, payload: dict[str, Any]) -> dict[str, Any]:
+    async def embeddings(self, payload: dict[str, Any], progress: Progress) -> dict[str, Any]:
         async with self.gate.slot():
+            progress.started = True
             return _dump(await self.call(lambda: self.client.embeddings(payload)))
 
-    async def open_stream(self, kind: str, payload: dict[str, Any]) -> ChunkStream:
-        """Take a slot and wait for the first chunk, so that errors before streaming are plain HTTP errors."""
+    async def open_stream(self, kind: str, payload: dict[str, Any], progress: Progress) -> ChunkStream:
+        """Take a slot and wait for the first chunk, so that errors before streaming are plain HTTP errors.
+
+        Cancelled while queued or waiting (the client left), it gives the slot back at once."""
         payload = {**payload, "model": await self.resolve_model(payload.get("model"))}
         await self.gate.acquire()
         started = time.perf_counter()
+        progress.started = True
         source: AsyncGenerator[BaseModel] = (
             self.client.stream_chat(payload) if kind == "chat" else self.client.stream_completion(payload)
         )
         try:
-            first = await self.call(lambda: anext(source))
+            first = _dump(await self.call(lambda: anext(source)))
         except BaseException:
             await source.aclose()
             self.gate.release()
             raise
-        return ChunkStream(self, source, _dump(first), started, first_at=time.perf_counter())
+        progress.count(first)
+        return ChunkStream(self, source, first, started, progress, first_at=time.perf_counter())
 
     async def status(self) -> dict[str, Any]:
         health = await self.client.health()
@@ -130,8 +162,7 @@ class LLMService:
             "lmstudio": {
                 "reachable": health.status == "ok",
                 "status": health.status,
-                "base_url": health.base_url,
-                "detail": health.detail,
+                "detail": redact(health.detail, self.client.base_url),
             },
             "loaded_models": health.models,
             "queue": {
@@ -152,6 +183,7 @@ class ChunkStream:
         source: AsyncGenerator[BaseModel],
         first: dict[str, Any],
         started: float,
+        progress: Progress,
         *,
         first_at: float,
     ) -> None:
@@ -160,21 +192,32 @@ class ChunkStream:
         self._first = first
         self._started = started
         self._first_at = first_at
+        self.progress = progress
+        self._on_close: list[Callable[[], Awaitable[None]]] = []
         self._closed = False
+
+    def on_close(self, callback: Callable[[], Awaitable[None]]) -> None:
+        """Run `callback` once the stream is closed and its slot given back (e.g. to settle credits)."""
+        self._on_close.append(callback)
 
     async def events(self) -> AsyncIterator[dict[str, Any]]:
         """Chunks in OpenAI's format; the usage chunk gains `timing`; an error becomes a last event."""
         yield self._first
+        error: AppError | None = None
         try:
             async for chunk in self._source:
                 event = _dump(chunk)
+                self.progress.count(event)
                 if event.get("usage"):
                     event["timing"] = _timing(
                         self._started, self._first_at, event["usage"].get("completion_tokens")
                     )
                 yield event
         except LMStudioError as exc:
+            self.progress.failed = True
             error = upstream_error(exc, self._service.client.base_url)
+        await self.aclose()  # the slot is free and the bill settled before the client sees the end
+        if error is not None:
             yield {"error": {"code": error.code, "message": error.message, "details": error.details}}
 
     async def aclose(self) -> None:
@@ -185,3 +228,5 @@ class ChunkStream:
             await self._source.aclose()  # closes the upstream connection: LM Studio stops generating
         finally:
             self._service.gate.release()
+            for callback in self._on_close:
+                await callback()

@@ -104,13 +104,17 @@ class ServiceClient:
     def _raise_for_status(self, response: httpx.Response) -> None:
         if response.status_code < 400:
             return
+        downstream_details: dict[str, Any] = {}
         try:
             err = response.json()["error"]
             code, message = str(err["code"]), str(err["message"])
-        except (ValueError, KeyError, TypeError):
+            if isinstance(err.get("details"), dict):
+                downstream_details = err["details"]
+        except (ValueError, KeyError, TypeError, AttributeError):
             code, message = "dependency_error", response.text[:200]
         if 400 <= response.status_code < 500:
-            exc = AppError(message, code=code, details={"service": self.name})
+            # The downstream details (e.g. a 402's balance and amount needed) travel with the error.
+            exc = AppError(message, code=code, details={**downstream_details, "service": self.name})
             exc.status_code = response.status_code
             retry_after = response.headers.get("Retry-After")
             if retry_after:

@@ -34,6 +34,11 @@ def downstream() -> tuple[FastAPI, dict[str, int]]:
     async def missing() -> JSONResponse:
         return JSONResponse(error_body("not_found", "No such thing"), status_code=404)
 
+    @app.get("/broke")
+    async def broke() -> JSONResponse:
+        body = error_body("insufficient_credits", "Insufficient credits", {"needed": 7, "balance": 3})
+        return JSONResponse(body, status_code=402)
+
     @app.get("/boom")
     async def boom() -> None:
         raise RuntimeError("boom")
@@ -69,6 +74,14 @@ async def test_downstream_4xx_keeps_status_and_code() -> None:
         await client_for(app).get("/missing")
     assert info.value.status_code == 404 and info.value.code == "not_found"
     assert info.value.details == {"service": "thing-service"}
+
+
+async def test_downstream_4xx_details_travel_with_the_error() -> None:
+    app, _ = downstream()
+    with pytest.raises(AppError) as info:
+        await client_for(app).get("/broke")
+    assert info.value.status_code == 402 and info.value.code == "insufficient_credits"
+    assert info.value.details == {"needed": 7, "balance": 3, "service": "thing-service"}
 
 
 async def test_downstream_500_is_502_naming_the_service() -> None:

@@ -70,4 +70,8 @@ def run_standin(*args: str, port: int | None = None) -> Iterator[StandinProcess]
     finally:
         if process.poll() is None:
             process.terminate()
-            process.wait(10)
+            try:
+                process.wait(10)
+            except subprocess.TimeoutExpired:  # a request still running keeps uvicorn from exiting
+                process.kill()
+                process.wait(10)

@@ -7,6 +7,7 @@ import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+import httpx
 import pytest
 
 from lmstudio_client import (
@@ -142,4 +143,39 @@ async def test_standin_v0_chat_reports_stats_like_lmstudio(standin: StandinProce
     assert reply["model_info"]["context_length"] == 4096 and reply["id"].startswith("chatcmpl-")
     assert unknown.status_code == 200 and unknown.json() == {
         "error": "Unexpected endpoint or method. (POST /v1/nowhere)"
+    }
+
+
+async def test_a_stalled_stream_sends_exactly_stall_after_chunks_then_times_out(
+    standin: StandinProcess,
+) -> None:
+    standin.configure(failure="stall", stall_after=2)
+    texts: list[str] = []
+    async with LMStudioClient(standin.url, timeouts=Timeouts(first_token=5, idle=0.5)) as client:
+        with pytest.raises(LMStudioTimeout) as info:
+            async for chunk in client.stream_chat(
+                {"model": ECHO, "messages": [{"role": "user", "content": "one two three four"}]}
+            ):
+                texts.append(chunk.text)
+    assert texts == ["You ", "said: "] and info.value.phase == "idle"
+
+
+async def test_leaving_a_plain_request_during_the_first_token_delay_is_seen_at_once(
+    standin: StandinProcess,
+) -> None:
+    standin.configure(first_token_delay=60)
+    async with httpx.AsyncClient(base_url=standin.url) as http:
+        with pytest.raises(httpx.ReadTimeout):
+            body = {"model": ECHO, "messages": [{"role": "user", "content": "hi"}]}
+            await http.post("/v1/chat/completions", json=body, timeout=httpx.Timeout(10, read=0.5))
+    for _ in range(100):
+        if standin.stats()["cancelled"] == 1:
+            break
+        await asyncio.sleep(0.05)
+    assert standin.stats() == {
+        "requests": 1,
+        "active": 0,
+        "max_active": 1,
+        "completed": 0,
+        "cancelled": 1,
     }

@@ -1,4 +1,4 @@
-"""OpenAI-compatible chat completions, text completions and embeddings."""
+"""OpenAI-compatible chat completions, text completions and embeddings (paid with a user's token)."""
 
 from __future__ import annotations
 
@@ -8,43 +8,65 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 
 from app.api.v1.streaming import ClientDisconnected, SSEResponse, unless_disconnected
-from app.core.deps import LLM
+from app.core.deps import Generation
 from app.schemas.openai import ChatCompletionRequest, CompletionRequest, EmbeddingRequest
-from chat_common.auth import CurrentPrincipal
+from app.services.llm import ChunkStream
+from chat_common.auth import CurrentPrincipal, Principal
 
 router = APIRouter(tags=["generation"])
 
+PAID_DOC: dict[int | str, dict[str, Any]] = {
+    402: {"description": "Not enough credits (`details`: `balance`, `needed`); LM Studio was not called"},
+    403: {"description": "A service token without the scope `llm:generate`"},
+    503: {"description": "LM Studio, or user-service (credits), is unavailable"},
+}
 STREAM_DOC: dict[int | str, dict[str, Any]] = {
     200: {
         "description": "JSON, or with `stream: true` SSE chunks ending in `data: [DONE]`",
         "content": {"text/event-stream": {}},
-    }
+    },
+    **PAID_DOC,
 }
 
 
-async def _generate(kind: str, payload: dict[str, Any], stream: bool, llm: LLM, request: Request) -> Response:
-    if stream:
-        return SSEResponse(await llm.open_stream(kind, payload))
+async def _generate(
+    kind: str,
+    payload: dict[str, Any],
+    stream: bool,
+    principal: Principal,
+    service: Generation,
+    request: Request,
+) -> Response:
+    """The client leaving while queued, waiting for the first token or generating cancels the upstream
+    request and frees its slot at once."""
     try:
-        return JSONResponse(await unless_disconnected(request, llm.generate(kind, payload)))
+        if stream:
+            opening = service.open_stream(principal, kind, payload)
+            return SSEResponse(await unless_disconnected(request, opening, abandon=ChunkStream.aclose))
+        return JSONResponse(await unless_disconnected(request, service.generate(principal, kind, payload)))
     except ClientDisconnected:
         return Response(status_code=499)
 
 
 @router.post("/chat/completions", responses=STREAM_DOC)
 async def chat_completions(
-    body: ChatCompletionRequest, _: CurrentPrincipal, llm: LLM, request: Request
+    body: ChatCompletionRequest, principal: CurrentPrincipal, service: Generation, request: Request
 ) -> Response:
     """OpenAI chat completion; `usage` always, `timing` (first token, tokens/s) where known."""
-    return await _generate("chat", body.payload(), body.stream, llm, request)
+    return await _generate("chat", body.payload(), body.stream, principal, service, request)
 
 
 @router.post("/completions", responses=STREAM_DOC)
-async def completions(body: CompletionRequest, _: CurrentPrincipal, llm: LLM, request: Request) -> Response:
+async def completions(
+    body: CompletionRequest, principal: CurrentPrincipal, service: Generation, request: Request
+) -> Response:
     """Raw text completion (no prompt template)."""
-    return await _generate("text", body.payload(), body.stream, llm, request)
+    return await _generate("text", body.payload(), body.stream, principal, service, request)
 
 
-@router.post("/embeddings")
-async def embeddings(body: EmbeddingRequest, _: CurrentPrincipal, llm: LLM) -> dict[str, Any]:
-    return await llm.embeddings(body.model_dump(exclude_none=True))
+@router.post("/embeddings", responses=PAID_DOC)
+async def embeddings(
+    body: EmbeddingRequest, principal: CurrentPrincipal, service: Generation
+) -> dict[str, Any]:
+    """OpenAI embeddings; a user pays the per-request cost."""
+    return await service.embeddings(principal, body.model_dump(exclude_none=True))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import anyio
@@ -29,8 +29,13 @@ async def _wait_for_disconnect(receive: Receive) -> None:
             return
 
 
-async def unless_disconnected(request: Request, work: Awaitable[T]) -> T:
-    """Run `work`, cancelling it (and so the upstream request) if the client disconnects first."""
+async def unless_disconnected(
+    request: Request, work: Awaitable[T], *, abandon: Callable[[T], Awaitable[None]] | None = None
+) -> T:
+    """Run `work`, cancelling it (and so the upstream request) if the client disconnects first.
+
+    Should the work finish anyway (it may have completed just as it was cancelled), `abandon` is
+    given its result, e.g. to close a stream nobody will read."""
     task = asyncio.ensure_future(work)
     watcher = asyncio.ensure_future(_wait_for_disconnect(request.receive))
     try:
@@ -40,7 +45,9 @@ async def unless_disconnected(request: Request, work: Awaitable[T]) -> T:
     if not task.done():
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
-            await task
+            result = await task
+            if abandon is not None:
+                await abandon(result)
         raise ClientDisconnected
     return task.result()
 

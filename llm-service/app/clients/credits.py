@@ -1,0 +1,82 @@
+"""user-service's credits API, as llm-service uses it: reserve, commit and release with a service token."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any, Literal
+
+from pydantic import BaseModel
+
+from chat_common.errors import AppError, BadGatewayError, PaymentRequiredError
+from chat_common.http import ServiceClient
+from chat_common.service_token import ServiceTokenProvider
+
+SERVICE = "user-service"
+SCOPE = "credits:write"
+
+
+class Reservation(BaseModel):
+    """The fields of user-service's `ReservationPublic` llm-service reads."""
+
+    id: uuid.UUID
+    user_id: uuid.UUID
+    amount: int
+    committed_amount: int | None = None
+    status: Literal["held", "committed", "released", "expired"]
+
+
+class CreditsClient:
+    """Typed calls to `/api/v1/credits/reservations`; every call is idempotent at user-service."""
+
+    def __init__(
+        self, base_url: str, *, client_id: str, client_secret: str, timeout: float, connect_timeout: float
+    ) -> None:
+        self.http = ServiceClient(SERVICE, base_url, read_timeout=timeout, connect_timeout=connect_timeout)
+        self.tokens = ServiceTokenProvider(
+            self.http, client_id=client_id, client_secret=client_secret, scopes=[SCOPE]
+        )
+
+    async def aclose(self) -> None:
+        await self.http.aclose()
+
+    async def reserve(
+        self, *, user_id: str, amount: int, idempotency_key: str, reference: str
+    ) -> Reservation:
+        """Hold `amount` credits; a 402 carries the user's balance and the amount needed."""
+        body = {
+            "user_id": user_id,
+            "amount": amount,
+            "idempotency_key": idempotency_key,
+            "reference": reference,
+        }
+        try:
+            return await self._post("/api/v1/credits/reservations", body)
+        except AppError as exc:
+            if exc.status_code != 402:
+                raise
+            balance = exc.details.get("balance") if isinstance(exc.details, dict) else None
+            raise PaymentRequiredError(
+                f"Insufficient credits: this request needs {amount}, the balance is {balance}",
+                details={"needed": amount, "balance": balance},
+            ) from exc
+
+    async def commit(self, reservation_id: uuid.UUID, amount: int) -> Reservation:
+        return await self._post(f"/api/v1/credits/reservations/{reservation_id}/commit", {"amount": amount})
+
+    async def release(self, reservation_id: uuid.UUID) -> Reservation:
+        return await self._post(f"/api/v1/credits/reservations/{reservation_id}/release", None)
+
+    async def _post(self, path: str, body: dict[str, Any] | None) -> Reservation:
+        """POST with the service token; user-service refusing llm-service's own credentials is a 502."""
+        try:
+            token = await self.tokens.token()
+            response = await self.http.post(path, json=body, token=token, idempotent=True)
+        except AppError as exc:
+            if exc.status_code in (400, 401, 403):
+                raise BadGatewayError(
+                    f"{SERVICE} refused llm-service's credentials or request: {exc.message}",
+                    code="dependency_error",
+                    details={"service": SERVICE, "code": exc.code},
+                ) from exc
+            raise
+        return Reservation.model_validate(response.json())
