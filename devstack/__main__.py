@@ -256,6 +256,12 @@ def run(fleet: Fleet, state_dir: Path, config: Config, lmstudio_port: int) -> in
     return 1
 
 
+def tcp_port(raw: str) -> int:
+    if not raw.isdigit() or not 0 < int(raw) < 65536:
+        raise argparse.ArgumentTypeError(f"{raw!r} is not a TCP port (1-65535)")
+    return int(raw)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m devstack", description=__doc__)
     parser.add_argument(
@@ -266,7 +272,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--lmstudio-port",
-        type=int,
+        type=tcp_port,
         default=1234,
         help="where LM Studio is looked for, and the stand-in started if none answers",
     )
