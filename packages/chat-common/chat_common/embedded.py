@@ -16,6 +16,7 @@ import ctypes
 import functools
 import logging
 import os
+import shutil
 import signal
 import socket
 import stat
@@ -94,10 +95,30 @@ def die_with_parent(death_signal: int = signal.SIGTERM) -> Callable[[], None] | 
 def run_tied(
     command: list[str], *, user: str | None = None, check: bool = False
 ) -> subprocess.CompletedProcess[bytes]:
-    """`subprocess.run` for a short helper command (initdb, psql...) that dies with this process."""
-    return subprocess.run(
-        command, check=check, capture_output=True, user=user, preexec_fn=die_with_parent(signal.SIGTERM)
-    )
+    """`subprocess.run` for a short helper command (initdb, psql...) that dies with this process.
+
+    It runs in its own process group, all of which (initdb's own children too) is killed if the wait
+    is interrupted (Ctrl-C), so nothing of it outlives the call.
+    """
+    with subprocess.Popen(
+        command,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        user=user,
+        start_new_session=True,
+        preexec_fn=die_with_parent(signal.SIGTERM),
+    ) as process:
+        try:
+            stdout, stderr = process.communicate()
+        except BaseException:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+            raise
+    result = subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
+    if check:
+        result.check_returncode()
+    return result
 
 
 def spawn(
@@ -214,6 +235,19 @@ def _postmaster_ready(data_dir: Path, pid: int) -> bool:
     return len(lines) >= 8 and lines[0].strip() == str(pid) and lines[7].strip() == "ready"
 
 
+def _initdb(data_dir: Path, bin_dir: Path, system_user: str | None) -> None:
+    """Create the cluster beside `data_dir`, then move it in: an interrupted initdb never leaves a
+    half-made cluster that a later start would take for a real one."""
+    staging = data_dir.with_name(data_dir.name + ".initdb")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir()
+    _prepare_root_postgres(staging)
+    initdb = [str(bin_dir / "initdb"), "-D", str(staging), "--auth=trust", "--encoding=utf8"]
+    run_tied([*initdb, "-U", "postgres"], user=system_user, check=True)
+    shutil.rmtree(data_dir)  # holds no cluster (no PG_VERSION): at most an old server.log
+    staging.rename(data_dir)
+
+
 def start_postgres(data_dir: Path, port: int, database: str = "chatbot") -> EmbeddedServer:
     """PostgreSQL 16 on 127.0.0.1:`port`, data in `data_dir`, user `postgres` with trust auth.
 
@@ -224,8 +258,7 @@ def start_postgres(data_dir: Path, port: int, database: str = "chatbot") -> Embe
     system_user = _prepare_root_postgres(data_dir)
     bin_dir = _pgserver_bin()
     if not (data_dir / "PG_VERSION").exists():
-        initdb = [str(bin_dir / "initdb"), "-D", str(data_dir), "--auth=trust", "--encoding=utf8"]
-        run_tied([*initdb, "-U", "postgres"], user=system_user, check=True)
+        _initdb(data_dir, bin_dir, system_user)
     # A server left running by an older devstack (pg_ctl daemonized it) still holds the data dir.
     run_tied([str(bin_dir / "pg_ctl"), "-D", str(data_dir), "-m", "fast", "-w", "stop"], user=system_user)
     command = [str(bin_dir / "postgres"), "-D", str(data_dir), "-h", "127.0.0.1", "-p", str(port)]
