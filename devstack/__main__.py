@@ -252,7 +252,7 @@ def run(fleet: Fleet, state_dir: Path, config: Config, lmstudio_port: int) -> in
     log("Ctrl-C stops everything")
     while not (dead := fleet.exited()):
         time.sleep(0.5)
-    log(f"stopping: {', '.join(dead)} exited")
+    log(f"{', '.join(dead)} exited: the whole fleet stops")
     return 1
 
 
