@@ -1,4 +1,9 @@
-"""Start embedded backends, then every service; wait for `/ready`, print URLs, stream logs."""
+"""Start embedded backends, then every service; wait for `/ready`, print URLs, stream logs.
+
+Each service keeps its fixed port (or the one its variable, e.g. USER_SERVICE_PORT, names): a busy
+port stops the start, naming the port and its holder, before anything runs. Every child dies with
+devstack, even a SIGKILLed one, and a started shutdown runs to its end whatever signals follow.
+"""
 
 from __future__ import annotations
 
@@ -12,21 +17,26 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
+from types import FrameType
 
 import httpx
 from dotenv import dotenv_values
 
 from chat_common.embedded import (
     EmbeddedServer,
+    die_with_parent,
     free_port,
     port_is_free,
     spawn,
     start_mongodb,
     start_postgres,
     start_redis,
-    wait_for_port,
+    stopped_on_failure,
+    wait_listening,
 )
+from devstack.ports import describe_holder, holders, port_busy
 from devstack.services import SERVICES, ServiceSpec, Urls
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -36,50 +46,137 @@ BACKENDS: dict[str, tuple[str, int, Starter]] = {
     "redis": ("REDIS_URL", 6379, start_redis),
     "mongodb": ("MONGODB_URL", 27017, start_mongodb),
 }
+Config = dict[str, str | None]
+
+
+class StartError(Exception):
+    """The fleet cannot start; the message says why and what to do."""
 
 
 def log(message: str) -> None:
     print(f"[devstack] {message}", flush=True)
 
 
-def start_lmstudio(
-    state_dir: Path, config: dict[str, str | None], port: int
-) -> tuple[str, EmbeddedServer | None]:
-    """A running LM Studio wins; otherwise the stand-in takes its port."""
-    if configured := config.get("LMSTUDIO_BASE_URL"):
-        log(f"lmstudio: using LMSTUDIO_BASE_URL {configured}")
-        return configured, None
-    url = f"http://127.0.0.1:{port}"
-    if not port_is_free(port):
-        log(f"lmstudio: something listens on {port}; using it as LM Studio")
-        return url, None
-    (state_dir / "lmstudio").mkdir(parents=True, exist_ok=True)
-    command = [sys.executable, "-m", "lmstudio_client.standin", "--port", str(port)]
-    process = spawn(command, state_dir / "lmstudio" / "standin.log")
-    wait_for_port(port)
-    log(f"lmstudio: no LM Studio on {port}; started the STAND-IN there (echo replies, lmstudio-standin/*)")
-    return url, EmbeddedServer(name="lmstudio-standin", url=url, port=port, process=process)
+@dataclass
+class Fleet:
+    """What has been started, registered as soon as it runs so that the shutdown ends all of it."""
+
+    urls: Urls = field(default_factory=dict)
+    servers: list[EmbeddedServer] = field(default_factory=list)
+    processes: dict[str, subprocess.Popen[str]] = field(default_factory=dict)
+    stopping: bool = False
+
+    def on_signal(self, signum: int, frame: FrameType | None) -> None:
+        """The first SIGINT/SIGTERM starts the shutdown; later ones cannot cut it short."""
+        if not self.stopping:
+            self.stopping = True
+            raise KeyboardInterrupt
+        with contextlib.suppress(OSError):  # not print(): the main thread may be inside one
+            note = f"[devstack] {signal.Signals(signum).name} ignored: still stopping every process\n"
+            os.write(sys.stdout.fileno(), note.encode())
+
+    def stop(self) -> None:
+        self.stopping = True
+        if not (self.processes or self.servers):
+            return
+        log("stopping")
+        for process in self.processes.values():
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        for name, process in self.processes.items():
+            try:
+                process.wait(15)
+            except subprocess.TimeoutExpired:
+                log(f"{name} did not stop within 15s: killing it")
+                process.kill()
+                process.wait()
+        for server in reversed(self.servers):
+            server.stop()
+        log("stopped")
+
+    def exited(self) -> list[str]:
+        dead = [name for name, process in self.processes.items() if process.poll() is not None]
+        return dead + [s.name for s in self.servers if s.process and s.process.poll() is not None]
+
+
+def service_ports(config: Config) -> dict[str, int]:
+    """Each service's port: its fixed one, or the one its variable (USER_SERVICE_PORT...) names."""
+    ports: dict[str, int] = {}
+    for spec in SERVICES:
+        raw = config.get(spec.port_variable)
+        if not raw:
+            ports[spec.name] = spec.port
+            continue
+        if not raw.strip().isdigit() or not 0 < int(raw) < 65536:
+            raise StartError(f"{spec.port_variable}={raw!r} is not a TCP port (1-65535)")
+        ports[spec.name] = int(raw)
+    if len(set(ports.values())) < len(ports):
+        raise StartError(f"two services were given the same port: {ports}")
+    return ports
+
+
+def check_service_ports(ports: dict[str, int]) -> None:
+    """Fail, naming every busy service port and its holder, before anything is started."""
+    busy = [spec for spec in SERVICES if port_busy(ports[spec.name])]
+    if busy:
+        lines = [
+            f"port {ports[spec.name]} for {spec.name} ({spec.port_variable}) is in use by "
+            + describe_holder(ports[spec.name])
+            for spec in busy
+        ]
+        example = f"{busy[0].port_variable}=<a free port> make run"
+        lines.append(f"stop that process, or move the service on purpose with its variable: {example}")
+        raise StartError("\n".join([*lines, "nothing was started"]))
+    log("service ports are free: " + ", ".join(f"{name} {port}" for name, port in ports.items()))
+
+
+def backend_port(preferred: int, reserved: set[int]) -> int:
+    """The backend's usual port when free, else any free port that no service or LM Studio uses."""
+    if preferred not in reserved and port_is_free(preferred):
+        return preferred
+    port: int = free_port()
+    while port in reserved:
+        port = free_port()
+    return port
 
 
 def start_backends(
-    state_dir: Path, config: dict[str, str | None], needed: set[str]
-) -> tuple[Urls, list[EmbeddedServer]]:
+    fleet: Fleet, state_dir: Path, config: Config, needed: set[str], reserved: set[int]
+) -> None:
     """Use a backend URL from the environment or .env when given, else start an embedded one."""
-    urls: Urls = {}
-    servers: list[EmbeddedServer] = []
     for name, (variable, preferred, start) in BACKENDS.items():
         if name not in needed:
             continue
         if configured := config.get(variable):
-            urls[name] = configured
+            fleet.urls[name] = configured
             log(f"{name}: using {variable} from the environment")
             continue
-        port = free_port(preferred)
+        port = backend_port(preferred, reserved)
         server = start(state_dir / name, port)
-        servers.append(server)
-        urls[name] = server.url
+        fleet.servers.append(server)
+        fleet.urls[name] = server.url
         log(f"{name}: embedded at {server.url}" + ("" if port == preferred else f" ({preferred} was busy)"))
-    return urls, servers
+
+
+def start_lmstudio(fleet: Fleet, state_dir: Path, config: Config, port: int) -> None:
+    """A running LM Studio wins; otherwise the stand-in takes its port."""
+    if configured := config.get("LMSTUDIO_BASE_URL"):
+        log(f"lmstudio: using LMSTUDIO_BASE_URL {configured}")
+        fleet.urls["lmstudio"] = configured
+        return
+    fleet.urls["lmstudio"] = url = f"http://127.0.0.1:{port}"
+    if not port_is_free(port):
+        log(f"lmstudio: something listens on {port}; using it as LM Studio")
+        return
+    (state_dir / "lmstudio").mkdir(parents=True, exist_ok=True)
+    command = [sys.executable, "-m", "lmstudio_client.standin", "--port", str(port)]
+    log_path = state_dir / "lmstudio" / "standin.log"
+    process = spawn(command, log_path, death_signal=signal.SIGKILL)
+    server = EmbeddedServer(name="lmstudio-standin", url=url, port=port, process=process)
+    fleet.servers.append(server)
+    with stopped_on_failure(server):
+        wait_listening(process, port, "the LM Studio stand-in", log_path)
+    log(f"lmstudio: no LM Studio on {port}; started the STAND-IN there (echo replies, lmstudio-standin/*)")
 
 
 def pipe_logs(name: str, process: subprocess.Popen[str]) -> None:
@@ -89,22 +186,21 @@ def pipe_logs(name: str, process: subprocess.Popen[str]) -> None:
         print(f"{name:<{width}} | {line.rstrip()}", flush=True)
 
 
-def start_service(
-    spec: ServiceSpec, urls: Urls, state_dir: Path, config: dict[str, str | None]
-) -> subprocess.Popen[str]:
+def start_service(fleet: Fleet, spec: ServiceSpec, state_dir: Path, config: Config) -> None:
     env = {k: v for k, v in config.items() if v is not None}
     env.update(os.environ)
-    env.update(spec.env(urls))
+    env.update(spec.env(fleet.urls))
     env.update(
         {
-            "PORT": urls[spec.name].rsplit(":", 1)[1],
+            "PORT": fleet.urls[spec.name].rsplit(":", 1)[1],
             "HOST": "127.0.0.1",
             "DATA_DIR": str(state_dir / spec.name),
             "JSON_LOGS": "false",
             "PYTHONUNBUFFERED": "1",
         }
     )
-    process = subprocess.Popen(
+    # A stateless process: killed outright if devstack dies (a graceful stop could wait on a stream).
+    fleet.processes[spec.name] = process = subprocess.Popen(
         [sys.executable, "run.py"],
         cwd=ROOT / spec.name,
         env=env,
@@ -112,34 +208,58 @@ def start_service(
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         start_new_session=True,
+        preexec_fn=die_with_parent(signal.SIGKILL),
     )
     threading.Thread(target=pipe_logs, args=(spec.name, process), daemon=True).start()
-    return process
 
 
-def wait_ready(name: str, url: str, process: subprocess.Popen[str], timeout: float = 120.0) -> None:
+def wait_ready(name: str, port: int, process: subprocess.Popen[str], timeout: float = 120.0) -> None:
+    """`/ready` answers 200 from this very process (not from whatever else took its port)."""
+    taken = f"{name} could not listen on port {port}: it is in use by "
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise RuntimeError(f"{name} exited with code {process.returncode}")
+            if port_busy(port):
+                raise StartError(taken + describe_holder(port))
+            raise StartError(f"{name} exited with code {process.returncode}")
         with contextlib.suppress(httpx.HTTPError):
-            if httpx.get(f"{url}/ready", timeout=2.0).status_code == 200:
+            if httpx.get(f"http://127.0.0.1:{port}/ready", timeout=2.0).status_code == 200:
+                found = [pid for pid, _ in holders(port)]
+                if found and process.pid not in found:
+                    raise StartError(taken + describe_holder(port))
                 return
         time.sleep(0.3)
-    raise TimeoutError(f"{name} was not ready after {timeout:.0f}s")
+    raise StartError(f"{name} was not ready after {timeout:.0f}s")
 
 
-def stop(processes: dict[str, subprocess.Popen[str]], servers: list[EmbeddedServer]) -> None:
-    for process in processes.values():
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-    for process in processes.values():
-        try:
-            process.wait(15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-    for server in reversed(servers):
-        server.stop()
+def run(fleet: Fleet, state_dir: Path, config: Config, lmstudio_port: int) -> int:
+    ports = service_ports(config)
+    check_service_ports(ports)
+    needed = {backend for spec in SERVICES for backend in spec.needs}
+    start_backends(fleet, state_dir, config, needed, reserved={*ports.values(), lmstudio_port})
+    if "lmstudio" in needed:
+        start_lmstudio(fleet, state_dir, config, lmstudio_port)
+    for spec in SERVICES:
+        fleet.urls[spec.name] = f"http://127.0.0.1:{ports[spec.name]}"
+    for spec in SERVICES:
+        start_service(fleet, spec, state_dir, config)
+    for spec in SERVICES:
+        wait_ready(spec.name, ports[spec.name], fleet.processes[spec.name])
+    (state_dir / "urls.json").write_text(json.dumps(fleet.urls, indent=2))
+    log("the fleet is ready:")
+    for spec in SERVICES:
+        log(f"  {spec.name:<22} {fleet.urls[spec.name]}/docs")
+    log("Ctrl-C stops everything")
+    while not (dead := fleet.exited()):
+        time.sleep(0.5)
+    log(f"{', '.join(dead)} exited: the whole fleet stops")
+    return 1
+
+
+def tcp_port(raw: str) -> int:
+    if not raw.isdigit() or not 0 < int(raw) < 65536:
+        raise argparse.ArgumentTypeError(f"{raw!r} is not a TCP port (1-65535)")
+    return int(raw)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -152,53 +272,34 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--lmstudio-port",
-        type=int,
+        type=tcp_port,
         default=1234,
         help="where LM Studio is looked for, and the stand-in started if none answers",
     )
     args = parser.parse_args(argv)
     state_dir: Path = args.state_dir.resolve()
     state_dir.mkdir(parents=True, exist_ok=True)
-    config = {**dotenv_values(ROOT / ".env"), **os.environ}
-    needed = {backend for spec in SERVICES for backend in spec.needs}
+    config: Config = {**dotenv_values(ROOT / ".env"), **os.environ}
 
-    processes: dict[str, subprocess.Popen[str]] = {}
-    servers: list[EmbeddedServer] = []
+    fleet = Fleet()
     # Ctrl-C and SIGTERM both stop the fleet, even when started in the background (where a shell
-    # starts Python with SIGINT ignored).
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    # starts Python with SIGINT ignored); once stopping, neither can interrupt the clean-up.
+    signal.signal(signal.SIGINT, fleet.on_signal)
+    signal.signal(signal.SIGTERM, fleet.on_signal)
     try:
-        urls, servers = start_backends(state_dir, config, needed)
-        if "lmstudio" in needed:
-            urls["lmstudio"], standin = start_lmstudio(state_dir, config, args.lmstudio_port)
-            servers += [standin] if standin else []
-        for spec in SERVICES:
-            urls[spec.name] = f"http://127.0.0.1:{free_port(spec.port)}"
-        for spec in SERVICES:
-            processes[spec.name] = start_service(spec, urls, state_dir, config)
-        for spec in SERVICES:
-            wait_ready(spec.name, urls[spec.name], processes[spec.name])
-        (state_dir / "urls.json").write_text(json.dumps(urls, indent=2))
-        log("the fleet is ready:")
-        for spec in SERVICES:
-            log(f"  {spec.name:<22} {urls[spec.name]}/docs")
-        log("Ctrl-C stops everything")
-        while True:
-            if any(p.poll() is not None for p in processes.values()):
-                dead = [n for n, p in processes.items() if p.poll() is not None]
-                log(f"stopping: {', '.join(dead)} exited")
-                return 1
-            time.sleep(0.5)
+        return run(fleet, state_dir, config, args.lmstudio_port)
     except KeyboardInterrupt:
         return 0
-    except (RuntimeError, TimeoutError, OSError, subprocess.CalledProcessError) as exc:
-        log(f"failed: {exc}")
+    except (StartError, TimeoutError, OSError, subprocess.CalledProcessError, RuntimeError) as exc:
+        lines = str(exc).splitlines() or [type(exc).__name__]
+        log(f"failed: {lines[0]}")
+        for line in lines[1:]:
+            log(f"  {line}")
         return 1
     finally:
-        log("stopping")
+        fleet.stopping = True
         (state_dir / "urls.json").unlink(missing_ok=True)
-        stop(processes, servers)
+        fleet.stop()
 
 
 if __name__ == "__main__":

