@@ -1,17 +1,25 @@
-"""A failing backend is a 503 naming it, never a 500; nothing is charged when it fails."""
+"""A failing backend is a 503 naming it, never a 500; a reservation cut off half-way charges nothing."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
+import asyncio
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 
+import asyncpg
 from fastapi import FastAPI
 from httpx import AsyncClient
 
+from app.config import Settings
+from app.models.base import Base
 from app.repositories.rate_limits import LoginLimiter
 from chat_common.database import DatabaseSettings, create_engine, create_sessionmaker
 from chat_common.embedded import free_port
 from tests.conftest import UserFactory, assert_error_shape
+
+SCHEMA = Base.metadata.schema
 
 
 @contextmanager
@@ -37,18 +45,100 @@ async def test_postgres_down_during_a_read_is_503_naming_it(
     assert response.json()["error"]["details"] == {"service": "postgres"}
 
 
-async def test_postgres_down_during_a_reservation_charges_nothing(
+async def test_postgres_down_during_a_reservation_is_503_naming_it(
     app: FastAPI, client: AsyncClient, make_user: UserFactory, service_headers: dict[str, str]
 ) -> None:
     user = await make_user()
-    with postgres_down(app, "sessionmaker"):
+    with postgres_down(app, "sessionmaker"), postgres_down(app, "read_sessionmaker"):
         response = await client.post(
             "/api/v1/credits/reservations",
             json={"user_id": user.id, "amount": 5, "idempotency_key": "outage"},
             headers=service_headers,
         )
     assert response.status_code == 503
-    assert (await client.get("/api/v1/credits", headers=user.headers)).json()["balance"] == 100
+    assert_error_shape(response.json(), "dependency_unavailable")
+    assert response.json()["error"]["details"] == {"service": "postgres"}
+
+
+STALL_LEDGER = """
+CREATE OR REPLACE FUNCTION {schema}.stall_ledger_insert() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    -- Tell the test (through pg_stat_activity) the balance this reservation has just written, then wait.
+    PERFORM set_config('application_name', 'stalled-ledger ' || NEW.balance_after, false);
+    PERFORM pg_sleep(120);
+    RETURN NEW;
+END $$;
+CREATE TRIGGER stall_ledger BEFORE INSERT ON {schema}.credit_transaction
+    FOR EACH ROW WHEN (NEW.reference = '{reference}') EXECUTE FUNCTION {schema}.stall_ledger_insert();
+"""
+
+
+@asynccontextmanager
+async def ledger_insert_stalls(database_url: str, reference: str) -> AsyncIterator[asyncpg.Connection]:
+    """A trigger that stops a ledger INSERT with this reference, after the balance UPDATE of its
+    reservation has run, until the test kills the backend; yields a separate connection."""
+    conn = await asyncpg.connect(database_url)
+    try:
+        await conn.execute(STALL_LEDGER.format(schema=SCHEMA, reference=reference))
+        yield conn
+    finally:
+        await conn.execute(f"DROP TRIGGER IF EXISTS stall_ledger ON {SCHEMA}.credit_transaction")
+        await conn.execute(f"DROP FUNCTION IF EXISTS {SCHEMA}.stall_ledger_insert()")
+        await conn.close()
+
+
+async def _stalled_backend(conn: asyncpg.Connection, timeout: float = 60.0) -> tuple[int, int]:
+    """(pid, balance it wrote) of the backend waiting inside the trigger."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        row = await conn.fetchrow(
+            "SELECT pid, application_name FROM pg_stat_activity WHERE application_name LIKE 'stalled-ledger %'"
+        )
+        if row is not None:
+            return int(row["pid"]), int(row["application_name"].split()[1])
+        await asyncio.sleep(0.05)
+    raise AssertionError("the reservation never reached the ledger insert")
+
+
+async def test_connection_killed_between_balance_update_and_ledger_row_charges_nothing(
+    app: FastAPI,
+    client: AsyncClient,
+    settings: Settings,
+    make_user: UserFactory,
+    service_headers: dict[str, str],
+) -> None:
+    """The reservation's backend is killed (pg_terminate_backend) after it has lowered the balance
+    and before its ledger row exists: the client gets a 503 and balance and ledger still agree."""
+    user = await make_user()
+    reference = f"stall-{uuid.uuid4().hex}"
+    body = {"user_id": user.id, "amount": 5, "idempotency_key": reference, "reference": reference}
+    async with ledger_insert_stalls(settings.database_url, reference) as conn:
+        request = asyncio.create_task(
+            client.post("/api/v1/credits/reservations", json=body, headers=service_headers)
+        )
+        pid, written = await _stalled_backend(conn)
+        assert written == 95  # the balance UPDATE ran inside the stalled reservation
+        assert (
+            await conn.fetchval(f'SELECT credits FROM {SCHEMA}."user" WHERE id = $1', uuid.UUID(user.id))
+            == 100
+        )
+        assert await conn.fetchval("SELECT pg_terminate_backend($1)", pid) is True
+        response = await asyncio.wait_for(request, timeout=60)
+        assert response.status_code == 503, response.text
+        assert_error_shape(response.json(), "dependency_unavailable")
+        user_id = uuid.UUID(user.id)
+        balance = await conn.fetchval(f'SELECT credits FROM {SCHEMA}."user" WHERE id = $1', user_id)
+        ledger = await conn.fetchval(
+            f"SELECT sum(amount) FROM {SCHEMA}.credit_transaction WHERE user_id = $1", user_id
+        )
+        held = await conn.fetchval(
+            f"SELECT count(*) FROM {SCHEMA}.credit_reservation WHERE user_id = $1", user_id
+        )
+    assert (balance, ledger, held) == (100, 100, 0)
+    # The service recovers at once, and the same key reserves afresh (nothing was kept under it).
+    retried = await client.post("/api/v1/credits/reservations", json=body, headers=service_headers)
+    assert retried.status_code == 201, retried.text
+    assert (await client.get("/api/v1/credits", headers=user.headers)).json()["balance"] == 95
 
 
 async def test_redis_down_at_login_is_503_naming_it(app: FastAPI, client: AsyncClient) -> None:

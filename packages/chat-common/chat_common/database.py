@@ -135,16 +135,22 @@ def _is_bad_value(exc: DBAPIError) -> bool:
     return False
 
 
+def _unavailable() -> ServiceUnavailableError:
+    return ServiceUnavailableError(
+        "PostgreSQL is unavailable", code="dependency_unavailable", details={"service": "postgres"}
+    )
+
+
 @asynccontextmanager
 async def _session(factory: async_sessionmaker[AsyncSession]) -> AsyncIterator[AsyncSession]:
     try:
         async with factory() as session:
             yield session
     except UNAVAILABLE as exc:
-        raise ServiceUnavailableError(
-            "PostgreSQL is unavailable", code="dependency_unavailable", details={"service": "postgres"}
-        ) from exc
+        raise _unavailable() from exc
     except DBAPIError as exc:
+        if exc.connection_invalidated:  # e.g. the backend was terminated in the middle of a statement
+            raise _unavailable() from exc
         if not _is_bad_value(exc):
             raise
         raise UnprocessableError(f"invalid value in the request: {exc.orig}") from exc
