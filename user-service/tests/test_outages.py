@@ -87,12 +87,13 @@ async def ledger_insert_stalls(database_url: str, reference: str) -> AsyncIterat
         await conn.close()
 
 
-async def _stalled_backend(conn: asyncpg.Connection, timeout: float = 60.0) -> tuple[int, int]:
+async def _stalled_backend(conn: asyncpg.Connection) -> tuple[int, int]:
     """(pid, balance it wrote) of the backend waiting inside the trigger."""
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         row = await conn.fetchrow(
-            "SELECT pid, application_name FROM pg_stat_activity WHERE application_name LIKE 'stalled-ledger %'"
+            "SELECT pid, application_name FROM pg_stat_activity"
+            " WHERE application_name LIKE 'stalled-ledger %'"
         )
         if row is not None:
             return int(row["pid"]), int(row["application_name"].split()[1])
