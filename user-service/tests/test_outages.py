@@ -82,6 +82,10 @@ async def ledger_insert_stalls(database_url: str, reference: str) -> AsyncIterat
         await conn.execute(STALL_LEDGER.format(schema=SCHEMA, reference=reference))
         yield conn
     finally:
+        await conn.execute(  # a failed assertion must not leave a backend asleep holding the user's row
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE application_name LIKE 'stalled-ledger %'"
+        )
         await conn.execute(f"DROP TRIGGER IF EXISTS stall_ledger ON {SCHEMA}.credit_transaction")
         await conn.execute(f"DROP FUNCTION IF EXISTS {SCHEMA}.stall_ledger_insert()")
         await conn.close()
