@@ -471,3 +471,34 @@ async def test_insufficient_credits_is_402_with_balance_and_needed_and_writes_no
     accepted = await _reserve(client, service_headers, user, 100, key="too-much")
     assert accepted.status_code == 201
     assert await _balance(client, user) == 0
+
+
+async def test_expiry_sweep_racing_a_commit_settles_once(
+    app: FastAPI, client: AsyncClient, make_user: UserFactory, service_headers: dict[str, str]
+) -> None:
+    user = await make_user()
+    outcomes = []
+    for _ in range(6):
+        reservation = (await _reserve(client, service_headers, user, 10)).json()
+        async with app.state.sessionmaker() as session:
+            await session.execute(
+                update(CreditReservation)
+                .where(CreditReservation.id == uuid.UUID(reservation["id"]))
+                .values(expires_at=utcnow() - timedelta(seconds=1))
+            )
+            await session.commit()
+
+        async def sweep() -> int:
+            async with app.state.sessionmaker() as session:
+                return await credit_service.expire_due(session)
+
+        url = f"/api/v1/credits/reservations/{reservation['id']}"
+        committed, expired = await asyncio.gather(
+            client.post(f"{url}/commit", json={"amount": 4}, headers=service_headers), sweep()
+        )
+        final = (await client.get(url, headers=service_headers)).json()["status"]
+        assert (final, committed.status_code, expired) in (("committed", 200, 0), ("expired", 409, 1))
+        outcomes.append(final)
+    balance = await _balance(client, user)
+    assert balance == 100 - 4 * outcomes.count("committed")
+    assert await _ledger_sum(app, user) == balance
