@@ -69,17 +69,20 @@ BEGIN
     RETURN NEW;
 END $$;
 CREATE TRIGGER stall_ledger BEFORE INSERT ON {schema}.credit_transaction
-    FOR EACH ROW WHEN (NEW.reference = '{reference}') EXECUTE FUNCTION {schema}.stall_ledger_insert();
+    FOR EACH ROW WHEN (NEW.reference = '{reference}' AND NEW.kind = '{kind}')
+    EXECUTE FUNCTION {schema}.stall_ledger_insert();
 """
 
 
 @asynccontextmanager
-async def ledger_insert_stalls(database_url: str, reference: str) -> AsyncIterator[asyncpg.Connection]:
-    """A trigger that stops a ledger INSERT with this reference, after the balance UPDATE of its
-    reservation has run, until the test kills the backend; yields a separate connection."""
+async def ledger_insert_stalls(
+    database_url: str, reference: str, kind: str = "reservation"
+) -> AsyncIterator[asyncpg.Connection]:
+    """A trigger that stops a ledger INSERT of this kind and reference, after the balance UPDATE of the
+    same statement has run, until the test kills the backend; yields a separate connection."""
     conn = await asyncpg.connect(database_url)
     try:
-        await conn.execute(STALL_LEDGER.format(schema=SCHEMA, reference=reference))
+        await conn.execute(STALL_LEDGER.format(schema=SCHEMA, reference=reference, kind=kind))
         yield conn
     finally:
         await conn.execute(  # a failed assertion must not leave a backend asleep holding the user's row
@@ -161,3 +164,39 @@ async def test_redis_down_at_login_is_503_naming_it(app: FastAPI, client: AsyncC
     assert response.status_code == 503
     assert_error_shape(response.json(), "dependency_unavailable")
     assert response.json()["error"]["details"] == {"service": "redis"}
+
+
+async def test_connection_killed_between_refund_and_its_ledger_row_leaves_the_reservation_held(
+    app: FastAPI,
+    client: AsyncClient,
+    settings: Settings,
+    make_user: UserFactory,
+    service_headers: dict[str, str],
+) -> None:
+    """A commit killed after it settled the reservation and refunded the rest, before the refund's
+    ledger row: nothing of it stays, and the retried commit settles it once."""
+    user = await make_user()
+    reference = f"stall-{uuid.uuid4().hex}"
+    body = {"user_id": user.id, "amount": 10, "idempotency_key": reference, "reference": reference}
+    reserved = await client.post("/api/v1/credits/reservations", json=body, headers=service_headers)
+    assert reserved.status_code == 201
+    url = f"/api/v1/credits/reservations/{reserved.json()['id']}"
+    user_id = uuid.UUID(user.id)
+    async with ledger_insert_stalls(settings.database_url, reference, kind="refund") as conn:
+        request = asyncio.create_task(
+            client.post(f"{url}/commit", json={"amount": 4}, headers=service_headers)
+        )
+        pid, written = await _stalled_backend(conn)
+        assert written == 96  # the refund of 6 was added to the balance inside the stalled commit
+        assert await conn.fetchval("SELECT pg_terminate_backend($1)", pid) is True
+        response = await asyncio.wait_for(request, timeout=60)
+        assert response.status_code == 503, response.text
+        balance = await conn.fetchval(f'SELECT credits FROM {SCHEMA}."user" WHERE id = $1', user_id)
+        ledger = await conn.fetchval(
+            f"SELECT sum(amount) FROM {SCHEMA}.credit_transaction WHERE user_id = $1", user_id
+        )
+    assert (balance, ledger) == (90, 90)
+    assert (await client.get(url, headers=service_headers)).json()["status"] == "held"
+    retried = await client.post(f"{url}/commit", json={"amount": 4}, headers=service_headers)
+    assert retried.status_code == 200 and retried.json()["committed_amount"] == 4
+    assert (await client.get("/api/v1/credits", headers=user.headers)).json()["balance"] == 96
