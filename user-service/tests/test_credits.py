@@ -4,12 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import timedelta
+from typing import Any
 
+import pytest
 from fastapi import FastAPI
 from httpx import AsyncClient
-from sqlalchemy import update
+from pydantic import SecretStr
+from sqlalchemy import event, update
 
+from app.config import ServiceClientConfig
 from app.models import CreditReservation
 from app.models.base import utcnow
 from app.repositories import credits as credit_repo
@@ -147,6 +153,8 @@ async def test_unsettled_reservations_expire_and_credits_return(
     app: FastAPI, client: AsyncClient, make_user: UserFactory, service_headers: dict[str, str]
 ) -> None:
     user = await make_user()
+    async with app.state.sessionmaker() as session:
+        await credit_service.expire_due(session)  # whatever earlier tests left due, so the count is exact
     reservation = (await _reserve(client, service_headers, user, 30)).json()
     async with app.state.sessionmaker() as session:
         await session.execute(
@@ -155,7 +163,7 @@ async def test_unsettled_reservations_expire_and_credits_return(
             .values(expires_at=utcnow() - timedelta(seconds=1))
         )
         await session.commit()
-        assert await credit_service.expire_due(session) >= 1
+        assert await credit_service.expire_due(session) == 1
     assert await _balance(client, user) == 100
     state = await client.get(f"/api/v1/credits/reservations/{reservation['id']}", headers=service_headers)
     assert state.json()["status"] == "expired"
@@ -205,3 +213,292 @@ async def test_admin_grant_appears_in_ledger_with_reason(
         150,
         "welcome gift",
     )
+
+
+# --- ownership: a reservation belongs to the service client that created it ---
+
+
+@pytest.fixture
+async def other_service_headers(
+    app: FastAPI, client: AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> dict[str, str]:
+    """A second service client holding `credits:write` (say, llm-service charging direct callers)."""
+    settings = app.state.auth.settings
+    clients = {
+        **settings.service_clients,
+        "billing-test": ServiceClientConfig(
+            secret=SecretStr("billing-test-secret"), scopes=["credits:write"]
+        ),
+    }
+    monkeypatch.setattr(settings, "service_clients", clients)
+    response = await client.post(
+        "/api/v1/auth/service-token",
+        data={
+            "grant_type": "client_credentials",
+            "client_id": "billing-test",
+            "client_secret": "billing-test-secret",
+            "scope": "credits:write",
+        },
+    )
+    assert response.status_code == 200, response.text
+    return {"Authorization": f"Bearer {response.json()['access_token']}"}
+
+
+async def test_another_client_cannot_read_commit_or_release_a_reservation(
+    app: FastAPI,
+    client: AsyncClient,
+    make_user: UserFactory,
+    service_headers: dict[str, str],
+    other_service_headers: dict[str, str],
+) -> None:
+    user = await make_user()
+    reservation = (await _reserve(client, service_headers, user, 10)).json()
+    url = f"/api/v1/credits/reservations/{reservation['id']}"
+    read = await client.get(url, headers=other_service_headers)
+    commit = await client.post(f"{url}/commit", json={"amount": 1}, headers=other_service_headers)
+    release = await client.post(f"{url}/release", headers=other_service_headers)
+    for response in (read, commit, release):
+        assert response.status_code == 404, response.text
+        assert_error_shape(response.json(), "not_found")
+    assert await _balance(client, user) == 90
+    own = await client.get(url, headers=service_headers)
+    assert own.status_code == 200 and own.json()["status"] == "held"
+    committed = await client.post(f"{url}/commit", json={"amount": 3}, headers=service_headers)
+    assert committed.status_code == 200 and committed.json()["committed_amount"] == 3
+    assert await _balance(client, user) == 97
+    assert await _ledger_sum(app, user) == 97
+
+
+async def test_another_clients_idempotency_key_does_not_return_its_reservation(
+    client: AsyncClient,
+    make_user: UserFactory,
+    service_headers: dict[str, str],
+    other_service_headers: dict[str, str],
+) -> None:
+    user = await make_user()
+    first = await _reserve(client, service_headers, user, 10, key="shared-key")
+    assert first.status_code == 201
+    other = await _reserve(client, other_service_headers, user, 10, key="shared-key")
+    assert other.status_code == 409, other.text
+    assert_error_shape(other.json(), "idempotency_key_in_use")
+    assert first.json()["id"] not in other.text
+    assert await _balance(client, user) == 90
+
+
+# --- one statement round trip per reserve, commit and release ---
+
+
+@contextmanager
+def count_round_trips(app: FastAPI) -> Iterator[list[str]]:
+    """Every statement, BEGIN, COMMIT and ROLLBACK sent on the app's two engines."""
+    sent: list[str] = []
+    transactional = app.state.sessionmaker.kw["bind"].sync_engine
+    autocommit = app.state.read_sessionmaker.kw["bind"].sync_engine
+
+    def on_statement(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        sent.append(statement)
+
+    def on_begin(conn: Any) -> None:
+        sent.append("BEGIN")
+
+    def on_end(conn: Any) -> None:
+        sent.append("COMMIT/ROLLBACK")
+
+    # On the autocommit engine SQLAlchemy's begin/commit events send nothing to PostgreSQL.
+    hooks = [(engine, "before_cursor_execute", on_statement) for engine in (transactional, autocommit)]
+    hooks += [(transactional, "begin", on_begin), (transactional, "commit", on_end)]
+    hooks += [(transactional, "rollback", on_end)]
+    for engine, name, hook in hooks:
+        event.listen(engine, name, hook)
+    try:
+        yield sent
+    finally:
+        for engine, name, hook in hooks:
+            event.remove(engine, name, hook)
+
+
+async def test_reserve_commit_and_release_are_one_round_trip_each(
+    app: FastAPI, client: AsyncClient, make_user: UserFactory, service_headers: dict[str, str]
+) -> None:
+    user = await make_user()
+    with count_round_trips(app) as sent:
+        created = await _reserve(client, service_headers, user, 10)
+    assert created.status_code == 201 and len(sent) == 1, sent
+    with count_round_trips(app) as sent:
+        replay = await _reserve(client, service_headers, user, 10, key=created.json()["idempotency_key"])
+    assert replay.status_code == 200 and len(sent) == 1, sent
+    with count_round_trips(app) as sent:
+        committed = await client.post(
+            f"/api/v1/credits/reservations/{created.json()['id']}/commit",
+            json={"amount": 4},
+            headers=service_headers,
+        )
+    assert committed.status_code == 200 and len(sent) == 1, sent
+    second = (await _reserve(client, service_headers, user, 10)).json()
+    with count_round_trips(app) as sent:
+        released = await client.post(
+            f"/api/v1/credits/reservations/{second['id']}/release", headers=service_headers
+        )
+    assert released.status_code == 200 and len(sent) == 1, sent
+    assert await _balance(client, user) == 96
+    assert await _ledger_sum(app, user) == 96
+
+
+# --- concurrency: never negative, settled once, balance = ledger ---
+
+
+async def test_concurrent_reserves_of_mixed_amounts_never_go_negative(
+    app: FastAPI,
+    client: AsyncClient,
+    make_user: UserFactory,
+    admin_headers: dict[str, str],
+    service_headers: dict[str, str],
+) -> None:
+    user = await make_user()
+    await _set_balance(client, admin_headers, user, 17)
+    amounts = [1 + i % 4 for i in range(50)]  # 1, 2, 3, 4, 1, ...: far more than 17 in total
+    responses = await asyncio.gather(*[_reserve(client, service_headers, user, a) for a in amounts])
+    assert {r.status_code for r in responses} == {201, 402}
+    held = sum(a for a, r in zip(amounts, responses, strict=True) if r.status_code == 201)
+    balance = await _balance(client, user)
+    assert balance == 17 - held and balance >= 0
+    for refused in (r for r in responses if r.status_code == 402):
+        details = refused.json()["error"]["details"]
+        assert details["needed"] > details["balance"] >= 0
+    assert await _ledger_sum(app, user) == balance
+    async with app.state.sessionmaker() as session:
+        rows, _ = await credit_service.list_transactions(session, uuid.UUID(user.id), limit=100, offset=0)
+    reservations = [r for r in rows if r.kind == "reservation"]
+    assert len(reservations) == sum(r.status_code == 201 for r in responses)
+    # Each ledger row's balance_after is the balance that row left: replaying them in order agrees.
+    running = 0
+    for row in sorted(rows, key=lambda r: r.id):
+        running += row.amount
+        assert row.balance_after == running
+
+
+async def test_concurrent_commit_and_release_of_one_reservation_settle_once(
+    app: FastAPI, client: AsyncClient, make_user: UserFactory, service_headers: dict[str, str]
+) -> None:
+    user = await make_user()
+    for _ in range(5):
+        reservation = (await _reserve(client, service_headers, user, 10)).json()
+        url = f"/api/v1/credits/reservations/{reservation['id']}"
+        calls = [client.post(f"{url}/commit", json={"amount": 6}, headers=service_headers) for _ in range(4)]
+        calls += [client.post(f"{url}/release", headers=service_headers) for _ in range(4)]
+        responses = await asyncio.gather(*calls)
+        commits, releases = responses[:4], responses[4:]
+        final = (await client.get(url, headers=service_headers)).json()
+        if final["status"] == "committed":
+            assert [r.status_code for r in commits] == [200] * 4
+            assert [r.status_code for r in releases] == [409] * 4
+        else:
+            assert final["status"] == "released"
+            assert [r.status_code for r in commits] == [409] * 4
+            assert [r.status_code for r in releases] == [200] * 4
+    async with app.state.sessionmaker() as session:
+        rows, _ = await credit_service.list_transactions(session, uuid.UUID(user.id), limit=100, offset=0)
+    settlements = [r for r in rows if r.kind in ("refund", "released")]
+    assert len(settlements) == 5  # one per reservation, whichever won
+    balance = await _balance(client, user)
+    assert balance == await _ledger_sum(app, user)
+    assert balance == 100 - 6 * sum(r.kind == "refund" for r in rows)
+
+
+async def test_commit_of_zero_settles_without_charge(
+    app: FastAPI, client: AsyncClient, make_user: UserFactory, service_headers: dict[str, str]
+) -> None:
+    user = await make_user()
+    reservation = (await _reserve(client, service_headers, user, 8)).json()
+    url = f"/api/v1/credits/reservations/{reservation['id']}"
+    committed = await client.post(f"{url}/commit", json={"amount": 0}, headers=service_headers)
+    assert committed.status_code == 200
+    assert (committed.json()["status"], committed.json()["committed_amount"]) == ("committed", 0)
+    assert await _balance(client, user) == 100
+    other_amount = await client.post(f"{url}/commit", json={"amount": 1}, headers=service_headers)
+    assert other_amount.status_code == 409
+    assert_error_shape(other_amount.json(), "reservation_settled")
+
+
+async def test_commit_of_the_full_amount_writes_no_refund(
+    app: FastAPI, client: AsyncClient, make_user: UserFactory, service_headers: dict[str, str]
+) -> None:
+    user = await make_user()
+    reservation = (await _reserve(client, service_headers, user, 8)).json()
+    url = f"/api/v1/credits/reservations/{reservation['id']}"
+    committed = await client.post(f"{url}/commit", json={"amount": 8}, headers=service_headers)
+    assert committed.status_code == 200 and committed.json()["committed_amount"] == 8
+    assert committed.json()["settled_at"] is not None
+    ledger = (await client.get("/api/v1/credits/transactions", headers=user.headers)).json()
+    assert [(t["kind"], t["amount"], t["balance_after"]) for t in ledger["items"]] == [
+        ("reservation", -8, 92),
+        ("signup_bonus", 100, 100),
+    ]
+    assert await _balance(client, user) == 92
+
+
+async def test_release_twice_is_idempotent_and_unknown_reservation_is_404(
+    client: AsyncClient, make_user: UserFactory, service_headers: dict[str, str]
+) -> None:
+    user = await make_user()
+    reservation = (await _reserve(client, service_headers, user, 8)).json()
+    url = f"/api/v1/credits/reservations/{reservation['id']}"
+    first = await client.post(f"{url}/release", headers=service_headers)
+    second = await client.post(f"{url}/release", headers=service_headers)
+    assert (first.status_code, second.status_code) == (200, 200)
+    assert first.json() == second.json()
+    assert await _balance(client, user) == 100
+    missing = f"/api/v1/credits/reservations/{uuid.uuid4()}"
+    for response in (
+        await client.get(missing, headers=service_headers),
+        await client.post(f"{missing}/commit", json={"amount": 1}, headers=service_headers),
+        await client.post(f"{missing}/release", headers=service_headers),
+    ):
+        assert response.status_code == 404
+        assert_error_shape(response.json(), "not_found")
+
+
+async def test_insufficient_credits_is_402_with_balance_and_needed_and_writes_nothing(
+    app: FastAPI, client: AsyncClient, make_user: UserFactory, service_headers: dict[str, str]
+) -> None:
+    user = await make_user()
+    refused = await _reserve(client, service_headers, user, 101, key="too-much")
+    assert refused.status_code == 402
+    assert_error_shape(refused.json(), "insufficient_credits")
+    assert refused.json()["error"]["details"] == {"needed": 101, "balance": 100}
+    assert await _ledger_sum(app, user) == 100
+    # Nothing was kept under that key: once affordable, the same key reserves afresh.
+    accepted = await _reserve(client, service_headers, user, 100, key="too-much")
+    assert accepted.status_code == 201
+    assert await _balance(client, user) == 0
+
+
+async def test_expiry_sweep_racing_a_commit_settles_once(
+    app: FastAPI, client: AsyncClient, make_user: UserFactory, service_headers: dict[str, str]
+) -> None:
+    user = await make_user()
+    outcomes = []
+    for _ in range(6):
+        reservation = (await _reserve(client, service_headers, user, 10)).json()
+        async with app.state.sessionmaker() as session:
+            await session.execute(
+                update(CreditReservation)
+                .where(CreditReservation.id == uuid.UUID(reservation["id"]))
+                .values(expires_at=utcnow() - timedelta(seconds=1))
+            )
+            await session.commit()
+
+        async def sweep() -> int:
+            async with app.state.sessionmaker() as session:
+                return await credit_service.expire_due(session)
+
+        url = f"/api/v1/credits/reservations/{reservation['id']}"
+        committed, expired = await asyncio.gather(
+            client.post(f"{url}/commit", json={"amount": 4}, headers=service_headers), sweep()
+        )
+        final = (await client.get(url, headers=service_headers)).json()["status"]
+        assert (final, committed.status_code, expired) in (("committed", 200, 0), ("expired", 409, 1))
+        outcomes.append(final)
+    balance = await _balance(client, user)
+    assert balance == 100 - 4 * outcomes.count("committed")
+    assert await _ledger_sum(app, user) == balance

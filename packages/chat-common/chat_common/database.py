@@ -140,6 +140,12 @@ def _is_bad_value(exc: DBAPIError) -> bool:
     return False
 
 
+def _unavailable() -> ServiceUnavailableError:
+    return ServiceUnavailableError(
+        "PostgreSQL is unavailable", code="dependency_unavailable", details={"service": "postgres"}
+    )
+
+
 @asynccontextmanager
 async def _session(factory: async_sessionmaker[AsyncSession]) -> AsyncIterator[AsyncSession]:
     """A session whose lost database is a 503 and whose refused value is a 422. The driver's text
@@ -150,10 +156,11 @@ async def _session(factory: async_sessionmaker[AsyncSession]) -> AsyncIterator[A
     except UNAVAILABLE as exc:
         cause = exc.orig if isinstance(exc, DBAPIError) else exc  # the driver's error, without the SQL
         logger.warning("PostgreSQL is unavailable: %s: %s", cause.__class__.__name__, cause)
-        raise ServiceUnavailableError(
-            "PostgreSQL is unavailable", code="dependency_unavailable", details={"service": "postgres"}
-        ) from exc
+        raise _unavailable() from exc
     except DBAPIError as exc:
+        if exc.connection_invalidated:  # e.g. the backend was terminated in the middle of a statement
+            logger.warning("PostgreSQL connection lost: %s", exc.orig)
+            raise _unavailable() from exc
         if not _is_bad_value(exc):
             raise
         logger.warning("PostgreSQL refused a value from the request: %s", exc.orig)

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import uuid
 from datetime import timedelta
+from typing import Any
 
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import Row
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.models import CreditReservation, CreditTransaction
+from app.models import CreditTransaction
 from app.models.base import utcnow
 from app.repositories import credits as credit_repo
-from app.schemas.credit import ReservationCreate
+from app.repositories.credits import RESERVATION_COLUMNS
+from app.schemas.credit import ReservationCreate, ReservationPublic
 from chat_common.errors import (
     ConflictError,
     NotFoundError,
@@ -62,121 +64,108 @@ async def adjust(session: AsyncSession, *, user_id: uuid.UUID, amount: int, reas
     return row
 
 
+def _reservation(row: Row[Any], **changes: Any) -> ReservationPublic:
+    return ReservationPublic.model_validate({**{n: row._mapping[n] for n in RESERVATION_COLUMNS}, **changes})
+
+
 async def reserve(
     session: AsyncSession, *, data: ReservationCreate, client_id: str, ttl_seconds: int
-) -> tuple[CreditReservation, bool]:
-    """Hold credits for a reply. Returns (reservation, created); a repeated key returns the first."""
-    try:
-        reservation_id = await credit_repo.insert_reservation(
-            session,
-            {
-                "id": uuid.uuid4(),
-                "user_id": data.user_id,
-                "amount": data.amount,
-                "status": "held",
-                "idempotency_key": data.idempotency_key,
-                "reference": data.reference,
-                "client_id": client_id,
-                "expires_at": utcnow() + timedelta(seconds=ttl_seconds),
-                "created_at": utcnow(),
-            },
-        )
-    except IntegrityError as exc:  # the user does not exist (foreign key)
-        await session.rollback()
-        raise NotFoundError("User not found") from exc
-    if reservation_id is None:
-        await session.rollback()
+) -> tuple[ReservationPublic, bool]:
+    """Hold credits for a reply in one statement. Returns (reservation, created); a repeated key
+    returns the first reservation. `session` is an autocommit session: the statement is atomic alone."""
+    now = utcnow()
+    values: dict[str, Any] = {
+        "id": uuid.uuid4(),
+        "user_id": data.user_id,
+        "amount": data.amount,
+        "idempotency_key": data.idempotency_key,
+        "reference": data.reference,
+        "client_id": client_id,
+        "expires_at": now + timedelta(seconds=ttl_seconds),
+        "created_at": now,
+    }
+    row = await credit_repo.reserve(session, values, now)
+    if row is None:
+        raise NotFoundError("User not found")
+    if row.held_id is not None:
+        created = {**values, "status": "held", "committed_amount": None, "settled_at": None}
+        return ReservationPublic.model_validate(created), True
+    existing: Row[Any] | None = row if row.id is not None else None
+    if existing is None:  # a concurrent twin may have taken the key after this statement's snapshot
         existing = await credit_repo.get_reservation_by_key(session, data.user_id, data.idempotency_key)
-        assert existing is not None
-        return existing, False
-    balance = await credit_repo.adjust_balance(session, data.user_id, -data.amount)
-    if balance is None:
-        await session.rollback()
+    if existing is None:
         raise PaymentRequiredError(
             f"Insufficient credits: {data.amount} needed",
-            details={"needed": data.amount, "balance": await credit_repo.balance_of(session, data.user_id)},
+            details={"needed": data.amount, "balance": row.balance},
         )
-    await credit_repo.add_transaction(
-        session,
-        user_id=data.user_id,
-        amount=-data.amount,
-        kind="reservation",
-        balance_after=balance,
-        reference=data.reference,
-        idempotency_key=data.idempotency_key,
-        reservation_id=reservation_id,
-    )
-    await session.commit()
-    reservation = await credit_repo.get_reservation(session, reservation_id)
-    assert reservation is not None
-    return reservation, True
+    if existing.client_id != client_id:
+        raise ConflictError(
+            "This idempotency key is already used by another client's reservation",
+            code="idempotency_key_in_use",
+        )
+    return _reservation(existing), False
+
+
+async def get_reservation(
+    session: AsyncSession, reservation_id: uuid.UUID, *, client_id: str
+) -> ReservationPublic:
+    """A reservation, visible only to the service client that made it."""
+    row = await credit_repo.get_reservation(session, reservation_id, client_id)
+    if row is None:
+        raise NotFoundError("Reservation not found")
+    return _reservation(row)
 
 
 async def _settle(
-    session: AsyncSession, reservation: CreditReservation, *, status: str, charged: int
-) -> CreditReservation:
-    refund = reservation.amount - charged
-    reservation.status = status
-    reservation.committed_amount = charged if status == "committed" else None
-    reservation.settled_at = utcnow()
-    if refund:
-        balance = await credit_repo.adjust_balance(session, reservation.user_id, refund)
-        assert balance is not None  # adding credits cannot be refused
-        await credit_repo.add_transaction(
-            session,
-            user_id=reservation.user_id,
-            amount=refund,
-            kind="refund" if status == "committed" else status,
-            balance_after=balance,
-            reference=reservation.reference,
-            reservation_id=reservation.id,
-        )
-    await session.commit()
-    return reservation
-
-
-async def _locked(session: AsyncSession, reservation_id: uuid.UUID) -> CreditReservation:
-    reservation = await credit_repo.get_reservation(session, reservation_id, for_update=True)
-    if reservation is None:
-        await session.rollback()
+    session: AsyncSession, *, reservation_id: uuid.UUID, client_id: str, status: str, charged: int
+) -> tuple[Row[Any], ReservationPublic | None]:
+    """(the reservation as it was, the settled reservation if this call settled it)."""
+    now = utcnow()
+    row = await credit_repo.settle(
+        session,
+        reservation_id=reservation_id,
+        client_id=client_id,
+        status=status,
+        charged=charged,
+        kind="refund" if status == "committed" else status,
+        now=now,
+    )
+    if row is None:
         raise NotFoundError("Reservation not found")
-    return reservation
+    if row.settled_id is None:
+        return row, None
+    committed_amount = charged if status == "committed" else None
+    return row, _reservation(row, status=status, committed_amount=committed_amount, settled_at=now)
 
 
-async def get_reservation(session: AsyncSession, reservation_id: uuid.UUID) -> CreditReservation:
-    reservation = await credit_repo.get_reservation(session, reservation_id)
-    if reservation is None:
-        raise NotFoundError("Reservation not found")
-    return reservation
+async def commit(
+    session: AsyncSession, *, reservation_id: uuid.UUID, client_id: str, amount: int
+) -> ReservationPublic:
+    """Charge the actual cost (at most the reserved amount) and give back the rest, in one statement."""
+    row, settled = await _settle(
+        session, reservation_id=reservation_id, client_id=client_id, status="committed", charged=amount
+    )
+    if settled is not None:
+        return settled
+    if row.status == "committed" and row.committed_amount == amount:
+        return _reservation(row)  # a retried commit
+    if row.status != "held":
+        raise ConflictError(f"Reservation is already {row.status}", code="reservation_settled")
+    raise UnprocessableError(
+        f"Cannot commit {amount}: only {row.amount} reserved", code="amount_exceeds_reservation"
+    )
 
 
-async def commit(session: AsyncSession, *, reservation_id: uuid.UUID, amount: int) -> CreditReservation:
-    """Charge the actual cost (at most the reserved amount) and give back the rest.
-
-    A refusal leaves the transaction to the session's close, which rolls it back.
-    """
-    reservation = await _locked(session, reservation_id)
-    if reservation.status == "committed" and reservation.committed_amount == amount:
-        await session.commit()  # nothing changed; ends the transaction and its row lock
-        return reservation  # a retried commit
-    if reservation.status != "held":
-        raise ConflictError(f"Reservation is already {reservation.status}", code="reservation_settled")
-    if amount > reservation.amount:
-        raise UnprocessableError(
-            f"Cannot commit {amount}: only {reservation.amount} reserved", code="amount_exceeds_reservation"
-        )
-    return await _settle(session, reservation, status="committed", charged=amount)
-
-
-async def release(session: AsyncSession, *, reservation_id: uuid.UUID) -> CreditReservation:
-    """Give every reserved credit back (the generation failed or was cancelled)."""
-    reservation = await _locked(session, reservation_id)
-    if reservation.status in ("released", "expired"):
-        await session.commit()
-        return reservation
-    if reservation.status != "held":
-        raise ConflictError(f"Reservation is already {reservation.status}", code="reservation_settled")
-    return await _settle(session, reservation, status="released", charged=0)
+async def release(session: AsyncSession, *, reservation_id: uuid.UUID, client_id: str) -> ReservationPublic:
+    """Give every reserved credit back (the generation failed or was cancelled), in one statement."""
+    row, settled = await _settle(
+        session, reservation_id=reservation_id, client_id=client_id, status="released", charged=0
+    )
+    if settled is not None:
+        return settled
+    if row.status in ("released", "expired"):
+        return _reservation(row)
+    raise ConflictError(f"Reservation is already {row.status}", code="reservation_settled")
 
 
 async def expire_due(session: AsyncSession, *, batch: int = 100) -> int:

@@ -16,7 +16,7 @@ from app.schemas.credit import (
 )
 from app.services import credits as credit_service
 from chat_common.auth import CurrentUser, Principal, require_scopes
-from chat_common.database import ReadSessionDep, SessionDep
+from chat_common.database import ReadSessionDep
 from chat_common.pagination import Page, PageDep
 
 router = APIRouter(prefix="/credits", tags=["credits"])
@@ -39,48 +39,63 @@ async def transactions(user: CurrentUser, session: ReadSessionDep, page: PageDep
     return Page.of([TransactionPublic.model_validate(r) for r in rows], total, page)
 
 
+# Reservations run on the autocommit session: reserve, commit and release are one atomic statement
+# each (see app/repositories/credits.py), so a transaction around them would only add round trips.
+# A reservation belongs to the service client that made it: to any other it does not exist (404).
+AutocommitSessionDep = ReadSessionDep
+
+
+def _client_id(service: Principal) -> str:
+    return service.subject.removeprefix("service:")
+
+
 @router.post(
     "/reservations",
     response_model=ReservationPublic,
     status_code=status.HTTP_201_CREATED,
-    responses={200: {"description": "Idempotent replay: the first reservation with this key"}},
+    responses={
+        200: {"description": "Idempotent replay: the first reservation with this key"},
+        402: {"description": "Insufficient credits (details: needed, balance)"},
+        409: {"description": "The key is already used by another client's reservation"},
+    },
 )
 async def reserve(
     data: ReservationCreate,
     service: CreditWriter,
-    session: SessionDep,
+    session: AutocommitSessionDep,
     request: Request,
     response: Response,
 ) -> ReservationPublic:
     """Hold credits before generating; the same idempotency key never charges twice."""
     ttl = request.app.state.settings.reservation_ttl_seconds
-    client_id = service.subject.removeprefix("service:")
     reservation, created = await credit_service.reserve(
-        session, data=data, client_id=client_id, ttl_seconds=ttl
+        session, data=data, client_id=_client_id(service), ttl_seconds=ttl
     )
     if not created:
         response.status_code = status.HTTP_200_OK
-    return ReservationPublic.model_validate(reservation)
+    return reservation
 
 
 @router.get("/reservations/{reservation_id}", response_model=ReservationPublic)
 async def get_reservation(
-    reservation_id: uuid.UUID, _: CreditWriter, session: SessionDep
+    reservation_id: uuid.UUID, service: CreditWriter, session: AutocommitSessionDep
 ) -> ReservationPublic:
-    return ReservationPublic.model_validate(await credit_service.get_reservation(session, reservation_id))
+    return await credit_service.get_reservation(session, reservation_id, client_id=_client_id(service))
 
 
 @router.post("/reservations/{reservation_id}/commit", response_model=ReservationPublic)
 async def commit(
-    reservation_id: uuid.UUID, data: ReservationCommit, _: CreditWriter, session: SessionDep
+    reservation_id: uuid.UUID, data: ReservationCommit, service: CreditWriter, session: AutocommitSessionDep
 ) -> ReservationPublic:
     """Charge the actual cost (at most what was reserved); the rest goes back to the user."""
-    reservation = await credit_service.commit(session, reservation_id=reservation_id, amount=data.amount)
-    return ReservationPublic.model_validate(reservation)
+    return await credit_service.commit(
+        session, reservation_id=reservation_id, client_id=_client_id(service), amount=data.amount
+    )
 
 
 @router.post("/reservations/{reservation_id}/release", response_model=ReservationPublic)
-async def release(reservation_id: uuid.UUID, _: CreditWriter, session: SessionDep) -> ReservationPublic:
+async def release(
+    reservation_id: uuid.UUID, service: CreditWriter, session: AutocommitSessionDep
+) -> ReservationPublic:
     """Give every reserved credit back (generation failed or was cancelled)."""
-    reservation = await credit_service.release(session, reservation_id=reservation_id)
-    return ReservationPublic.model_validate(reservation)
+    return await credit_service.release(session, reservation_id=reservation_id, client_id=_client_id(service))
