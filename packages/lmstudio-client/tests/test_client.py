@@ -95,7 +95,7 @@ async def test_idle_gap_between_chunks_times_out(standin: StandinProcess) -> Non
                 {"model": ECHO, "messages": [{"role": "user", "content": "a b c"}]}
             ):
                 continue
-    assert info.value.phase in ("first_token", "idle")
+    assert info.value.phase == "idle"  # the first token came in time (0.5 s < 5 s); the gap after it did not
 
 
 async def test_total_timeout_bounds_a_plain_request(standin: StandinProcess) -> None:
