@@ -16,6 +16,7 @@ from app.schemas.character import CharacterCreate
 from app.services import card_format, png
 from app.services.card_format import FIELD_MAP, V2, V3
 from chat_common.errors import AppError, PayloadTooLargeError, UnprocessableError
+from chat_common.validation import json_depth_exceeds
 
 TEXT_FIELDS = {
     "name",
@@ -56,18 +57,6 @@ class ImportedCard:
     avatar: bytes | None
 
 
-def _depth(value: Any) -> int:
-    """How deeply objects and arrays nest (a scalar is 0), walked without recursion."""
-    deepest, stack = 0, [(value, 1)]
-    while stack:
-        item, level = stack.pop()
-        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else None
-        if children is not None:
-            deepest = max(deepest, level)
-            stack.extend((child, level + 1) for child in children)
-    return deepest
-
-
 def _not_json(constant: str) -> None:
     raise ValueError(f"{constant} is not a JSON number")  # Python accepts NaN and Infinity; JSON does not
 
@@ -75,15 +64,12 @@ def _not_json(constant: str) -> None:
 def _load_json(raw: bytes, where: str, max_depth: int) -> dict[str, Any]:
     """A JSON object, or a CardError: nesting past `max_depth` is refused here, so neither the parser
     nor a later stage (validation, JSONB, export) can run out of stack on it."""
-    too_deep = f"the card's JSON is nested more than {max_depth} levels deep"
+    if json_depth_exceeds(raw, max_depth):
+        raise CardError(f"the card's JSON is nested more than {max_depth} levels deep")
     try:
         card = json.loads(raw.decode("utf-8"), parse_constant=_not_json)
-    except RecursionError:
-        raise CardError(too_deep) from None  # beyond Python's own limit; the stack is unwound here
     except (UnicodeDecodeError, ValueError) as exc:
         raise CardError(f"{where} is not valid JSON: {exc}") from exc
-    if _depth(card) > max_depth:
-        raise CardError(too_deep)
     if not isinstance(card, dict):
         raise CardError(f"{where} must hold a JSON object")
     return card
