@@ -235,6 +235,12 @@ BAD_UPLOADS = [
     ("wrong spec", json.dumps({"spec": "tavern_v1", "data": {"name": "x"}}).encode(), 422, "spec"),
     ("no name", json.dumps({"spec": "chara_card_v2", "data": {"description": "x"}}).encode(), 422, "name"),
     (
+        "blank name",
+        json.dumps({"spec": "chara_card_v2", "data": {"name": " \t\u3000"}}).encode(),
+        422,
+        "the card has no name (data.name)",
+    ),
+    (
         "wrong field type",
         json.dumps({"spec": "chara_card_v2", "data": {"name": "x", "tags": "a,b"}}).encode(),
         422,
