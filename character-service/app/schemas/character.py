@@ -12,7 +12,8 @@ from chat_common.validation import InputModel
 
 Visibility = Literal["private", "unlisted", "public"]
 LongText = Annotated[str, Field(max_length=100_000)]
-Tag = Annotated[str, Field(min_length=1, max_length=64)]
+MAX_TAGS, MAX_TAG_LENGTH = 50, 64
+Tag = Annotated[str, Field(min_length=1, max_length=MAX_TAG_LENGTH)]
 # Stripped first, so a name of only whitespace is empty, and so refused.
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
 
@@ -38,7 +39,7 @@ class CharacterBase(InputModel):
     system_prompt: LongText = ""
     post_history_instructions: LongText = ""
     creator_notes: LongText = Field(default="", description="For people; never sent to a model")
-    tags: list[Tag] = Field(default_factory=list, max_length=50)
+    tags: list[Tag] = Field(default_factory=list, max_length=MAX_TAGS)
     creator: str = Field(default="", max_length=200)
     character_version: str = Field(default="", max_length=64)
     avatar_url: str | None = Field(default=None, max_length=2048)
@@ -69,7 +70,7 @@ class CharacterUpdate(InputModel):
     system_prompt: LongText | None = None
     post_history_instructions: LongText | None = None
     creator_notes: LongText | None = None
-    tags: list[Tag] | None = Field(default=None, max_length=50)
+    tags: list[Tag] | None = Field(default=None, max_length=MAX_TAGS)
     creator: str | None = Field(default=None, max_length=200)
     character_version: str | None = Field(default=None, max_length=64)
     avatar_url: str | None = Field(default=None, max_length=2048)

@@ -242,9 +242,9 @@ BAD_UPLOADS = [
     ),
     (
         "wrong field type",
-        json.dumps({"spec": "chara_card_v2", "data": {"name": "x", "tags": "a,b"}}).encode(),
+        json.dumps({"spec": "chara_card_v2", "data": {"name": "x", "description": ["a"]}}).encode(),
         422,
-        "tags",
+        "data.description must be a string",
     ),
     ("card is a list", b"[1, 2, 3]", 415, "neither"),
     ("broken JSON file", b'{"spec": "chara_card_v2", ', 422, "not valid JSON"),
