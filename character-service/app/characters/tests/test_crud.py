@@ -6,9 +6,12 @@ import json
 import logging
 
 import pytest
+from fastapi import FastAPI
 from httpx import AsyncClient
+from sqlalchemy import update
 
 from app.characters.tests.conftest import Caller, CharacterFactory, error_code
+from app.models import Character
 from chat_common.testing import TokenMint
 
 
@@ -281,3 +284,20 @@ async def test_names_are_stored_without_surrounding_whitespace(
     url = f"/api/v1/characters/{character['id']}"
     patched = await client.patch(url, json={"name": "\tMira Vance "}, headers=alice.headers)
     assert patched.status_code == 200 and patched.json()["name"] == "Mira Vance"
+
+
+async def test_a_blank_name_stored_before_names_were_stripped_still_reads_and_exports(
+    app: FastAPI, client: AsyncClient, alice: Caller, make_character: CharacterFactory
+) -> None:
+    character = await make_character(alice, name="Soon blank")
+    async with app.state.sessionmaker() as session:
+        await session.execute(update(Character).where(Character.id == character["id"]).values(name="   "))
+        await session.commit()
+    url = f"/api/v1/characters/{character['id']}"
+    read = await client.get(url, headers=alice.headers)
+    assert read.status_code == 200 and read.json()["name"] == "   "
+    exported = await client.get(f"{url}/export", params={"format": "json"}, headers=alice.headers)
+    assert exported.status_code == 200
+    assert exported.headers["content-disposition"] == (
+        "attachment; filename=\"character.json\"; filename*=UTF-8''character.json"
+    )
