@@ -17,6 +17,7 @@ from app.schemas.user import UserCreate
 from app.services import users as user_service
 from app.services.passwords import PasswordHasher
 from chat_common.database import create_engine, create_sessionmaker, run_migrations
+from chat_common.errors import ConflictError
 
 
 async def create_admin(email: str, password: str, username: str, display_name: str) -> str:
@@ -56,6 +57,10 @@ def main(argv: list[str] | None = None) -> int:
     except ValidationError as exc:
         print(f"invalid input: {exc}", file=sys.stderr)
         return 2
+    except ConflictError as exc:  # the username is taken (or the email was registered a moment ago)
+        hint = "; choose another with --username" if exc.code == "username_taken" else ""
+        print(f"cannot create the admin: {exc.message}{hint}", file=sys.stderr)
+        return 1
     return 0
 
 

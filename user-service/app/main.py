@@ -51,14 +51,21 @@ async def create_first_admin(
         outcome = await user_service.bootstrap_admin(
             session, hasher, data=data, initial_credits=settings.initial_credits
         )
-    if outcome != "refused":
+    if outcome in ("created", "present"):
         logger.info("first admin %s", "created" if outcome == "created" else "already present")
         return
-    message = (
-        f"FIRST_ADMIN_EMAIL {data.email} belongs to an existing account that is not an admin; it was "
-        "not promoted. To make that account admin on purpose: python -m app.cli create-admin --email "
-        f"{data.email}; otherwise configure another FIRST_ADMIN_EMAIL."
-    )
+    if outcome == "username_taken":
+        message = (
+            f"FIRST_ADMIN_USERNAME {data.username!r} is taken by another account, so the first admin "
+            f"{data.email} was not created. Set FIRST_ADMIN_USERNAME to a free username, or create the "
+            f"admin with: python -m app.cli create-admin --email {data.email} --username <a free username>"
+        )
+    else:
+        message = (
+            f"FIRST_ADMIN_EMAIL {data.email} belongs to an existing account that is not an admin; it was "
+            "not promoted. To make that account admin on purpose: python -m app.cli create-admin --email "
+            f"{data.email}; otherwise configure another FIRST_ADMIN_EMAIL."
+        )
     logger.error(message)
     if settings.is_production:
         raise RuntimeError(message)

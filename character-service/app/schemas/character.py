@@ -6,13 +6,16 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
 from chat_common.validation import InputModel
 
 Visibility = Literal["private", "unlisted", "public"]
 LongText = Annotated[str, Field(max_length=100_000)]
-Tag = Annotated[str, Field(min_length=1, max_length=64)]
+MAX_TAGS, MAX_TAG_LENGTH = 50, 64
+Tag = Annotated[str, Field(min_length=1, max_length=MAX_TAG_LENGTH)]
+# Stripped first, so a name of only whitespace is empty, and so refused.
+Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
 
 
 def _check_url(value: str | None) -> str | None:
@@ -26,7 +29,7 @@ class CharacterBase(InputModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field(min_length=1, max_length=200, examples=["Captain Mira"])
+    name: Name = Field(examples=["Captain Mira"])
     description: LongText = ""
     personality: LongText = ""
     scenario: LongText = ""
@@ -36,7 +39,7 @@ class CharacterBase(InputModel):
     system_prompt: LongText = ""
     post_history_instructions: LongText = ""
     creator_notes: LongText = Field(default="", description="For people; never sent to a model")
-    tags: list[Tag] = Field(default_factory=list, max_length=50)
+    tags: list[Tag] = Field(default_factory=list, max_length=MAX_TAGS)
     creator: str = Field(default="", max_length=200)
     character_version: str = Field(default="", max_length=64)
     avatar_url: str | None = Field(default=None, max_length=2048)
@@ -57,7 +60,7 @@ class CharacterUpdate(InputModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    name: str | None = Field(default=None, min_length=1, max_length=200)
+    name: Name | None = None
     description: LongText | None = None
     personality: LongText | None = None
     scenario: LongText | None = None
@@ -67,7 +70,7 @@ class CharacterUpdate(InputModel):
     system_prompt: LongText | None = None
     post_history_instructions: LongText | None = None
     creator_notes: LongText | None = None
-    tags: list[Tag] | None = Field(default=None, max_length=50)
+    tags: list[Tag] | None = Field(default=None, max_length=MAX_TAGS)
     creator: str | None = Field(default=None, max_length=200)
     character_version: str | None = Field(default=None, max_length=64)
     avatar_url: str | None = Field(default=None, max_length=2048)
@@ -84,6 +87,7 @@ class CharacterPublic(CharacterBase):
 
     # The ORM attribute is `meta` (`metadata` belongs to SQLAlchemy); the API field is `metadata`.
     metadata: dict[str, Any] = Field(default_factory=dict, validation_alias=AliasChoices("meta", "metadata"))
+    name: str  # as stored: a name saved before names were stripped still reads
     id: uuid.UUID
     owner_id: uuid.UUID
     version: int

@@ -59,12 +59,22 @@ def _number(value: Any) -> int | float | None:
     return value
 
 
+def as_string(value: Any) -> str | None:
+    """A string as it is; a JSON number as its text (cards in the wild have `"keys": [1999]`); else None."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
+        return str(value)
+    return None
+
+
 def _strings(value: Any) -> list[str] | None:
-    """A list of strings; a comma-separated string (seen in the wild for keys) is split."""
+    """A list of strings (numbers as their text, anything else left out); a comma-separated string
+    (seen in the wild for keys) is split."""
     if isinstance(value, str):
         return [part.strip() for part in value.split(",") if part.strip()]
     if isinstance(value, list):
-        return [item for item in value if isinstance(item, str)]
+        return [text for text in map(as_string, value) if text is not None]
     return None
 
 

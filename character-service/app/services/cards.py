@@ -12,9 +12,9 @@ from typing import Any
 from pydantic import ValidationError
 
 from app.models import Character
-from app.schemas.character import CharacterCreate
+from app.schemas.character import MAX_TAG_LENGTH, MAX_TAGS, CharacterCreate
 from app.services import card_format, png
-from app.services.card_format import FIELD_MAP, V2, V3
+from app.services.card_format import FIELD_MAP, V2, V3, as_string
 from chat_common.errors import AppError, PayloadTooLargeError, UnprocessableError
 from chat_common.validation import json_depth_exceeds
 
@@ -102,6 +102,22 @@ def _card_from_png(data: bytes, limits: CardLimits) -> dict[str, Any]:
     raise CardError("the PNG has no 'chara' (or 'ccv3') text chunk: it is an image, not a character card")
 
 
+def _texts(value: Any) -> list[str]:
+    """Lenient in for a list of strings: strings kept, numbers as their text, null and the rest
+    dropped; a single string or number is a list of one."""
+    items = value if isinstance(value, list) else [value]
+    return [text for text in map(as_string, items) if text is not None]
+
+
+def _tags(value: Any) -> list[str]:
+    """Tags as the card has them, made valid: a comma-separated string is split; tags are stripped,
+    and blank, over-long and repeated ones dropped; the first MAX_TAGS are kept."""
+    parts = value.split(",") if isinstance(value, str) else _texts(value)
+    tags = [tag.strip() for tag in parts]
+    kept = [tag for tag in tags if 0 < len(tag) <= MAX_TAG_LENGTH]
+    return list(dict.fromkeys(kept))[:MAX_TAGS]
+
+
 def _character_fields(card: dict[str, Any]) -> dict[str, Any]:
     spec = card.get("spec")
     if spec not in (V2, V3):
@@ -115,6 +131,10 @@ def _character_fields(card: dict[str, Any]) -> dict[str, Any]:
         if data[key] is not None and not isinstance(data[key], str):
             raise CardError(f"data.{key} must be a string")
     fields = {FIELD_MAP[k]: v for k, v in data.items() if k in FIELD_MAP and v is not None}
+    if "tags" in fields:
+        fields["tags"] = _tags(fields["tags"])
+    if "alternate_greetings" in fields:
+        fields["alternate_greetings"] = _texts(fields["alternate_greetings"])
     extra = {k: v for k, v in data.items() if k not in FIELD_MAP}
     if spec == V3 or extra:
         # V3-only fields (assets, nickname, ...) and anything else the card carried are kept, not lost.

@@ -156,20 +156,23 @@ async def create_user(
 
 async def bootstrap_admin(
     session: AsyncSession, hasher: PasswordHasher, *, data: UserCreate, initial_credits: int
-) -> Literal["created", "present", "refused"]:
+) -> Literal["created", "present", "refused", "username_taken"]:
     """Start-up: create the configured admin only when no account has its email.
 
     An account that already has the email and is not an admin is left as it is ("refused"):
     whoever registered the email first must not become admin, nor keep their own password as one.
+    When another account holds the configured username, nothing is created ("username_taken").
     """
     existing = await user_repo.get_by_email(session, data.email)
     if existing is None:
         try:
             await create_user(session, hasher, data=data, role="admin", initial_credits=initial_credits)
             return "created"
-        except ConflictError:  # another replica created it a moment ago, or the username is taken
+        except ConflictError as exc:  # another replica created it a moment ago, or the username is taken
             existing = await user_repo.get_by_email(session, data.email)
             if existing is None:
+                if exc.code == "username_taken":
+                    return "username_taken"
                 raise
     return "present" if existing.role == "admin" else "refused"
 

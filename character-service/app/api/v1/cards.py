@@ -22,18 +22,44 @@ from chat_common.database import ReadSessionDep, SessionDep
 from chat_common.errors import NotFoundError, PayloadTooLargeError
 
 router = APIRouter(prefix="/characters", tags=["cards"])
-UNSAFE = {"Cc", "Cs", "Zl", "Zp"}  # controls, lone surrogates, line breaks (format chars like ZWJ stay)
+UNSAFE = {"Cc", "Cs", "Zl", "Zp"}  # controls, lone surrogates, line breaks: each becomes "_"
+ZWJ = "\u200d"
+
+
+def _joins_emoji(before: str, after: str) -> bool:
+    """A zero width joiner between two parts of an emoji sequence (👨‍👩‍👧, 🏳️‍🌈, 👩🏽‍💻)."""
+    emoji_end = (
+        unicodedata.category(before) == "So" or before == "\ufe0f" or "\U0001f3fb" <= before <= "\U0001f3ff"
+    )
+    return emoji_end and unicodedata.category(after) == "So"
+
+
+def _exact_name(name: str) -> str:
+    """The name as a file name: format characters (bidi overrides and isolates, zero-width marks) are
+    dropped, so no name can show its extension reversed; controls and path separators become "_"."""
+    kept: list[str] = []
+    for i, c in enumerate(name):
+        category = unicodedata.category(c)
+        if c == ZWJ and kept and i + 1 < len(name) and _joins_emoji(kept[-1], name[i + 1]):
+            kept.append(c)
+        elif category == "Cf":
+            continue
+        else:
+            kept.append("_" if c in "/\\" or category in UNSAFE else c)
+    return "".join(kept)[:100]
 
 
 def attachment(name: str, ext: str) -> str:
     """RFC 6266 Content-Disposition for any name: an ASCII `filename` and the exact `filename*` (RFC 5987).
 
-    Headers are Latin-1 on the wire, so the real name only travels percent-encoded; control characters
-    and path separators never reach the client's file system.
+    Headers are Latin-1 on the wire, so the real name only travels percent-encoded; control and format
+    characters and path separators never reach the client's file system.
     """
     ascii_name = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode("ascii")
     fallback = re.sub(r"[^A-Za-z0-9._-]+", "_", ascii_name).strip("._-")[:60] or "character"
-    exact = "".join("_" if c in "/\\" or unicodedata.category(c) in UNSAFE else c for c in name)[:100]
+    exact = _exact_name(name)
+    if not exact.strip():
+        exact = fallback
     return f"attachment; filename=\"{fallback}.{ext}\"; filename*=UTF-8''{quote(f'{exact}.{ext}', safe='')}"
 
 

@@ -213,3 +213,62 @@ async def test_a_sparse_book_created_through_the_api_exports_valid(
         ],
     }
     assert sillytavern_v2(exports["json"]) and problems(exports["ccv3"], CardV3) == []
+
+
+LOOSE_LISTS = {
+    "spec": "chara_card_v2",
+    "spec_version": "2.0",
+    "data": {
+        "name": "Loose Lists",
+        "tags": ["fantasy", 5, None, 2.5, True, {"x": 1}, ["y"], "  ", " elf ", "fantasy", "t" * 65],
+        "alternate_greetings": ["Hi.", 7, None, {"text": "x"}, ""],
+        "character_book": {
+            "entries": [{"keys": ["gate", 1999, None], "secondary_keys": [42, False], "content": "c"}]
+        },
+        "group_only_greetings": ["Hello, all.", 3, None],
+        "source": [12, "https://example.com/loose"],
+    },
+}
+
+
+async def test_lists_with_numbers_and_nulls_in_a_card_are_read_leniently(
+    client: AsyncClient, alice: Caller
+) -> None:
+    imported = await import_card(client, alice, json.dumps(LOOSE_LISTS).encode(), "loose.json")
+    assert imported.status_code == 201, imported.text
+    # numbers become strings; null, booleans, objects, lists, blank and over-long tags are dropped
+    assert imported.json()["tags"] == ["fantasy", "5", "2.5", "elf"]
+    assert imported.json()["alternate_greetings"] == ["Hi.", "7", ""]
+    exports = await _exports(client, alice, imported.json()["id"])
+    assert problems(exports["ccv3"], CardV3) == [] and problems(exports["json"], CardV2) == []
+    assert sillytavern_v2(exports["json"])
+    for card in exports.values():
+        data = card["data"]
+        assert data["tags"] == card["tags"] == ["fantasy", "5", "2.5", "elf"]
+        assert data["alternate_greetings"] == ["Hi.", "7", ""]
+        entry = data["character_book"]["entries"][0]
+        assert (entry["keys"], entry["secondary_keys"]) == (["gate", "1999"], ["42"])
+        assert data["group_only_greetings"] == ["Hello, all.", "3"]
+        assert data["source"] == ["12", "https://example.com/loose"]
+
+
+@pytest.mark.parametrize(
+    ("loose", "tags", "greetings"),
+    [
+        (
+            {"tags": "fantasy, elf,", "alternate_greetings": "Hello there."},
+            ["fantasy", "elf"],
+            ["Hello there."],
+        ),
+        ({"tags": 5, "alternate_greetings": 7}, ["5"], ["7"]),
+        ({"tags": {"a": 1}, "alternate_greetings": {"b": 2}}, [], []),
+        ({"tags": [f"t{i}" for i in range(60)]}, [f"t{i}" for i in range(50)], []),
+    ],
+)
+async def test_list_fields_of_another_shape_are_read_leniently(
+    client: AsyncClient, alice: Caller, loose: dict[str, Any], tags: list[str], greetings: list[str]
+) -> None:
+    card = {"spec": "chara_card_v2", "spec_version": "2.0", "data": {"name": "Shapes", **loose}}
+    imported = await import_card(client, alice, json.dumps(card).encode(), "shapes.json")
+    assert imported.status_code == 201, imported.text
+    assert (imported.json()["tags"], imported.json()["alternate_greetings"]) == (tags, greetings)

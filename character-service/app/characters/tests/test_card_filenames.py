@@ -19,6 +19,20 @@ NAMES = {
     'Evil"; filename="x.exe': ("Evil_filename_x.exe", 'Evil"; filename="x.exe'),
     "Line\r\nX-Injected: yes": ("Line_X-Injected_yes", "Line__X-Injected: yes"),
     "../../etc/passwd": ("etc_passwd", ".._.._etc_passwd"),
+    # format and bidi controls are dropped, so no name can show its extension reversed ("exe.png")
+    "Invoice\u202egnp.exe": ("Invoicegnp.exe", "Invoicegnp.exe"),
+    "A\u2066B\u2069\u200eC\u061cD\u200bE\ufeffF\u2028G": ("ABCDEFG", "ABCDEF_G"),
+    "a\u200db": ("ab", "ab"),
+    # a zero width joiner stays only where it joins an emoji sequence
+    "Family \U0001f468\u200d\U0001f469\u200d\U0001f467": (
+        "Family",
+        "Family \U0001f468\u200d\U0001f469\u200d\U0001f467",
+    ),
+    "\U0001f469\U0001f3fd\u200d\U0001f4bb \U0001f3f3\ufe0f\u200d\U0001f308": (
+        "character",
+        "\U0001f469\U0001f3fd\u200d\U0001f4bb \U0001f3f3\ufe0f\u200d\U0001f308",
+    ),
+    "\u202e\u200f": ("character", "character"),
 }
 
 

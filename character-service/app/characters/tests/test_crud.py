@@ -6,9 +6,12 @@ import json
 import logging
 
 import pytest
+from fastapi import FastAPI
 from httpx import AsyncClient
+from sqlalchemy import update
 
 from app.characters.tests.conftest import Caller, CharacterFactory, error_code
+from app.models import Character
 from chat_common.testing import TokenMint
 
 
@@ -254,3 +257,47 @@ async def test_database_error_text_stays_out_of_the_body(
     assert len(logged) == 1 and logged[0].levelno == logging.WARNING
     assert 'invalid byte sequence for encoding "UTF8": 0x00' in logged[0].getMessage()
     assert getattr(logged[0], "correlation_id", None) == "pg-1"
+
+
+@pytest.mark.parametrize("name", ["  ", "\t\n", "\u3000 \u00a0"])
+async def test_a_name_of_only_whitespace_is_422_on_create_put_and_patch(
+    client: AsyncClient, alice: Caller, make_character: CharacterFactory, name: str
+) -> None:
+    created = await client.post("/api/v1/characters", json={"name": name}, headers=alice.headers)
+    assert created.status_code == 422, created.text
+    assert error_code(created) == "validation_error"
+    assert created.json()["error"]["details"][0]["loc"] == ["body", "name"]
+    character = await make_character(alice, name="Mira")
+    url = f"/api/v1/characters/{character['id']}"
+    for method in ("PUT", "PATCH"):
+        response = await client.request(method, url, json={"name": name}, headers=alice.headers)
+        assert response.status_code == 422, (method, response.text)
+        assert error_code(response) == "validation_error"
+    assert (await client.get(url, headers=alice.headers)).json()["name"] == "Mira"
+
+
+async def test_names_are_stored_without_surrounding_whitespace(
+    client: AsyncClient, alice: Caller, make_character: CharacterFactory
+) -> None:
+    character = await make_character(alice, name="  Captain Mira \n")
+    assert character["name"] == "Captain Mira"
+    url = f"/api/v1/characters/{character['id']}"
+    patched = await client.patch(url, json={"name": "\tMira Vance "}, headers=alice.headers)
+    assert patched.status_code == 200 and patched.json()["name"] == "Mira Vance"
+
+
+async def test_a_blank_name_stored_before_names_were_stripped_still_reads_and_exports(
+    app: FastAPI, client: AsyncClient, alice: Caller, make_character: CharacterFactory
+) -> None:
+    character = await make_character(alice, name="Soon blank")
+    async with app.state.sessionmaker() as session:
+        await session.execute(update(Character).where(Character.id == character["id"]).values(name="   "))
+        await session.commit()
+    url = f"/api/v1/characters/{character['id']}"
+    read = await client.get(url, headers=alice.headers)
+    assert read.status_code == 200 and read.json()["name"] == "   "
+    exported = await client.get(f"{url}/export", params={"format": "json"}, headers=alice.headers)
+    assert exported.status_code == 200
+    assert exported.headers["content-disposition"] == (
+        "attachment; filename=\"character.json\"; filename*=UTF-8''character.json"
+    )
