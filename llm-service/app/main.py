@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -17,6 +18,8 @@ from app.services.metering import CostModel, Meter
 from chat_common.app import create_service_app
 from chat_common.auth import jwks_verifier
 from lmstudio_client import LMStudioClient, Timeouts
+
+logger = logging.getLogger(__name__)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -48,7 +51,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             timeout=settings.credits_timeout_seconds,
             connect_timeout=settings.connect_timeout_seconds,
         )
-        meter = Meter(credits, CostModel.from_settings(settings))
+        if settings.reservation_ttl_uncapped > settings.reservation_ttl_seconds:
+            logger.warning(
+                "credit reservations are held %ss, less than the %ss a call may take (queue, generation "
+                "and settling): raise CREDITS_MAX_RESERVATION_SECONDS (and user-service's "
+                "MAX_RESERVATION_TTL_SECONDS) or a long call's credits expire unpaid",
+                settings.reservation_ttl_seconds,
+                settings.reservation_ttl_uncapped,
+            )
+        meter = Meter(
+            credits, CostModel.from_settings(settings), reservation_ttl=settings.reservation_ttl_seconds
+        )
         app.state.llm = LLMService(client, gate, settings)
         app.state.generation = GenerationService(app.state.llm, meter)
         app.state.token_verifier = jwks_verifier(settings)

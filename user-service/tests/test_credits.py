@@ -498,6 +498,9 @@ async def test_expiry_sweep_racing_a_commit_settles_once(
         )
         final = (await client.get(url, headers=service_headers)).json()["status"]
         assert (final, committed.status_code, expired) in (("committed", 200, 0), ("expired", 409, 1))
+        if final == "expired":  # the committing client can tell its reservation expired
+            assert_error_shape(committed.json(), "reservation_settled")
+            assert committed.json()["error"]["details"] == {"status": "expired"}
         outcomes.append(final)
     balance = await _balance(client, user)
     assert balance == 100 - 4 * outcomes.count("committed")

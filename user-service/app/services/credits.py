@@ -180,7 +180,9 @@ async def commit(
     if row.status == "committed" and row.committed_amount == amount:
         return _reservation(row)  # a retried commit
     if row.status != "held":
-        raise ConflictError(f"Reservation is already {row.status}", code="reservation_settled")
+        raise ConflictError(
+            f"Reservation is already {row.status}", code="reservation_settled", details={"status": row.status}
+        )
     raise UnprocessableError(
         f"Cannot commit {amount}: only {row.amount} reserved", code="amount_exceeds_reservation"
     )
@@ -195,7 +197,9 @@ async def release(session: AsyncSession, *, reservation_id: uuid.UUID, client_id
         return settled
     if row.status in ("released", "expired"):
         return _reservation(row)
-    raise ConflictError(f"Reservation is already {row.status}", code="reservation_settled")
+    raise ConflictError(
+        f"Reservation is already {row.status}", code="reservation_settled", details={"status": row.status}
+    )
 
 
 async def expire_due(session: AsyncSession, *, batch: int = 100) -> int:
