@@ -34,6 +34,10 @@ class Settings(CommonSettings):
     first_token_timeout_seconds: float = 300.0
     idle_timeout_seconds: float = 60.0
     total_timeout_seconds: float = 900.0
+    # LM Studio calls that generate nothing (model list and info, /status, choosing the model of a
+    # request that names none) answer at once unless LM Studio hangs: told promptly, not after TOTAL.
+    models_timeout_seconds: float = Field(default=10.0, gt=0)
+    load_timeout_seconds: float = Field(default=300.0, gt=0)  # loading a model can take minutes
 
     # Direct use with a user's token is paid in credits at user-service (service tokens carrying
     # `llm:generate` are served unmetered: their caller pays). Cost: per request + per 1k generated tokens.

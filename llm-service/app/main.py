@@ -35,6 +35,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 first_token=settings.first_token_timeout_seconds,
                 idle=settings.idle_timeout_seconds,
                 total=settings.total_timeout_seconds,
+                models=settings.models_timeout_seconds,
+                load=settings.load_timeout_seconds,
             ),
             max_connections=max(settings.max_concurrency * 2, 10),
         )
