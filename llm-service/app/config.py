@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from functools import lru_cache
 
 from pydantic import Field, SecretStr, model_validator
@@ -33,6 +34,10 @@ class Settings(CommonSettings):
     first_token_timeout_seconds: float = 300.0
     idle_timeout_seconds: float = 60.0
     total_timeout_seconds: float = 900.0
+    # LM Studio calls that generate nothing (model list and info, /status, choosing the model of a
+    # request that names none) answer at once unless LM Studio hangs: told promptly, not after TOTAL.
+    models_timeout_seconds: float = Field(default=10.0, gt=0)
+    load_timeout_seconds: float = Field(default=300.0, gt=0)  # loading a model can take minutes
 
     # Direct use with a user's token is paid in credits at user-service (service tokens carrying
     # `llm:generate` are served unmetered: their caller pays). Cost: per request + per 1k generated tokens.
@@ -40,6 +45,11 @@ class Settings(CommonSettings):
     llm_service_client_id: str = "llm-service"
     llm_service_client_secret: SecretStr = SecretStr("dev-llm-service-secret")
     credits_timeout_seconds: float = 10.0
+    # A paid call's credits are held at user-service for as long as the call may take: the queue wait,
+    # the whole generation and this margin to settle; at most the most user-service grants
+    # (its MAX_RESERVATION_TTL_SECONDS). A reservation that expires first is given back unpaid.
+    credits_settle_margin_seconds: float = Field(default=300.0, ge=0)
+    credits_max_reservation_seconds: int = Field(default=3600, ge=1)
     direct_cost_per_request: int = Field(default=1, ge=0)
     direct_cost_per_1k_tokens: int = Field(default=2, ge=0)
     direct_default_max_tokens: int = Field(default=1024, gt=0)  # when a request names no max_tokens
@@ -50,6 +60,17 @@ class Settings(CommonSettings):
         if self.direct_default_max_tokens > self.direct_max_tokens:
             raise ValueError("DIRECT_DEFAULT_MAX_TOKENS must not exceed DIRECT_MAX_TOKENS")
         return self
+
+    @property
+    def reservation_ttl_uncapped(self) -> int:
+        return math.ceil(
+            self.queue_timeout_seconds + self.total_timeout_seconds + self.credits_settle_margin_seconds
+        )
+
+    @property
+    def reservation_ttl_seconds(self) -> int:
+        """The lifetime llm-service asks for its credit reservations."""
+        return max(1, min(self.reservation_ttl_uncapped, self.credits_max_reservation_seconds))
 
     def unsafe_production_values(self) -> list[str]:
         problems = super().unsafe_production_values()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -18,6 +19,8 @@ from chat_common.app import create_service_app
 from chat_common.auth import jwks_verifier
 from lmstudio_client import LMStudioClient, Timeouts
 
+logger = logging.getLogger(__name__)
+
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
@@ -32,6 +35,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 first_token=settings.first_token_timeout_seconds,
                 idle=settings.idle_timeout_seconds,
                 total=settings.total_timeout_seconds,
+                models=settings.models_timeout_seconds,
+                load=settings.load_timeout_seconds,
             ),
             max_connections=max(settings.max_concurrency * 2, 10),
         )
@@ -48,7 +53,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             timeout=settings.credits_timeout_seconds,
             connect_timeout=settings.connect_timeout_seconds,
         )
-        meter = Meter(credits, CostModel.from_settings(settings))
+        if settings.reservation_ttl_uncapped > settings.reservation_ttl_seconds:
+            logger.warning(
+                "credit reservations are held %ss, less than the %ss a call may take (queue, generation "
+                "and settling): raise CREDITS_MAX_RESERVATION_SECONDS (and user-service's "
+                "MAX_RESERVATION_TTL_SECONDS) or a long call's credits expire unpaid",
+                settings.reservation_ttl_seconds,
+                settings.reservation_ttl_uncapped,
+            )
+        meter = Meter(
+            credits, CostModel.from_settings(settings), reservation_ttl=settings.reservation_ttl_seconds
+        )
         app.state.llm = LLMService(client, gate, settings)
         app.state.generation = GenerationService(app.state.llm, meter)
         app.state.token_verifier = jwks_verifier(settings)

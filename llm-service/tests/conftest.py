@@ -12,6 +12,7 @@ import json
 import uuid
 from collections.abc import AsyncIterator, Coroutine, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -61,12 +62,11 @@ def _run(coroutine: Coroutine[Any, Any, T]) -> T:
         return pool.submit(asyncio.run, coroutine).result()
 
 
-@pytest.fixture(scope="session")
-def user_service(
-    postgres_url: str, redis_url: str, tmp_path_factory: pytest.TempPathFactory
+@contextmanager
+def run_user_service(
+    postgres_url: str, redis_url: str, data_dir: Path, **env_overrides: str
 ) -> Iterator[ServiceProcess]:
-    """Sync on purpose: async fixtures (the contract's `door`) ask for it while the loop runs."""
-    data_dir = tmp_path_factory.mktemp("user-service")
+    """A real user-service process on its own fresh database."""
     env = {
         "ENVIRONMENT": "test",
         "DATABASE_URL": _run(create_database(postgres_url, "users")),
@@ -82,8 +82,18 @@ def user_service(
         "FIRST_ADMIN_EMAIL": ADMIN["username"],
         "FIRST_ADMIN_PASSWORD": ADMIN["password"],
         "FIRST_ADMIN_USERNAME": "root",
+        **env_overrides,
     }
     with serve_service(USER_SERVICE_DIR, env, log_path=data_dir / "user-service.log") as service:
+        yield service
+
+
+@pytest.fixture(scope="session")
+def user_service(
+    postgres_url: str, redis_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ServiceProcess]:
+    """Sync on purpose: async fixtures (the contract's `door`) ask for it while the loop runs."""
+    with run_user_service(postgres_url, redis_url, tmp_path_factory.mktemp("user-service")) as service:
         yield service
 
 

@@ -6,7 +6,7 @@ import os
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import BaseModel, Field, SecretStr
+from pydantic import BaseModel, Field, SecretStr, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from chat_common.database import DatabaseSettings
@@ -73,12 +73,21 @@ class Settings(DatabaseSettings):
     login_ip_limit: str = "30/minute"
 
     initial_credits: int = 100
-    reservation_ttl_seconds: int = 300
+    # How long a reservation is held unsettled before the sweeper expires it (its credits go back):
+    # the default, and the most a reserving client may ask for with `ttl_seconds`.
+    reservation_ttl_seconds: int = Field(default=300, ge=1)
+    max_reservation_ttl_seconds: int = Field(default=3600, ge=1)
     reservation_sweep_seconds: float = 30.0
 
     first_admin_email: str | None = None
     first_admin_password: SecretStr | None = None
     first_admin_username: str = "admin"
+
+    @model_validator(mode="after")
+    def _default_ttl_within_max(self) -> Settings:
+        if self.reservation_ttl_seconds > self.max_reservation_ttl_seconds:
+            raise ValueError("RESERVATION_TTL_SECONDS must not exceed MAX_RESERVATION_TTL_SECONDS")
+        return self
 
     def unsafe_production_values(self) -> list[str]:
         problems = super().unsafe_production_values()

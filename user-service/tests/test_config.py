@@ -40,3 +40,12 @@ def test_production_refuses_unsafe_defaults(override: dict[str, object], complai
 def test_database_url_must_be_postgres() -> None:
     with pytest.raises(ValidationError, match="postgresql"):
         Settings(database_url="mysql://x")
+
+
+def test_the_default_reservation_lifetime_must_fit_the_maximum() -> None:
+    assert (
+        Settings(reservation_ttl_seconds=3600, max_reservation_ttl_seconds=3600).reservation_ttl_seconds
+        == 3600
+    )
+    with pytest.raises(ValidationError, match="RESERVATION_TTL_SECONDS must not exceed"):
+        Settings(reservation_ttl_seconds=3601, max_reservation_ttl_seconds=3600)

@@ -6,7 +6,7 @@ import asyncio
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
@@ -498,7 +498,95 @@ async def test_expiry_sweep_racing_a_commit_settles_once(
         )
         final = (await client.get(url, headers=service_headers)).json()["status"]
         assert (final, committed.status_code, expired) in (("committed", 200, 0), ("expired", 409, 1))
+        if final == "expired":  # the committing client can tell its reservation expired
+            assert_error_shape(committed.json(), "reservation_settled")
+            assert committed.json()["error"]["details"] == {"status": "expired"}
         outcomes.append(final)
     balance = await _balance(client, user)
     assert balance == 100 - 4 * outcomes.count("committed")
     assert await _ledger_sum(app, user) == balance
+
+
+# --- a reservation's lifetime, a key reused for another amount, an inactive account ---
+
+
+def _lifetime(reservation: dict[str, Any]) -> float:
+    expires = datetime.fromisoformat(reservation["expires_at"])
+    return (expires - datetime.fromisoformat(reservation["created_at"])).total_seconds()
+
+
+async def test_the_reserving_client_chooses_the_lifetime_within_the_maximum(
+    app: FastAPI, client: AsyncClient, make_user: UserFactory, service_headers: dict[str, str]
+) -> None:
+    user = await make_user()
+    settings = app.state.settings
+    default = await _reserve(client, service_headers, user, 1)
+    assert default.status_code == 201 and _lifetime(default.json()) == settings.reservation_ttl_seconds
+    body = {"user_id": user.id, "amount": 1, "reference": "message:abc"}
+    for ttl in (1, 1320, settings.max_reservation_ttl_seconds):
+        chosen = await client.post(
+            "/api/v1/credits/reservations",
+            json={**body, "idempotency_key": uuid.uuid4().hex, "ttl_seconds": ttl},
+            headers=service_headers,
+        )
+        assert chosen.status_code == 201, chosen.text
+        assert _lifetime(chosen.json()) == ttl
+        stored = await client.get(
+            f"/api/v1/credits/reservations/{chosen.json()['id']}", headers=service_headers
+        )
+        assert _lifetime(stored.json()) == ttl
+    for ttl in (0, -5, settings.max_reservation_ttl_seconds + 1):
+        refused = await client.post(
+            "/api/v1/credits/reservations",
+            json={**body, "idempotency_key": uuid.uuid4().hex, "ttl_seconds": ttl},
+            headers=service_headers,
+        )
+        assert refused.status_code == 422, refused.text
+        assert_error_shape(refused.json(), "validation_error")
+    assert await _balance(client, user) == 96
+    assert await _ledger_sum(app, user) == 96
+
+
+async def test_the_same_key_for_another_amount_is_409_and_charges_nothing_more(
+    app: FastAPI, client: AsyncClient, make_user: UserFactory, service_headers: dict[str, str]
+) -> None:
+    user = await make_user()
+    first = await _reserve(client, service_headers, user, 10, key="reused")
+    assert first.status_code == 201
+    other = await _reserve(client, service_headers, user, 11, key="reused")
+    assert other.status_code == 409, other.text
+    assert_error_shape(other.json(), "idempotency_key_in_use")
+    same = await _reserve(client, service_headers, user, 10, key="reused")
+    assert same.status_code == 200 and same.json()["id"] == first.json()["id"]
+    assert await _balance(client, user) == 90
+    assert await _ledger_sum(app, user) == 90
+
+
+async def test_an_inactive_account_gets_no_reservation(
+    app: FastAPI,
+    client: AsyncClient,
+    make_user: UserFactory,
+    admin_headers: dict[str, str],
+    service_headers: dict[str, str],
+) -> None:
+    user = await make_user()
+    held = (await _reserve(client, service_headers, user, 10)).json()
+    deactivated = await client.patch(
+        f"/api/v1/admin/users/{user.id}", json={"is_active": False}, headers=admin_headers
+    )
+    assert deactivated.status_code == 200, deactivated.text
+    with count_round_trips(app) as sent:
+        refused = await _reserve(client, service_headers, user, 5)
+    assert refused.status_code == 403, refused.text
+    assert_error_shape(refused.json(), "account_inactive")
+    assert len(sent) == 1, sent
+    replay = await _reserve(client, service_headers, user, 10, key=held["idempotency_key"])
+    assert replay.status_code == 403
+    # A reservation held before the deactivation can still be settled.
+    released = await client.post(
+        f"/api/v1/credits/reservations/{held['id']}/release", headers=service_headers
+    )
+    assert released.status_code == 200
+    async with app.state.sessionmaker() as session:
+        assert await credit_repo.balance_of(session, uuid.UUID(user.id)) == 100
+    assert await _ledger_sum(app, user) == 100

@@ -7,12 +7,13 @@ from typing import Any, Literal
 
 from pydantic import BaseModel
 
-from chat_common.errors import AppError, BadGatewayError, PaymentRequiredError
+from chat_common.errors import AppError, BadGatewayError, ForbiddenError, PaymentRequiredError
 from chat_common.http import ServiceClient
 from chat_common.service_token import ServiceTokenProvider
 
 SERVICE = "user-service"
 SCOPE = "credits:write"
+ACCOUNT_INACTIVE = "account_inactive"
 
 
 class Reservation(BaseModel):
@@ -40,18 +41,24 @@ class CreditsClient:
         await self.http.aclose()
 
     async def reserve(
-        self, *, user_id: str, amount: int, idempotency_key: str, reference: str
+        self, *, user_id: str, amount: int, idempotency_key: str, reference: str, ttl_seconds: int
     ) -> Reservation:
-        """Hold `amount` credits; a 402 carries the user's balance and the amount needed."""
+        """Hold `amount` credits for `ttl_seconds`; a 402 carries the user's balance and the amount
+        needed, a deactivated account is a 403 `account_inactive`."""
         body = {
             "user_id": user_id,
             "amount": amount,
             "idempotency_key": idempotency_key,
             "reference": reference,
+            "ttl_seconds": ttl_seconds,
         }
         try:
-            return await self._post("/api/v1/credits/reservations", body)
+            return await self._post("/api/v1/credits/reservations", body, passed={ACCOUNT_INACTIVE})
         except AppError as exc:
+            if exc.status_code == 403 and exc.code == ACCOUNT_INACTIVE:
+                raise ForbiddenError(
+                    "This account is deactivated: it cannot generate", code=ACCOUNT_INACTIVE
+                ) from exc
             if exc.status_code != 402:
                 raise
             balance = exc.details.get("balance") if isinstance(exc.details, dict) else None
@@ -66,13 +73,16 @@ class CreditsClient:
     async def release(self, reservation_id: uuid.UUID) -> Reservation:
         return await self._post(f"/api/v1/credits/reservations/{reservation_id}/release", None)
 
-    async def _post(self, path: str, body: dict[str, Any] | None) -> Reservation:
-        """POST with the service token; user-service refusing llm-service's own credentials is a 502."""
+    async def _post(
+        self, path: str, body: dict[str, Any] | None, *, passed: frozenset[str] | set[str] = frozenset()
+    ) -> Reservation:
+        """POST with the service token. user-service refusing llm-service's own credentials or request
+        is a 502 (llm-service's fault, not the caller's), except for the error codes in `passed`."""
         try:
             token = await self.tokens.token()
             response = await self.http.post(path, json=body, token=token, idempotent=True)
         except AppError as exc:
-            if exc.status_code in (400, 401, 403):
+            if exc.status_code in (400, 401, 403, 422) and exc.code not in passed:
                 raise BadGatewayError(
                     f"{SERVICE} refused llm-service's credentials or request: {exc.message}",
                     code="dependency_error",

@@ -18,7 +18,7 @@ from app.clients.credits import CreditsClient, Reservation
 from app.config import Settings
 from app.services.llm import Progress
 from chat_common.auth import Principal
-from chat_common.errors import ForbiddenError
+from chat_common.errors import AppError, ForbiddenError
 
 logger = logging.getLogger(__name__)
 
@@ -96,21 +96,43 @@ class Charge:
                 await self._credits.release(reservation.id)
             else:
                 await self._credits.commit(reservation.id, amount)
-        except Exception:
-            # user-service releases an unsettled reservation when its TTL runs out
-            logger.exception(
-                "could not %s credit reservation %s; user-service will expire it",
-                "release" if amount is None else f"commit {amount} of",
+        except AppError as exc:
+            if amount is None or not _expired(exc):
+                _log_unsettled(reservation, amount)
+                return
+            # The call outlasted its reservation: user-service has given the credits back already, and
+            # nothing can charge them now. Loud, so a lifetime too short for the timeouts gets noticed.
+            logger.error(
+                "credit reservation %s of user %s expired before it was committed: %d credits were not "
+                "charged (the reservation lifetime is shorter than this call took)",
                 reservation.id,
+                reservation.user_id,
+                amount,
             )
+        except Exception:
+            _log_unsettled(reservation, amount)
+
+
+def _expired(exc: AppError) -> bool:
+    return exc.status_code == 409 and isinstance(exc.details, dict) and exc.details.get("status") == "expired"
+
+
+def _log_unsettled(reservation: Reservation, amount: int | None) -> None:
+    # user-service releases an unsettled reservation when its lifetime runs out
+    logger.exception(
+        "could not %s credit reservation %s; user-service will expire it",
+        "release" if amount is None else f"commit {amount} credits of",
+        reservation.id,
+    )
 
 
 class Meter:
     """Decides who pays for a call and opens its Charge (402 and 503 arise here, before any model call)."""
 
-    def __init__(self, credits: CreditsClient, cost: CostModel) -> None:
+    def __init__(self, credits: CreditsClient, cost: CostModel, *, reservation_ttl: int) -> None:
         self.credits = credits
         self.cost = cost
+        self.reservation_ttl = reservation_ttl  # seconds: as long as a call may take, and settling it
         self._settling: set[asyncio.Task[None]] = set()
 
     async def drain(self) -> None:
@@ -139,5 +161,6 @@ class Meter:
             amount=amount,
             idempotency_key=f"llm-service:{request_id}",
             reference=f"llm-service {kind} {request_id}",
+            ttl_seconds=self.reservation_ttl,
         )
         return Charge(self.credits, reservation, self.cost, self._settling), payload

@@ -53,12 +53,19 @@ _RICH_FIELDS = (
 
 @dataclass(frozen=True)
 class Timeouts:
-    """Seconds. `first_token` is generous: prompt processing and JIT loading take a while."""
+    """Seconds. `first_token` is generous: prompt processing and JIT loading take a while.
+
+    `models` bounds the calls that generate nothing (model list and info, health): they answer at
+    once unless LM Studio hangs, so a hung server is told promptly. `load` bounds loading and
+    unloading a model, which can legitimately take minutes. `first_token`, `idle` and `total` bound
+    generation (chat, completions, embeddings)."""
 
     connect: float = 5.0
     first_token: float = 300.0
     idle: float = 60.0
     total: float = 900.0
+    models: float = 10.0
+    load: float = 300.0
 
 
 class LMStudioClient:
@@ -95,11 +102,13 @@ class LMStudioClient:
 
     # -- plumbing -------------------------------------------------------------------------------
 
-    async def _send(self, request: httpx.Request, *, stream: bool, within: float) -> httpx.Response:
+    async def _send(
+        self, request: httpx.Request, *, stream: bool, within: float, phase: str | None = None
+    ) -> httpx.Response:
         try:
             return await asyncio.wait_for(self._http.send(request, stream=stream), within)
         except TimeoutError as exc:
-            phase = "first_token" if stream else "total"
+            phase = phase or ("first_token" if stream else "total")
             raise LMStudioTimeout(f"LM Studio did not answer within {within:g}s", phase=phase) from exc
         except httpx.ConnectTimeout as exc:
             raise LMStudioTimeout(
@@ -124,9 +133,19 @@ class LMStudioClient:
             raise error_from_body(response.status_code, body)
         return body
 
-    async def _json(self, method: str, path: str, payload: Mapping[str, Any] | None = None) -> Any:
+    async def _json(
+        self,
+        method: str,
+        path: str,
+        payload: Mapping[str, Any] | None = None,
+        *,
+        within: float | None = None,
+        phase: str | None = None,
+    ) -> Any:
+        """One request answered within `within` seconds (default: the generation's `total`)."""
         request = self._http.build_request(method, path, json=payload)
-        response = await self._send(request, stream=False, within=self.timeouts.total)
+        limit = self.timeouts.total if within is None else within
+        response = await self._send(request, stream=False, within=limit, phase=phase)
         return self._parse(response)
 
     async def _stream_events(self, path: str, payload: Mapping[str, Any]) -> AsyncGenerator[dict[str, Any]]:
@@ -179,13 +198,17 @@ class LMStudioClient:
     # -- models -----------------------------------------------------------------------------------
 
     async def list_models(self) -> list[ModelInfo]:
-        """`/v1/models`, enriched with type, state, context length and quantization from `/api/v0`."""
-        body = await self._json("GET", "/v1/models")
+        """`/v1/models`, enriched with type, state, context length and quantization from `/api/v0`;
+        both within one `timeouts.models`."""
+        limit = self.timeouts.models
+        deadline = time.monotonic() + limit
+        body = await self._json("GET", "/v1/models", within=limit, phase="models")
         if not isinstance(body, dict) or not isinstance(body.get("data"), list):
             raise NotLMStudio(f"{self.base_url}/v1/models is not LM Studio's model list")
         models = {m["id"]: ModelInfo.model_validate(m) for m in body["data"]}
         try:
-            rich = await self._json("GET", "/api/v0/models")
+            remaining = max(deadline - time.monotonic(), 0.001)
+            rich = await self._json("GET", "/api/v0/models", within=remaining, phase="models")
         except (NotLMStudio, UpstreamError, LMStudioError):
             return list(models.values())  # an older server without /api/v0
         for entry in rich.get("data", []) if isinstance(rich, dict) else []:
@@ -213,7 +236,7 @@ class LMStudioClient:
 
     async def _native(self, path: str, payload: Mapping[str, Any]) -> Any:
         try:
-            return await self._json("POST", path, payload)
+            return await self._json("POST", path, payload, within=self.timeouts.load, phase="load")
         except NotLMStudio as exc:
             raise UnsupportedByServer(
                 "Loading and unloading models needs LM Studio 0.4 or newer", status=exc.status, body=exc.body

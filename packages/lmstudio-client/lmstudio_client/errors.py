@@ -24,7 +24,8 @@ class LMStudioUnavailable(LMStudioError):
 
 
 class LMStudioTimeout(LMStudioError):
-    """A timeout; `phase` says which: connect, first_token, idle, total."""
+    """A timeout; `phase` says which: connect, first_token, idle, total (generation), models (model
+    list or info), load (loading or unloading a model)."""
 
     def __init__(self, message: str, *, phase: str) -> None:
         super().__init__(message)

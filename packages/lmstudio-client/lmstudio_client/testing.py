@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import socket
 import subprocess
 import sys
@@ -40,6 +41,16 @@ class StandinProcess:
         while self.stats()["active"] and time.monotonic() < deadline:
             time.sleep(0.02)
         httpx.post(f"{self.url}/__standin/reset", timeout=5).raise_for_status()
+
+    @contextmanager
+    def frozen(self) -> Iterator[None]:
+        """The process stopped (SIGSTOP) for the block: connections open, nothing answers, as a hung
+        LM Studio does. Resumed (SIGCONT) however the block ends."""
+        self.process.send_signal(signal.SIGSTOP)
+        try:
+            yield
+        finally:
+            self.process.send_signal(signal.SIGCONT)
 
     def kill(self) -> None:
         self.process.kill()

@@ -179,3 +179,27 @@ async def test_leaving_a_plain_request_during_the_first_token_delay_is_seen_at_o
         "completed": 0,
         "cancelled": 1,
     }
+
+
+# --- calls that generate nothing answer quickly even when LM Studio hangs ---
+
+
+async def test_model_calls_and_health_have_their_own_short_bound(standin: StandinProcess) -> None:
+    timeouts = Timeouts(models=0.5, total=120)  # hanging on `total` would fail the wait_for below
+    async with LMStudioClient(standin.url, timeouts=timeouts) as client:
+        assert [m.id for m in await client.list_models()]  # a pooled connection, then LM Studio hangs
+        with standin.frozen():
+            with pytest.raises(LMStudioTimeout) as listing:
+                await asyncio.wait_for(client.list_models(), 30)
+            with pytest.raises(LMStudioTimeout) as one:
+                await asyncio.wait_for(client.get_model(ECHO), 30)
+            health = await asyncio.wait_for(client.health(), 30)
+    assert listing.value.phase == one.value.phase == "models"
+    assert health.status == "down" and "0.5s" in (health.detail or "")
+
+
+async def test_loading_has_its_own_longer_bound(standin: StandinProcess) -> None:
+    async with LMStudioClient(standin.url, timeouts=Timeouts(models=0.2, load=1.0, total=120)) as client:
+        with standin.frozen(), pytest.raises(LMStudioTimeout) as info:
+            await asyncio.wait_for(client.load_model(ECHO), 30)
+    assert info.value.phase == "load" and "1s" in info.value.message

@@ -139,7 +139,7 @@ def _reserve_statement() -> Select[Any]:
     r, t, u = _RESERVATION, _LEDGER, _USER
     # The user's row, locked: concurrent reservations for one user queue here and each sees the
     # balance the previous one left.
-    owner = select(u.c.id, u.c.credits).where(u.c.id == user_id).with_for_update().cte("owner")
+    owner = select(u.c.id, u.c.credits, u.c.is_active).where(u.c.id == user_id).with_for_update().cte("owner")
     existing = select(r).where(r.c.user_id == user_id, r.c.idempotency_key == key).cte("existing")
     held = (
         insert(r)
@@ -156,7 +156,7 @@ def _reserve_statement() -> Select[Any]:
                 _param("client_id", String()),
                 _param("expires_at", DateTime(timezone=True)),
                 now,
-            ).where(owner.c.credits >= amount, ~exists(existing.select())),
+            ).where(owner.c.is_active, owner.c.credits >= amount, ~exists(existing.select())),
         )
         .on_conflict_do_nothing(constraint="uq_credit_reservation_user_key")  # a concurrent twin won
         .returning(r.c.id)
@@ -193,6 +193,7 @@ def _reserve_statement() -> Select[Any]:
     return (
         select(
             owner.c.credits.label("balance"),
+            owner.c.is_active.label("active"),
             select(held.c.id).scalar_subquery().label("held_id"),
             select(entry.c.id).scalar_subquery().label("entry_id"),
             *[existing.c[name] for name in RESERVATION_COLUMNS],
@@ -268,9 +269,10 @@ SETTLE = _settle_statement()
 async def reserve(session: AsyncSession, values: dict[str, Any], now: datetime) -> Row[Any] | None:
     """Hold `amount` of the user's credits in one statement: reservation, debit and ledger row, or none.
 
-    The row has the user's `balance` (after waiting for its lock), `held_id` when this call created
-    the reservation, and the columns of an earlier reservation with the same key (all None if none was
-    visible). No row: the user does not exist.
+    The row has the user's `balance` (after waiting for its lock), whether the account is `active`
+    (an inactive one gets nothing), `held_id` when this call created the reservation, and the columns
+    of an earlier reservation with the same key (all None if none was visible). No row: the user does
+    not exist.
     """
     params = {f"p_{name}": value for name, value in values.items()}
     params["p_now"] = now

@@ -40,6 +40,12 @@ class ReservationCreate(InputModel):
     amount: int = Field(gt=0, le=MAX_AMOUNT)
     idempotency_key: str = Field(min_length=1, max_length=128)
     reference: str | None = Field(default=None, max_length=255)
+    ttl_seconds: int | None = Field(
+        default=None,
+        ge=1,
+        description="Seconds the hold lasts unsettled before it expires (at most"
+        " MAX_RESERVATION_TTL_SECONDS; default RESERVATION_TTL_SECONDS): the longest the work may take.",
+    )
 
 
 class ReservationCommit(BaseModel):

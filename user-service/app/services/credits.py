@@ -16,6 +16,7 @@ from app.repositories.credits import RESERVATION_COLUMNS
 from app.schemas.credit import ReservationCreate, ReservationPublic
 from chat_common.errors import (
     ConflictError,
+    ForbiddenError,
     NotFoundError,
     PaymentRequiredError,
     UnprocessableError,
@@ -68,11 +69,30 @@ def _reservation(row: Row[Any], **changes: Any) -> ReservationPublic:
     return ReservationPublic.model_validate({**{n: row._mapping[n] for n in RESERVATION_COLUMNS}, **changes})
 
 
+def reservation_ttl(requested: int | None, *, default: int, maximum: int) -> int:
+    """The lifetime the reserving client asked for (at most `maximum`), else `default`."""
+    if requested is None:
+        return default
+    if requested > maximum:
+        raise UnprocessableError(
+            f"ttl_seconds must be at most {maximum}",
+            details=[
+                {
+                    "loc": ["body", "ttl_seconds"],
+                    "msg": f"Input should be less than or equal to {maximum}",
+                    "type": "less_than_equal",
+                }
+            ],
+        )
+    return requested
+
+
 async def reserve(
     session: AsyncSession, *, data: ReservationCreate, client_id: str, ttl_seconds: int
 ) -> tuple[ReservationPublic, bool]:
-    """Hold credits for a reply in one statement. Returns (reservation, created); a repeated key
-    returns the first reservation. `session` is an autocommit session: the statement is atomic alone."""
+    """Hold credits for a reply in one statement. Returns (reservation, created); a repeated key with
+    the same amount returns the first reservation. An inactive account gets none (403). `session` is
+    an autocommit session: the statement is atomic alone."""
     now = utcnow()
     values: dict[str, Any] = {
         "id": uuid.uuid4(),
@@ -87,6 +107,10 @@ async def reserve(
     row = await credit_repo.reserve(session, values, now)
     if row is None:
         raise NotFoundError("User not found")
+    if not row.active:
+        raise ForbiddenError(
+            "This account is deactivated: no credits can be reserved", code="account_inactive"
+        )
     if row.held_id is not None:
         created = {**values, "status": "held", "committed_amount": None, "settled_at": None}
         return ReservationPublic.model_validate(created), True
@@ -102,6 +126,12 @@ async def reserve(
         raise ConflictError(
             "This idempotency key is already used by another client's reservation",
             code="idempotency_key_in_use",
+        )
+    if existing.amount != data.amount:
+        raise ConflictError(
+            f"This idempotency key already holds a reservation of {existing.amount}, not {data.amount}",
+            code="idempotency_key_in_use",
+            details={"reserved": existing.amount, "requested": data.amount},
         )
     return _reservation(existing), False
 
@@ -150,7 +180,9 @@ async def commit(
     if row.status == "committed" and row.committed_amount == amount:
         return _reservation(row)  # a retried commit
     if row.status != "held":
-        raise ConflictError(f"Reservation is already {row.status}", code="reservation_settled")
+        raise ConflictError(
+            f"Reservation is already {row.status}", code="reservation_settled", details={"status": row.status}
+        )
     raise UnprocessableError(
         f"Cannot commit {amount}: only {row.amount} reserved", code="amount_exceeds_reservation"
     )
@@ -165,7 +197,9 @@ async def release(session: AsyncSession, *, reservation_id: uuid.UUID, client_id
         return settled
     if row.status in ("released", "expired"):
         return _reservation(row)
-    raise ConflictError(f"Reservation is already {row.status}", code="reservation_settled")
+    raise ConflictError(
+        f"Reservation is already {row.status}", code="reservation_settled", details={"status": row.status}
+    )
 
 
 async def expire_due(session: AsyncSession, *, batch: int = 100) -> int:

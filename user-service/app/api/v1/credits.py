@@ -56,7 +56,9 @@ def _client_id(service: Principal) -> str:
     responses={
         200: {"description": "Idempotent replay: the first reservation with this key"},
         402: {"description": "Insufficient credits (details: needed, balance)"},
-        409: {"description": "The key is already used by another client's reservation"},
+        403: {"description": "The account is deactivated (code account_inactive)"},
+        409: {"description": "The key is already used by another client, or for another amount"},
+        422: {"description": "Invalid body, e.g. ttl_seconds above MAX_RESERVATION_TTL_SECONDS"},
     },
 )
 async def reserve(
@@ -66,8 +68,14 @@ async def reserve(
     request: Request,
     response: Response,
 ) -> ReservationPublic:
-    """Hold credits before generating; the same idempotency key never charges twice."""
-    ttl = request.app.state.settings.reservation_ttl_seconds
+    """Hold credits before generating; the same idempotency key never charges twice. The hold expires
+    after `ttl_seconds` (default RESERVATION_TTL_SECONDS) unless committed or released first."""
+    settings = request.app.state.settings
+    ttl = credit_service.reservation_ttl(
+        data.ttl_seconds,
+        default=settings.reservation_ttl_seconds,
+        maximum=settings.max_reservation_ttl_seconds,
+    )
     reservation, created = await credit_service.reserve(
         session, data=data, client_id=_client_id(service), ttl_seconds=ttl
     )
