@@ -23,9 +23,8 @@ from chat_common.jwks import StaticKeySource as StaticKeySource
 from chat_common.settings import CommonSettings
 from chat_common.tokens import ACCESS as ACCESS
 from chat_common.tokens import ALGORITHM as ALGORITHM
-from chat_common.tokens import REQUIRED_CLAIMS
+from chat_common.tokens import REQUIRED_CLAIMS, SERVICE_SUBJECT_PREFIX
 from chat_common.tokens import SERVICE as SERVICE
-from chat_common.tokens import SERVICE_SUBJECT_PREFIX
 from chat_common.validation import json_depth_exceeds
 
 logger = logging.getLogger(__name__)
