@@ -1,9 +1,7 @@
-"""Start user-service: `python run.py` (host and port from settings)."""
-
-import uvicorn
+"""Start user-service: `python run.py` (host, port and trusted proxies from settings)."""
 
 from app.config import get_settings
+from chat_common.serving import run_service
 
 if __name__ == "__main__":
-    settings = get_settings()
-    uvicorn.run("app.main:app", host=settings.host, port=settings.port, log_config=None)
+    run_service("app.main:app", get_settings())

@@ -9,11 +9,15 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
+from pathlib import Path
 
 import httpx
 import pytest
 
+from app.config import SERVICE_DIR, Settings
+from chat_common.testing import ServiceProcess, serve_service
 from tests.conftest import PASSWORD, assert_error_shape
 
 WRONG = "Wrong-pass-123"
@@ -34,8 +38,11 @@ async def register(http: httpx.AsyncClient) -> str:
     return name
 
 
-async def attempt(http: httpx.AsyncClient, name: str, password: str) -> httpx.Response:
-    return await http.post("/api/v1/auth/token", data={"username": name, "password": password})
+async def attempt(
+    http: httpx.AsyncClient, name: str, password: str, headers: dict[str, str] | None = None
+) -> httpx.Response:
+    form = {"username": name, "password": password}
+    return await http.post("/api/v1/auth/token", data=form, headers=headers)
 
 
 async def test_forty_parallel_wrong_passwords_reach_the_check_only_five_times(
@@ -93,3 +100,59 @@ async def test_parallel_wrong_current_passwords_are_throttled_like_logins(http: 
     assert_error_shape(refused.json(), "rate_limited")
     # the same account counter guards the login
     assert (await attempt(http, name, PASSWORD)).status_code == 429
+
+
+# --- the client's IP is the connection's, unless a trusted proxy names it -------------------------
+
+RunService = Callable[..., AbstractContextManager[ServiceProcess]]
+
+
+@pytest.fixture
+def run_service(settings: Settings, tmp_path: Path) -> RunService:
+    """user-service started as in production: `python run.py`, configured by its environment only."""
+
+    @contextmanager
+    def start(**env: str) -> Iterator[ServiceProcess]:
+        assert settings.jwt_private_key is not None
+        base = {
+            "ENVIRONMENT": "test",
+            "DATABASE_URL": settings.database_url,
+            "REDIS_URL": settings.redis_url,
+            "REDIS_PREFIX": f"test-{uuid.uuid4().hex[:8]}",
+            "JWT_PRIVATE_KEY": settings.jwt_private_key.get_secret_value(),
+            "DATA_DIR": str(tmp_path),
+            "BCRYPT_ROUNDS": "4",
+            "JSON_LOGS": "false",
+        }
+        with serve_service(SERVICE_DIR, {**base, **env}, log_path=tmp_path / "user-service.log") as service:
+            yield service
+
+    return start
+
+
+async def test_x_forwarded_for_from_a_local_client_does_not_escape_the_ip_limit(
+    run_service: RunService,
+) -> None:
+    """Without FORWARDED_ALLOW_IPS no proxy is trusted: every guess counts against 127.0.0.1."""
+    with run_service() as service:
+        async with httpx.AsyncClient(base_url=service.url, timeout=120) as http:
+            statuses = [
+                (await attempt(http, f"nobody-{i}", WRONG, {"X-Forwarded-For": f"10.9.9.{i}"})).status_code
+                for i in range(31)
+            ]
+    assert statuses == [401] * 30 + [429]
+
+
+async def test_behind_a_trusted_proxy_the_forwarded_address_is_the_client(run_service: RunService) -> None:
+    with run_service(FORWARDED_ALLOW_IPS="127.0.0.1") as service:
+        async with httpx.AsyncClient(base_url=service.url, timeout=120) as http:
+            spread = [
+                (await attempt(http, f"nobody-{i}", WRONG, {"X-Forwarded-For": f"10.9.9.{i}"})).status_code
+                for i in range(31)
+            ]
+            one_address = [
+                (await attempt(http, f"ghost-{i}", WRONG, {"X-Forwarded-For": "10.8.8.8"})).status_code
+                for i in range(31)
+            ]
+    assert spread == [401] * 31
+    assert one_address == [401] * 30 + [429]

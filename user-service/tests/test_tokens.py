@@ -7,6 +7,7 @@ import hashlib
 import hmac
 import json
 import time
+import uuid
 from typing import Any
 
 import pytest
@@ -167,6 +168,28 @@ async def test_token_with_a_malformed_claim_is_401(
     assert_error_shape(body, "invalid_token")
 
 
+@pytest.mark.parametrize(
+    "claim",
+    [
+        {"sub": "not-a-uuid"},
+        {"sub": "\x00"},
+        {"sub": "service:message-service"},
+        {"exp": float("inf")},
+        {"iat": float("-inf")},
+    ],
+    ids=repr,
+)
+async def test_signed_token_with_an_impossible_subject_or_time_is_401_not_500(
+    client: AsyncClient, make_user: UserFactory, settings: Settings, app: FastAPI, claim: dict[str, Any]
+) -> None:
+    """Only user-service could sign these, but its key signing them must not crash a reader."""
+    user = await make_user()
+    status, body = await _me_status(client, _sign(_claims(user, settings, **claim), settings, app))
+    assert status == 401
+    assert_error_shape(body, "invalid_token")
+    assert body["error"]["message"] == "Invalid token"
+
+
 async def test_tokens_of_the_test_mint_have_exactly_the_claims_user_service_issues(
     client: AsyncClient, make_user: UserFactory
 ) -> None:
@@ -239,5 +262,6 @@ async def test_previous_keys_stay_published_after_rotation(settings: Settings) -
     verifier = TokenVerifier(
         StaticKeySource(new.jwks), issuer=settings.jwt_issuer, audience=settings.jwt_audience
     )
-    assert (await verifier.verify(old.access_token(user_id="u-old", role="user"))).subject == "u-old"
-    assert (await verifier.verify(new.access_token(user_id="u-new", role="user"))).subject == "u-new"
+    old_user, new_user = str(uuid.uuid4()), str(uuid.uuid4())
+    assert (await verifier.verify(old.access_token(user_id=old_user, role="user"))).subject == old_user
+    assert (await verifier.verify(new.access_token(user_id=new_user, role="user"))).subject == new_user

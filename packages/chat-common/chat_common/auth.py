@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+import math
 import time
+import uuid
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
@@ -12,6 +14,7 @@ from typing import Annotated, Any
 from fastapi import Depends, Request
 from fastapi.security import OAuth2PasswordBearer
 from jose import JOSEError, jwk, jwt
+from jose.utils import base64url_decode
 
 from chat_common.errors import ForbiddenError, UnauthorizedError
 from chat_common.jwks import JWKSKeySource as JWKSKeySource
@@ -20,13 +23,17 @@ from chat_common.jwks import StaticKeySource as StaticKeySource
 from chat_common.settings import CommonSettings
 from chat_common.tokens import ACCESS as ACCESS
 from chat_common.tokens import ALGORITHM as ALGORITHM
-from chat_common.tokens import REQUIRED_CLAIMS
+from chat_common.tokens import REQUIRED_CLAIMS, SERVICE_SUBJECT_PREFIX
 from chat_common.tokens import SERVICE as SERVICE
+from chat_common.validation import json_depth_exceeds
 
 logger = logging.getLogger(__name__)
 
 # How far in the future an `iat` may be: clocks of the fleet's hosts differ a little.
 CLOCK_SKEW_SECONDS = 60
+# A token's header and claims nest two levels (`scopes`); far deeper JSON is refused before any parser
+# recurses into it.
+MAX_TOKEN_JSON_DEPTH = 8
 # python-jose checks presence of these (and validates the registered ones); `type` is ours.
 _DECODE_OPTIONS = {f"require_{claim}": True for claim in REQUIRED_CLAIMS if claim != "type"}
 
@@ -94,6 +101,8 @@ class TokenVerifier:
         return principal
 
     async def _verify_uncached(self, token: str) -> Principal:
+        if _nested_too_deep(token):
+            raise _invalid(f"header or claims nested deeper than {MAX_TOKEN_JSON_DEPTH} levels")
         try:
             header = jwt.get_unverified_header(token)
         except JOSEError as exc:
@@ -114,8 +123,9 @@ class TokenVerifier:
             )
         except jwt.ExpiredSignatureError as exc:
             raise UnauthorizedError("Token has expired", code="token_expired") from exc
-        except (JOSEError, TypeError, ValueError) as exc:
-            # TypeError: python-jose calls int() on `exp`/`iat` as they come, null included.
+        except (JOSEError, TypeError, ValueError, OverflowError, RecursionError) as exc:
+            # python-jose calls int() on `exp`/`iat`/`nbf` as they come: TypeError for null,
+            # OverflowError for infinity. RecursionError cannot happen after `_nested_too_deep`.
             raise _invalid(f"{type(exc).__name__}: {exc}") from exc
         problem = claims_problem(claims, now=time.time())
         if problem:
@@ -130,6 +140,21 @@ class TokenVerifier:
         )
 
 
+def _nested_too_deep(token: str) -> bool:
+    """Whether the header or the claims nest deeper than any token should: checked on the bytes, split
+    and decoded as python-jose does, before its JSON parser recurses (a RecursionError, a 500)."""
+    signing_input = token.encode().rsplit(b".", 1)[0]
+    if b"." not in signing_input:
+        return False  # python-jose reports the missing segments
+    try:
+        return any(
+            json_depth_exceeds(base64url_decode(segment), MAX_TOKEN_JSON_DEPTH)
+            for segment in signing_input.split(b".", 1)
+        )
+    except (TypeError, ValueError):  # bad base64: python-jose reports it
+        return False
+
+
 def _invalid(detail: str) -> UnauthorizedError:
     logger.info("token rejected: %s", detail)
     return UnauthorizedError("Invalid token", code="invalid_token")
@@ -142,9 +167,15 @@ def claims_problem(claims: dict[str, Any], *, now: float) -> str | None:
             return f"claim {name!r} must be a non-empty string"
     if claims["type"] not in (ACCESS, SERVICE):
         return f"claim 'type' is {claims['type']!r}, not {ACCESS!r} or {SERVICE!r}"
+    subject_problem = _subject_problem(claims["sub"], claims["type"])
+    if subject_problem:
+        return subject_problem
     for name in ("exp", "iat"):
-        if isinstance(claims.get(name), bool) or not isinstance(claims.get(name), int | float):
+        value = claims.get(name)
+        if isinstance(value, bool) or not isinstance(value, int | float):
             return f"claim {name!r} must be a number of seconds"
+        if isinstance(value, float) and not math.isfinite(value):  # json reads Infinity and NaN
+            return f"claim {name!r} must be a finite number of seconds"
     if claims["iat"] > now + CLOCK_SKEW_SECONDS:
         return "claim 'iat' is in the future"
     if not isinstance(claims.get("role", ""), str):
@@ -152,6 +183,22 @@ def claims_problem(claims: dict[str, Any], *, now: float) -> str | None:
     scopes = claims.get("scopes", [])
     if not isinstance(scopes, list) or not all(isinstance(scope, str) for scope in scopes):
         return "claim 'scopes' must be a list of strings"
+    return None
+
+
+def _subject_problem(subject: str, token_type: str) -> str | None:
+    """A user's token names the user by id (a UUID, as user-service writes it); a service token names
+    the service as `service:<client>`."""
+    if token_type == SERVICE:
+        if not subject.startswith(SERVICE_SUBJECT_PREFIX) or subject == SERVICE_SUBJECT_PREFIX:
+            return f"claim 'sub' of a service token must be {SERVICE_SUBJECT_PREFIX}<client>"
+        return None
+    try:
+        canonical = str(uuid.UUID(subject))
+    except ValueError:
+        canonical = None
+    if canonical != subject:
+        return "claim 'sub' of an access token must be a user id (a UUID)"
     return None
 
 

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import ipaddress
 from typing import Literal
 
-from pydantic import model_validator
+from pydantic import field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEV_SECRET_PREFIX = "dev-"
@@ -16,6 +17,12 @@ class CommonSettings(BaseSettings):
     model_config = SettingsConfigDict(env_file=".env", extra="ignore", env_file_encoding="utf-8")
 
     service_name: str = "service"
+    host: str = "127.0.0.1"
+    port: int = 8000  # each service sets its own
+    # Proxies whose X-Forwarded-For / X-Forwarded-Proto are believed: comma-separated addresses or
+    # networks, or "*". Empty (the default): none, so a client cannot claim another IP (login limits
+    # count per IP). A deployment behind a reverse proxy names the proxy's address here.
+    forwarded_allow_ips: str = ""
     environment: Literal["development", "test", "production"] = "development"
     debug: bool = False
     log_level: str = "INFO"
@@ -27,6 +34,21 @@ class CommonSettings(BaseSettings):
     jwt_audience: str = "character-chat"
     jwks_url: str = "http://127.0.0.1:8024/.well-known/jwks.json"
     jwks_cache_seconds: int = 300
+
+    @field_validator("forwarded_allow_ips")
+    @classmethod
+    def _proxy_addresses(cls, value: str) -> str:
+        proxies = [item.strip() for item in value.split(",") if item.strip()]
+        for proxy in proxies:
+            if proxy == "*":
+                continue
+            try:
+                ipaddress.ip_network(proxy, strict=False)
+            except ValueError:
+                raise ValueError(
+                    f"FORWARDED_ALLOW_IPS: {proxy!r} is not an IP address, a network or '*'"
+                ) from None
+        return ",".join(proxies)
 
     @property
     def is_production(self) -> bool:

@@ -19,6 +19,7 @@ from jose import jwt
 ALGORITHM = "RS256"
 ACCESS = "access"
 SERVICE = "service"
+SERVICE_SUBJECT_PREFIX = "service:"  # a service token's `sub` is this and the client id
 REQUIRED_CLAIMS = ("iss", "aud", "exp", "iat", "sub", "type", "jti")
 
 

@@ -20,13 +20,20 @@ NUL_MESSAGE = "text must not contain NUL (\\u0000) characters"
 
 
 def contains_nul(value: Any) -> bool:
-    """True when a string anywhere in `value` (nested lists and dicts, keys included) holds a NUL."""
-    if isinstance(value, str):
-        return "\x00" in value
-    if isinstance(value, dict):
-        return any(contains_nul(k) or contains_nul(v) for k, v in value.items())
-    if isinstance(value, list | tuple):
-        return any(contains_nul(v) for v in value)
+    """True when a string anywhere in `value` (nested lists and dicts, keys included) holds a NUL.
+
+    It walks with a list of pending values, not recursion, so no nesting can raise RecursionError."""
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, str):
+            if "\x00" in item:
+                return True
+        elif isinstance(item, dict):
+            pending.extend(item.keys())
+            pending.extend(item.values())
+        elif isinstance(item, list | tuple):
+            pending.extend(item)
     return False
 
 

@@ -7,13 +7,13 @@ from typing import Any
 
 import httpx
 import pytest
-from fastapi import Body, FastAPI
+from fastapi import Body, FastAPI, Request
 from pydantic import BaseModel
 
 from chat_common.app import create_service_app
 from chat_common.settings import CommonSettings
 from chat_common.testing import serve_app
-from chat_common.validation import MAX_JSON_DEPTH, InputModel, json_depth_exceeds
+from chat_common.validation import MAX_JSON_DEPTH, InputModel, contains_nul, json_depth_exceeds
 
 
 class Item(InputModel):
@@ -149,3 +149,57 @@ def test_a_utf16_body_cannot_hide_its_brackets() -> None:
     text = "[" * 100 + '"\u225b"' + "]" * 100
     assert json.loads(text.encode("utf-16")) is not None
     assert json_depth_exceeds(text.encode("utf-16"), 99) is True
+
+
+# --- the content type is read as FastAPI reads it --------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "content_types",
+    [
+        [b"application/json", b"text/plain"],  # FastAPI reads the first of two headers
+        [b"application/json", b"application/octet-stream", b"text/plain"],
+        [b"application/json\xa0"],  # FastAPI's parser strips Unicode whitespace (latin-1 NBSP)
+        [b"Application/JSON ; charset=utf-8"],
+    ],
+    ids=repr,
+)
+async def test_nesting_is_refused_whatever_content_type_headers_hide_it(content_types: list[bytes]) -> None:
+    body = ('{"name": "x", "ignored": ' + nested_arrays(500) + "}").encode()
+    headers = [(b"Content-Type", value) for value in content_types]
+    with serve_app(make_app()) as url:
+        async with httpx.AsyncClient(base_url=url, timeout=60) as http:
+            response = await http.post("/items", content=body, headers=headers)
+            assert_too_deep(response)
+            shallow = await http.post("/items", content=b'{"name": "x", "ignored": [[1]]}', headers=headers)
+            assert shallow.status_code == 200 and shallow.json() == {"name": "x"}
+
+
+async def test_a_non_json_first_content_type_is_not_scanned() -> None:
+    """FastAPI does not parse it as JSON either: a text body may hold any brackets."""
+    app = make_app()
+
+    @app.post("/text")
+    async def text(request: Request) -> dict[str, int]:
+        return {"bytes": len(await request.body())}
+
+    body = nested_arrays(500).encode()
+    headers = [(b"Content-Type", b"text/plain"), (b"Content-Type", b"application/json")]
+    with serve_app(app) as url:
+        async with httpx.AsyncClient(base_url=url, timeout=60) as http:
+            response = await http.post("/text", content=body, headers=headers)
+    assert response.status_code == 200 and response.json() == {"bytes": 1000}
+
+
+@pytest.mark.parametrize("depth", [10_000, 200_000])
+def test_nul_search_does_not_recurse(depth: int) -> None:
+    value: Any = "deep\x00"
+    clean: Any = "deep"
+    for level in range(depth):
+        value = [value] if level % 2 else {"k": value}
+        clean = [clean] if level % 2 else {"k": clean}
+    assert contains_nul(value) is True
+    assert contains_nul(clean) is False
+    assert contains_nul({"a\x00": 1}) is True
+    assert contains_nul(("x", ["y", {"z": "\x00"}])) is True
+    assert contains_nul({"a": [1, 2.5, None, True], "b": "c"}) is False

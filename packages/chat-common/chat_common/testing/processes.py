@@ -15,7 +15,16 @@ import httpx
 from chat_common.embedded import free_port
 
 # Backend and identity variables of the test process that must not leak into the child by accident.
-_NOT_INHERITED = ("DATABASE_URL", "REDIS_URL", "MONGODB_URL", "JWKS_URL", "PORT", "HOST", "ENVIRONMENT")
+_NOT_INHERITED = (
+    "DATABASE_URL",
+    "REDIS_URL",
+    "MONGODB_URL",
+    "JWKS_URL",
+    "PORT",
+    "HOST",
+    "ENVIRONMENT",
+    "FORWARDED_ALLOW_IPS",
+)
 
 
 class ServiceProcess:

@@ -11,15 +11,21 @@ from typing import Any
 import uvicorn
 
 from chat_common.embedded import free_port
+from chat_common.serving import uvicorn_options
+from chat_common.settings import CommonSettings
 
 
 @contextmanager
 def serve_app(app: Any, port: int | None = None) -> Iterator[str]:
-    """Serve `app` with uvicorn on 127.0.0.1 until the block ends; yields its base URL."""
-    port = port or free_port()
-    config = uvicorn.Config(
-        app, host="127.0.0.1", port=port, log_config=None, log_level="warning", lifespan="on"
-    )
+    """Serve `app` with uvicorn on 127.0.0.1 until the block ends; yields its base URL.
+
+    uvicorn is configured as a service's run.py configures it, from the app's settings
+    (`app.state.settings`, defaults for an app without them); only the address differs."""
+    settings = getattr(getattr(app, "state", None), "settings", None)
+    if not isinstance(settings, CommonSettings):
+        settings = CommonSettings.model_construct()  # the defaults, not the environment of the test run
+    options = {**uvicorn_options(settings), "host": "127.0.0.1", "port": port or free_port()}
+    config = uvicorn.Config(app, **options, log_level="warning", lifespan="on")
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
@@ -29,7 +35,7 @@ def serve_app(app: Any, port: int | None = None) -> Iterator[str]:
             raise RuntimeError("test server did not start")
         time.sleep(0.01)
     try:
-        yield f"http://127.0.0.1:{port}"
+        yield f"http://127.0.0.1:{config.port}"
     finally:
         server.should_exit = True
         thread.join(10)
