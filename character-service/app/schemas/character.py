@@ -13,7 +13,7 @@ from chat_common.validation import InputModel
 Visibility = Literal["private", "unlisted", "public"]
 LongText = Annotated[str, Field(max_length=100_000)]
 MAX_TAGS, MAX_TAG_LENGTH = 50, 64
-Tag = Annotated[str, Field(min_length=1, max_length=MAX_TAG_LENGTH)]
+Tag = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_TAG_LENGTH)]
 # Stripped first, so a name of only whitespace is empty, and so refused.
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
 

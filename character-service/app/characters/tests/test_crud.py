@@ -286,6 +286,18 @@ async def test_names_are_stored_without_surrounding_whitespace(
     assert patched.status_code == 200 and patched.json()["name"] == "Mira Vance"
 
 
+async def test_tags_are_stripped_and_a_blank_tag_is_422(
+    client: AsyncClient, alice: Caller, make_character: CharacterFactory
+) -> None:
+    blank = await client.post(
+        "/api/v1/characters", json={"name": "Mira", "tags": ["ok", " \t "]}, headers=alice.headers
+    )
+    assert blank.status_code == 422 and error_code(blank) == "validation_error"
+    assert blank.json()["error"]["details"][0]["loc"] == ["body", "tags", "1"]
+    character = await make_character(alice, name="Mira", tags=[" space opera ", "pilot"])
+    assert character["tags"] == ["space opera", "pilot"]
+
+
 async def test_a_blank_name_stored_before_names_were_stripped_still_reads_and_exports(
     app: FastAPI, client: AsyncClient, alice: Caller, make_character: CharacterFactory
 ) -> None:
