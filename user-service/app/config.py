@@ -9,6 +9,7 @@ from pathlib import Path
 from pydantic import BaseModel, Field, SecretStr, model_validator
 from pydantic_settings import SettingsConfigDict
 
+from app.schemas.credit import MAX_BALANCE
 from chat_common.database import DatabaseSettings
 from chat_common.settings import is_dev_secret
 
@@ -72,7 +73,7 @@ class Settings(DatabaseSettings):
     login_account_limit: str = "5/minute"
     login_ip_limit: str = "30/minute"
 
-    initial_credits: int = 100
+    initial_credits: int = Field(default=100, ge=0, le=MAX_BALANCE)
     # How long a reservation is held unsettled before the sweeper expires it (its credits go back):
     # the default, and the most a reserving client may ask for with `ttl_seconds`.
     reservation_ttl_seconds: int = Field(default=300, ge=1)

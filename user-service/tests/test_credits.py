@@ -16,9 +16,10 @@ from pydantic import SecretStr
 from sqlalchemy import event, update
 
 from app.config import ServiceClientConfig
-from app.models import CreditReservation
+from app.models import CreditReservation, User
 from app.models.base import utcnow
 from app.repositories import credits as credit_repo
+from app.schemas.credit import MAX_AMOUNT, MAX_BALANCE
 from app.services import credits as credit_service
 from tests.conftest import AppUser, UserFactory, assert_error_shape
 
@@ -192,6 +193,52 @@ async def test_admin_deduct_below_zero_is_refused(
     )
     assert response.status_code == 409
     assert await _balance(client, user) == 100
+
+
+async def test_grants_stop_at_the_balance_limit_and_refunds_still_land(
+    app: FastAPI,
+    client: AsyncClient,
+    make_user: UserFactory,
+    admin_headers: dict[str, str],
+    service_headers: dict[str, str],
+) -> None:
+    """A refund is never refused, so no balance may get near the column's limit: grants stop at
+    MAX_BALANCE, and a hold refunded on top of a full balance still fits (before, the sweeper's refund
+    overflowed the 32-bit column and every sweep failed)."""
+    user = await make_user()
+    async with app.state.sessionmaker() as session:  # a balance of a billion by grants would take long
+        await session.execute(
+            update(User).where(User.id == uuid.UUID(user.id)).values(credits=MAX_BALANCE - 5)
+        )
+        await session.commit()
+    held = (await _reserve(client, service_headers, user, MAX_AMOUNT)).json()
+    regrant = {"amount": MAX_AMOUNT, "reason": "refill"}
+    url = f"/api/v1/admin/users/{user.id}/credits"
+    assert (await client.post(url, json=regrant, headers=admin_headers)).status_code == 201
+    over = await client.post(url, json={"amount": 10, "reason": "too much"}, headers=admin_headers)
+    assert over.status_code == 409, over.text
+    assert_error_shape(over.json(), "balance_limit")
+    assert over.json()["error"]["details"] == {"balance": MAX_BALANCE - 5, "max_balance": MAX_BALANCE}
+    release_url = f"/api/v1/credits/reservations/{held['id']}/release"
+    released = await client.post(release_url, headers=service_headers)
+    assert released.status_code == 200 and released.json()["status"] == "released"
+    assert await _balance(client, user) == MAX_BALANCE - 5 + MAX_AMOUNT
+
+
+@pytest.mark.parametrize("amount", [True, 5.0, "5"])
+async def test_amounts_must_be_json_integers(
+    client: AsyncClient, make_user: UserFactory, service_headers: dict[str, str], amount: Any
+) -> None:
+    user = await make_user()
+    body = {"user_id": user.id, "amount": amount, "idempotency_key": uuid.uuid4().hex}
+    response = await client.post("/api/v1/credits/reservations", json=body, headers=service_headers)
+    assert response.status_code == 422, response.text
+    held = (await _reserve(client, service_headers, user, 5)).json()
+    commit = await client.post(
+        f"/api/v1/credits/reservations/{held['id']}/commit", json={"amount": amount}, headers=service_headers
+    )
+    assert commit.status_code == 422, commit.text
+    assert await _balance(client, user) == 95
 
 
 async def test_admin_grant_appears_in_ledger_with_reason(

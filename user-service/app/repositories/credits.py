@@ -28,15 +28,21 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.models import CreditReservation, CreditTransaction, User
 
 
-async def adjust_balance(session: AsyncSession, user_id: uuid.UUID, delta: int) -> int | None:
-    """Add `delta` unless the balance would drop below zero; the new balance, or None if refused.
+async def adjust_balance(
+    session: AsyncSession, user_id: uuid.UUID, delta: int, *, ceiling: int | None = None
+) -> int | None:
+    """Add `delta` unless the balance would drop below zero (or rise above `ceiling`); the new
+    balance, or None if refused.
 
     The row lock taken by UPDATE serialises concurrent changes to one user, and the condition is
     re-checked against the latest row, so the balance can never go negative.
     """
+    within = User.credits + delta >= 0
+    if ceiling is not None:
+        within = within & (User.credits + delta <= ceiling)
     result = await session.execute(
         update(User)
-        .where(User.id == user_id, User.credits + delta >= 0)
+        .where(User.id == user_id, within)
         .values(credits=User.credits + delta)
         .returning(User.credits)
     )

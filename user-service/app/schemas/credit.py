@@ -11,6 +11,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from chat_common.validation import InputModel
 
 MAX_AMOUNT = 1_000_000
+# Far below the 32-bit column's limit even with every hold refunded on top, so a refund (which is
+# never refused) cannot overflow; admin grants stop here.
+MAX_BALANCE = 1_000_000_000
 
 
 class Balance(BaseModel):
@@ -31,25 +34,30 @@ class TransactionPublic(BaseModel):
 
 
 class CreditAdjustment(InputModel):
-    amount: int = Field(ge=-MAX_AMOUNT, le=MAX_AMOUNT, description="Positive grants, negative deducts")
+    amount: int = Field(
+        ge=-MAX_AMOUNT, le=MAX_AMOUNT, strict=True, description="Positive grants, negative deducts"
+    )
     reason: str = Field(min_length=1, max_length=255)
 
 
 class ReservationCreate(InputModel):
     user_id: uuid.UUID
-    amount: int = Field(gt=0, le=MAX_AMOUNT)
+    amount: int = Field(gt=0, le=MAX_AMOUNT, strict=True)
     idempotency_key: str = Field(min_length=1, max_length=128)
     reference: str | None = Field(default=None, max_length=255)
     ttl_seconds: int | None = Field(
         default=None,
         ge=1,
+        strict=True,
         description="Seconds the hold lasts unsettled before it expires (at most"
         " MAX_RESERVATION_TTL_SECONDS; default RESERVATION_TTL_SECONDS): the longest the work may take.",
     )
 
 
 class ReservationCommit(BaseModel):
-    amount: int = Field(ge=0, le=MAX_AMOUNT, description="Actual cost; at most the reserved amount")
+    amount: int = Field(
+        ge=0, le=MAX_AMOUNT, strict=True, description="Actual cost; at most the reserved amount"
+    )
 
 
 class ReservationPublic(BaseModel):

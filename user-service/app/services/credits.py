@@ -13,7 +13,7 @@ from app.models import CreditTransaction
 from app.models.base import utcnow
 from app.repositories import credits as credit_repo
 from app.repositories.credits import RESERVATION_COLUMNS
-from app.schemas.credit import ReservationCreate, ReservationPublic
+from app.schemas.credit import MAX_BALANCE, ReservationCreate, ReservationPublic
 from chat_common.errors import (
     ConflictError,
     ForbiddenError,
@@ -44,14 +44,21 @@ async def record_signup_bonus(session: AsyncSession, user_id: uuid.UUID, amount:
 
 
 async def adjust(session: AsyncSession, *, user_id: uuid.UUID, amount: int, reason: str) -> CreditTransaction:
-    """An admin grant (positive) or deduction (negative); never below zero."""
+    """An admin grant (positive) or deduction (negative); never below zero nor above MAX_BALANCE."""
     if amount == 0:
         raise UnprocessableError("amount must not be zero")
-    balance = await credit_repo.adjust_balance(session, user_id, amount)
+    balance = await credit_repo.adjust_balance(session, user_id, amount, ceiling=MAX_BALANCE)
     if balance is None:
         await session.rollback()
-        if await credit_repo.balance_of(session, user_id) is None:
+        current = await credit_repo.balance_of(session, user_id)
+        if current is None:
             raise NotFoundError("User not found")
+        if amount > 0:
+            raise ConflictError(
+                f"A balance cannot exceed {MAX_BALANCE} credits",
+                code="balance_limit",
+                details={"balance": current, "max_balance": MAX_BALANCE},
+            )
         raise ConflictError("Deduction would make the balance negative", code="insufficient_credits")
     row = await credit_repo.add_transaction(
         session,
