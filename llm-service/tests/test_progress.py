@@ -33,7 +33,7 @@ def test_reasoning_and_tool_call_chunks_are_counted_like_content() -> None:
         _chunk({"reasoning_content": " me think"}),
         _chunk({"content": "Hi"}),
         _chunk({"tool_calls": [TOOL_CALL]}),
-        _chunk({"tool_calls": [{"index": 0, "function": {"arguments": "{\"d\": 6}"}}]}),
+        _chunk({"tool_calls": [{"index": 0, "function": {"arguments": '{"d": 6}'}}]}),
     ]
     for chunk in chunks:
         progress.count(chunk)
