@@ -56,7 +56,7 @@ def fresh_standin(standin: StandinProcess) -> None:
     standin.reset()
 
 
-def _run(coroutine: Coroutine[Any, Any, T]) -> T:
+def run_sync(coroutine: Coroutine[Any, Any, T]) -> T:
     """Run a coroutine to the end from sync code, even when called inside a running event loop."""
     with ThreadPoolExecutor(1) as pool:
         return pool.submit(asyncio.run, coroutine).result()
@@ -64,12 +64,12 @@ def _run(coroutine: Coroutine[Any, Any, T]) -> T:
 
 @contextmanager
 def run_user_service(
-    postgres_url: str, redis_url: str, data_dir: Path, **env_overrides: str
+    postgres_url: str, redis_url: str, data_dir: Path, database_url: str | None = None, **env_overrides: str
 ) -> Iterator[ServiceProcess]:
-    """A real user-service process on its own fresh database."""
+    """A real user-service process on its own fresh database (`database_url`, or a new one)."""
     env = {
         "ENVIRONMENT": "test",
-        "DATABASE_URL": _run(create_database(postgres_url, "users")),
+        "DATABASE_URL": database_url or run_sync(create_database(postgres_url, "users")),
         "REDIS_URL": redis_url,
         "REDIS_PREFIX": f"llm-test-{uuid.uuid4().hex[:8]}",
         "DATA_DIR": str(data_dir),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Any, Literal
 
+import httpx
 from pydantic import BaseModel
 
 from chat_common.errors import AppError, BadGatewayError, ForbiddenError, PaymentRequiredError
@@ -24,6 +25,18 @@ class Reservation(BaseModel):
     amount: int
     committed_amount: int | None = None
     status: Literal["held", "committed", "released", "expired"]
+
+
+def may_have_reserved(exc: BaseException) -> bool:
+    """Whether a reserve that failed with `exc` may still have held credits at user-service: yes unless
+    user-service answered with a refusal (a 4xx: 402, 403, 404...) or was never reached (no connection).
+    A timeout, a lost connection or a 5xx leave it unknown: the request may have been carried out."""
+    for error in (exc, exc.__cause__):
+        if isinstance(error, AppError) and 400 <= error.status_code < 500:
+            return False
+        if isinstance(error, httpx.ConnectError):
+            return False
+    return True
 
 
 class CreditsClient:

@@ -42,7 +42,7 @@ class Progress:
 
     started: bool = False  # LM Studio was asked (the call got a slot)
     failed: bool = False  # LM Studio failed (error, timeout) after being asked
-    generated: int = 0  # streamed chunks carrying text: one token each in LM Studio's streams
+    generated: int = 0  # streamed chunks carrying output: one token each in LM Studio's streams
     completion_tokens: int | None = None  # LM Studio's own count (usage), once it reports it
 
     @property
@@ -53,10 +53,18 @@ class Progress:
         usage = event.get("usage")
         if isinstance(usage, dict) and isinstance(usage.get("completion_tokens"), int):
             self.completion_tokens = usage["completion_tokens"]
-        for choice in event.get("choices") or ():
-            if (choice.get("delta") or {}).get("content") or choice.get("text"):
-                self.generated += 1
-                return
+        if any(_generates(choice) for choice in event.get("choices") or ()):
+            self.generated += 1
+
+
+def _generates(choice: Any) -> bool:
+    """A streamed choice carries generated output: text, or any delta field but `role` (content,
+    `reasoning_content` thinking, `tool_calls`...), since all of it reaches the client."""
+    if not isinstance(choice, dict):
+        return False
+    delta = choice.get("delta")
+    fields = delta.items() if isinstance(delta, dict) else ()
+    return bool(choice.get("text")) or any(value for name, value in fields if name != "role")
 
 
 def _dump(model: BaseModel) -> dict[str, Any]:

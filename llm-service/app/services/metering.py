@@ -9,12 +9,14 @@ unmetered (its caller, message-service, charges the user itself); any other serv
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import uuid
+from collections.abc import Coroutine
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
-from app.clients.credits import CreditsClient, Reservation
+from app.clients.credits import CreditsClient, Reservation, may_have_reserved
 from app.config import Settings
 from app.services.llm import Progress
 from chat_common.auth import Principal
@@ -23,6 +25,12 @@ from chat_common.errors import AppError, ForbiddenError
 logger = logging.getLogger(__name__)
 
 GENERATE_SCOPE = "llm:generate"
+# A reserve interrupted without an answer is released in the background: this many attempts, waiting
+# 0.5 s, 1 s, 2 s... between them; after that user-service expires the reservation at its lifetime.
+GIVE_BACK_ATTEMPTS = 6
+GIVE_BACK_BACKOFF_SECONDS = 0.5
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -61,7 +69,7 @@ class Charge:
         credits: CreditsClient | None,
         reservation: Reservation | None,
         cost: CostModel,
-        pending: set[asyncio.Task[None]] | None = None,
+        pending: set[asyncio.Task[Any]] | None = None,
     ) -> None:
         self._credits = credits
         self.reservation = reservation
@@ -126,19 +134,56 @@ def _log_unsettled(reservation: Reservation, amount: int | None) -> None:
     )
 
 
-class Meter:
-    """Decides who pays for a call and opens its Charge (402 and 503 arise here, before any model call)."""
+@dataclass(frozen=True)
+class Hold:
+    """One reserve request; sent again as is (the same idempotency key) it names the same reservation."""
 
-    def __init__(self, credits: CreditsClient, cost: CostModel, *, reservation_ttl: int) -> None:
+    user_id: str
+    amount: int
+    idempotency_key: str
+    reference: str
+    ttl_seconds: int
+
+
+class Meter:
+    """Decides who pays for a call and opens its Charge (402 and 503 arise here, before any model call).
+
+    Nothing stays held for a call that did not get its reservation: a reserve whose caller left (the
+    client disconnected) runs on, shielded, and what it holds is released; one that failed without a
+    clear answer (a timeout, a lost connection, a 5xx) may have been carried out at user-service, so
+    it is sent again with the same key (user-service answers with the reservation it made, if any)
+    and released, a few times with backoff. These tasks, like the settlements, are awaited at shutdown."""
+
+    def __init__(
+        self,
+        credits: CreditsClient,
+        cost: CostModel,
+        *,
+        reservation_ttl: int,
+        give_back_attempts: int = GIVE_BACK_ATTEMPTS,
+        give_back_backoff: float = GIVE_BACK_BACKOFF_SECONDS,
+    ) -> None:
         self.credits = credits
         self.cost = cost
         self.reservation_ttl = reservation_ttl  # seconds: as long as a call may take, and settling it
-        self._settling: set[asyncio.Task[None]] = set()
+        self.give_back_attempts = give_back_attempts
+        self.give_back_backoff = give_back_backoff
+        self._pending: set[asyncio.Task[Any]] = set()
+        self._closing = asyncio.Event()
 
     async def drain(self) -> None:
-        """Wait for the settlements still in flight (at shutdown, before the credits client closes)."""
-        if self._settling:
-            await asyncio.gather(*self._settling, return_exceptions=True)
+        """Wait for the settlements and give-backs still in flight (at shutdown, before the credits
+        client closes); a give-back waiting to retry makes one last attempt at once."""
+        self._closing.set()
+        while self._pending:
+            await asyncio.gather(*self._pending, return_exceptions=True)
+
+    def _track(self, work: Coroutine[Any, Any, T]) -> asyncio.Task[T]:
+        """Run `work` to its end whatever happens to the request that started it."""
+        task = asyncio.ensure_future(work)
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
+        return task
 
     async def open(
         self, principal: Principal, *, kind: str, payload: dict[str, Any]
@@ -156,11 +201,71 @@ class Meter:
         if amount <= 0:
             return Charge.free(self.cost), payload
         request_id = uuid.uuid4().hex  # a fresh key per call: a repeated X-Request-ID is never a free replay
-        reservation = await self.credits.reserve(
+        hold = Hold(
             user_id=principal.user_id,
             amount=amount,
             idempotency_key=f"llm-service:{request_id}",
             reference=f"llm-service {kind} {request_id}",
             ttl_seconds=self.reservation_ttl,
         )
-        return Charge(self.credits, reservation, self.cost, self._settling), payload
+        reserving = self._track(self._reserve(hold))
+        try:
+            reservation = await asyncio.shield(reserving)  # the client leaving does not cut it short
+        except BaseException:
+            self._track(self._give_back(hold, reserving))  # cancelled or failed: nothing may stay held
+            raise
+        return Charge(self.credits, reservation, self.cost, self._pending), payload
+
+    async def _reserve(self, hold: Hold) -> Reservation:
+        return await self.credits.reserve(
+            user_id=hold.user_id,
+            amount=hold.amount,
+            idempotency_key=hold.idempotency_key,
+            reference=hold.reference,
+            ttl_seconds=hold.ttl_seconds,
+        )
+
+    async def _give_back(self, hold: Hold, reserving: asyncio.Task[Reservation]) -> None:
+        """Release whatever the reserve of a call that will not use it holds."""
+        reservation: Reservation | None = None
+        try:
+            reservation = await reserving
+        except Exception as exc:
+            if not may_have_reserved(exc):
+                return  # user-service refused (402, 403...) or was never reached: nothing is held
+        delay = self.give_back_backoff
+        for attempt in range(1, self.give_back_attempts + 1):
+            try:
+                if reservation is None:  # the answer was lost: ask again, with the same key
+                    reservation = await self._reserve(hold)
+                await self.credits.release(reservation.id)
+            except Exception as exc:
+                if reservation is None and not may_have_reserved(exc):
+                    return
+                logger.warning(
+                    "could not give back the credits of call %s (attempt %d of %d): %s",
+                    hold.idempotency_key,
+                    attempt,
+                    self.give_back_attempts,
+                    exc,
+                )
+                if attempt < self.give_back_attempts and not self._closing.is_set():
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._closing.wait(), delay)
+                    delay *= 2
+                continue
+            logger.info(
+                "released credit reservation %s of user %s (%d credits): its call ended before using it",
+                reservation.id,
+                hold.user_id,
+                hold.amount,
+            )
+            return
+        logger.error(
+            "gave up releasing the credits of call %s of user %s (%d credits) after %d attempts; "
+            "user-service will expire its reservation",
+            hold.idempotency_key,
+            hold.user_id,
+            hold.amount,
+            self.give_back_attempts,
+        )
