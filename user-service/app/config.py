@@ -35,7 +35,7 @@ DEV_SERVICE_CLIENTS = {
         ],
     ),
     "conversation-service": ServiceClientConfig(
-        secret=SecretStr("dev-conversation-service-secret"), scopes=["characters:counters"]
+        secret=SecretStr("dev-conversation-service-secret"), scopes=["characters:counters", "personas:read"]
     ),
     "llm-service": ServiceClientConfig(secret=SecretStr("dev-llm-service-secret"), scopes=["credits:write"]),
 }
@@ -79,6 +79,8 @@ class Settings(DatabaseSettings):
     reservation_ttl_seconds: int = Field(default=300, ge=1)
     max_reservation_ttl_seconds: int = Field(default=3600, ge=1)
     reservation_sweep_seconds: float = 30.0
+
+    max_personas_per_user: int = Field(default=20, ge=1)
 
     first_admin_email: str | None = None
     first_admin_password: SecretStr | None = None

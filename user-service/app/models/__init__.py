@@ -2,7 +2,8 @@
 
 from app.models.base import Base
 from app.models.credit import CreditReservation, CreditTransaction
+from app.models.persona import Persona
 from app.models.token import RefreshToken
 from app.models.user import User
 
-__all__ = ["Base", "CreditReservation", "CreditTransaction", "RefreshToken", "User"]
+__all__ = ["Base", "CreditReservation", "CreditTransaction", "Persona", "RefreshToken", "User"]

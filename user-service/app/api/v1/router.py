@@ -2,8 +2,15 @@
 
 from fastapi import APIRouter
 
-from app.api.v1 import admin, auth, credits, users
+from app.api.v1 import admin, auth, credits, personas, users
 
 api_router = APIRouter(prefix="/api/v1")
-for module in (auth, users, credits, admin):
-    api_router.include_router(module.router)
+for router in (
+    auth.router,
+    users.router,
+    personas.router,
+    personas.internal_router,
+    credits.router,
+    admin.router,
+):
+    api_router.include_router(router)
