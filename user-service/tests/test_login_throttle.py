@@ -156,3 +156,30 @@ async def test_behind_a_trusted_proxy_the_forwarded_address_is_the_client(run_se
             ]
     assert spread == [401] * 31
     assert one_address == [401] * 30 + [429]
+
+
+async def client_credentials(http: httpx.AsyncClient, secret: str) -> httpx.Response:
+    form = {
+        "grant_type": "client_credentials",
+        "client_id": "message-service",
+        "client_secret": secret,
+        "scope": "credits:write",
+    }
+    return await http.post("/api/v1/auth/service-token", data=form)
+
+
+async def test_forty_parallel_wrong_client_secrets_reach_the_check_only_five_times(
+    http: httpx.AsyncClient,
+) -> None:
+    responses = await asyncio.gather(*[client_credentials(http, "dev-guess") for _ in range(40)])
+    assert Counter(r.status_code for r in responses) == {401: 5, 429: 35}
+    right = await client_credentials(http, "dev-message-service-secret")
+    assert right.status_code == 429
+    assert_error_shape(right.json(), "rate_limited")
+
+
+async def test_a_right_client_secret_clears_its_failures(http: httpx.AsyncClient) -> None:
+    assert [(await client_credentials(http, "dev-guess")).status_code for _ in range(4)] == [401] * 4
+    assert (await client_credentials(http, "dev-message-service-secret")).status_code == 200
+    statuses = [(await client_credentials(http, "dev-guess")).status_code for _ in range(6)]
+    assert statuses == [401] * 5 + [429]

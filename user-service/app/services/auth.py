@@ -20,7 +20,7 @@ from app.schemas.auth import ServiceToken, TokenPair
 from app.schemas.user import UserCreate
 from app.services import users as user_service
 from app.services.keys import TokenSigner
-from app.services.passwords import PasswordHasher, verify_throttled
+from app.services.passwords import PasswordHasher, check_throttled, verify_throttled
 from chat_common.auth import scopes_of
 from chat_common.errors import ForbiddenError, UnauthorizedError
 
@@ -116,11 +116,22 @@ async def logout(session: AsyncSession, token: str) -> None:
     await session.commit()
 
 
-def service_token(ctx: AuthContext, *, client_id: str, client_secret: str, scope: str) -> ServiceToken:
-    """OAuth2 client credentials for the internal services configured by environment."""
+async def service_token(
+    ctx: AuthContext, *, client_id: str, client_secret: str, scope: str, ip: str
+) -> ServiceToken:
+    """OAuth2 client credentials for the internal services configured by environment.
+
+    Wrong secrets are throttled like passwords, per client and caller IP (so a guesser elsewhere
+    cannot lock a service out) and per IP.
+    """
     client = ctx.settings.service_clients.get(client_id)
     expected = client.secret.get_secret_value() if client else secrets.token_hex(16)
-    if not hmac.compare_digest(expected.encode(), client_secret.encode()) or client is None:
+
+    async def matches() -> bool:
+        return hmac.compare_digest(expected.encode(), client_secret.encode()) and client is not None
+
+    valid = await check_throttled(ctx.limiter, account=f"client:{client_id}@{ip}", ip=ip, check=matches)
+    if not valid or client is None:
         raise UnauthorizedError("Invalid client credentials", code="invalid_client")
     requested = scopes_of(scope) or client.scopes
     refused = set(requested) - set(client.scopes)

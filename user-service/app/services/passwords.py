@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 import anyio
 from anyio.to_thread import run_sync as run_in_threadpool
 from passlib.context import CryptContext
@@ -38,6 +40,22 @@ class PasswordHasher:
         )
 
 
+async def check_throttled(
+    limiter: LoginLimiter, *, account: str, ip: str, check: Callable[[], Awaitable[bool]]
+) -> bool:
+    """Run a secret check after counting the attempt (429 when the account's or the IP's window is
+    full). A right secret clears the account's failures; a wrong one stays counted."""
+    attempt = await limiter.acquire(account, ip)
+    if attempt.retry_after is not None:
+        raise RateLimitedError(
+            "Too many failed password attempts; try again later", retry_after=attempt.retry_after
+        )
+    valid = await check()
+    if valid:
+        await limiter.succeeded(attempt)
+    return valid
+
+
 async def verify_throttled(
     hasher: PasswordHasher,
     limiter: LoginLimiter,
@@ -47,16 +65,7 @@ async def verify_throttled(
     password: str,
     password_hash: str | None,
 ) -> bool:
-    """Check a password after counting the attempt (429 when the account's or the IP's window is full).
-
-    A right password clears the account's failures; a wrong one stays counted.
-    """
-    attempt = await limiter.acquire(account, ip)
-    if attempt.retry_after is not None:
-        raise RateLimitedError(
-            "Too many failed password attempts; try again later", retry_after=attempt.retry_after
-        )
-    valid = await hasher.verify(password, password_hash)
-    if valid:
-        await limiter.succeeded(attempt)
-    return valid
+    """Check a password, throttled per account and per IP (`check_throttled`)."""
+    return await check_throttled(
+        limiter, account=account, ip=ip, check=lambda: hasher.verify(password, password_hash)
+    )

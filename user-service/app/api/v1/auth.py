@@ -52,6 +52,7 @@ async def logout(data: RefreshRequest, session: SessionDep) -> None:
 @router.post("/service-token", response_model=ServiceToken)
 async def service_token(
     ctx: AuthDep,
+    ip: ClientIP,
     grant_type: Annotated[str, Form()],
     client_id: Annotated[str, Form(max_length=64)],
     client_secret: Annotated[str, Form(max_length=256)],
@@ -60,4 +61,6 @@ async def service_token(
     """OAuth2 client credentials for internal services (configured by `SERVICE_CLIENTS`)."""
     if grant_type != "client_credentials":
         raise BadRequestError("grant_type must be client_credentials", code="unsupported_grant_type")
-    return auth_service.service_token(ctx, client_id=client_id, client_secret=client_secret, scope=scope)
+    return await auth_service.service_token(
+        ctx, client_id=client_id, client_secret=client_secret, scope=scope, ip=ip
+    )
