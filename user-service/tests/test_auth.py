@@ -217,6 +217,18 @@ async def test_deactivated_user_cannot_login_or_refresh(client: AsyncClient, mak
     assert_error_shape(response.json(), "account_inactive")
 
 
+@pytest.mark.parametrize("path", ["/api/v1/users/me", "/api/v1/credits", "/api/v1/credits/transactions"])
+async def test_a_deactivated_accounts_token_reads_nothing_more(
+    client: AsyncClient, make_user: UserFactory, path: str
+) -> None:
+    user = await make_user()
+    assert (await client.get(path, headers=user.headers)).status_code == 200
+    assert (await client.delete("/api/v1/users/me", headers=user.headers)).status_code == 204
+    response = await client.get(path, headers=user.headers)
+    assert response.status_code == 401, response.text
+    assert_error_shape(response.json(), "account_inactive")
+
+
 async def test_service_token_by_client_credentials(client: AsyncClient) -> None:
     response = await client.post(
         "/api/v1/auth/service-token",

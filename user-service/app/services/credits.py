@@ -23,13 +23,6 @@ from chat_common.errors import (
 )
 
 
-async def get_balance(session: AsyncSession, user_id: uuid.UUID) -> int:
-    balance = await credit_repo.balance_of(session, user_id)
-    if balance is None:
-        raise NotFoundError("User not found")
-    return balance
-
-
 async def list_transactions(
     session: AsyncSession, user_id: uuid.UUID, *, limit: int, offset: int
 ) -> tuple[list[CreditTransaction], int]:

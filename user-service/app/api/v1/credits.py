@@ -7,6 +7,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request, Response, status
 
+from app.core.deps import MeReadOnly
 from app.schemas.credit import (
     Balance,
     ReservationCommit,
@@ -15,7 +16,7 @@ from app.schemas.credit import (
     TransactionPublic,
 )
 from app.services import credits as credit_service
-from chat_common.auth import CurrentUser, Principal, require_scopes
+from chat_common.auth import Principal, require_scopes
 from chat_common.database import ReadSessionDep
 from chat_common.pagination import Page, PageDep
 
@@ -25,17 +26,15 @@ CreditWriter = Annotated[Principal, Depends(require_scopes("credits:write"))]
 
 
 @router.get("", response_model=Balance)
-async def balance(user: CurrentUser, session: ReadSessionDep) -> Balance:
-    user_id = uuid.UUID(user.user_id)
-    return Balance(user_id=user_id, balance=await credit_service.get_balance(session, user_id))
+async def balance(me: MeReadOnly) -> Balance:
+    """The caller's balance (a deactivated account's token gets 401 `account_inactive`)."""
+    return Balance(user_id=me.id, balance=me.credits)
 
 
 @router.get("/transactions", response_model=Page[TransactionPublic])
-async def transactions(user: CurrentUser, session: ReadSessionDep, page: PageDep) -> Page[TransactionPublic]:
+async def transactions(me: MeReadOnly, session: ReadSessionDep, page: PageDep) -> Page[TransactionPublic]:
     """The caller's ledger, newest first."""
-    rows, total = await credit_service.list_transactions(
-        session, uuid.UUID(user.user_id), limit=page.limit, offset=page.offset
-    )
+    rows, total = await credit_service.list_transactions(session, me.id, limit=page.limit, offset=page.offset)
     return Page.of([TransactionPublic.model_validate(r) for r in rows], total, page)
 
 
