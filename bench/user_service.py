@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import multiprocessing
 import os
 import re
@@ -130,13 +131,11 @@ def _tcp_sockets() -> dict[int, tuple[int, str]]:
 
 def _socket_inodes(pid: int) -> set[int]:
     inodes = set()
-    try:
+    with contextlib.suppress(OSError):  # gone, or not ours to read
         for fd in os.listdir(f"/proc/{pid}/fd"):
             target = os.readlink(f"/proc/{pid}/fd/{fd}")
             if target.startswith("socket:["):
                 inodes.add(int(target[8:-1]))
-    except OSError:  # gone, or not ours to read
-        pass
     return inodes
 
 

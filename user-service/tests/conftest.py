@@ -116,13 +116,20 @@ async def admin_headers(client: AsyncClient) -> dict[str, str]:
     return {"Authorization": f"Bearer {tokens['access_token']}"}
 
 
-async def service_token(client: AsyncClient, scope: str = "credits:write") -> dict[str, str]:
+async def service_token(
+    client: AsyncClient,
+    scope: str = "credits:write",
+    *,
+    client_id: str = "message-service",
+    secret: str | None = None,
+) -> dict[str, str]:
+    """Authorization headers with a service token by client credentials (dev secrets by default)."""
     response = await client.post(
         "/api/v1/auth/service-token",
         data={
             "grant_type": "client_credentials",
-            "client_id": "message-service",
-            "client_secret": "dev-message-service-secret",
+            "client_id": client_id,
+            "client_secret": secret or f"dev-{client_id}-secret",
             "scope": scope,
         },
     )

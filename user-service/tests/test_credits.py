@@ -21,7 +21,7 @@ from app.models.base import utcnow
 from app.repositories import credits as credit_repo
 from app.schemas.credit import MAX_AMOUNT, MAX_BALANCE
 from app.services import credits as credit_service
-from tests.conftest import AppUser, UserFactory, assert_error_shape
+from tests.conftest import AppUser, UserFactory, assert_error_shape, service_token
 
 
 async def _set_balance(client: AsyncClient, admin: dict[str, str], user: AppUser, target: int) -> None:
@@ -278,17 +278,7 @@ async def other_service_headers(
         ),
     }
     monkeypatch.setattr(settings, "service_clients", clients)
-    response = await client.post(
-        "/api/v1/auth/service-token",
-        data={
-            "grant_type": "client_credentials",
-            "client_id": "billing-test",
-            "client_secret": "billing-test-secret",
-            "scope": "credits:write",
-        },
-    )
-    assert response.status_code == 200, response.text
-    return {"Authorization": f"Bearer {response.json()['access_token']}"}
+    return await service_token(client, client_id="billing-test", secret="billing-test-secret")
 
 
 async def test_another_client_cannot_read_commit_or_release_a_reservation(

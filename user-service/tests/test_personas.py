@@ -31,17 +31,7 @@ async def listed(client: AsyncClient, user: AppUser, **params: Any) -> dict[str,
 
 async def reader_headers(client: AsyncClient, scope: str = "personas:read") -> dict[str, str]:
     """A conversation-service token (the client that reads personas)."""
-    response = await client.post(
-        "/api/v1/auth/service-token",
-        data={
-            "grant_type": "client_credentials",
-            "client_id": "conversation-service",
-            "client_secret": "dev-conversation-service-secret",
-            "scope": scope,
-        },
-    )
-    assert response.status_code == 200, response.text
-    return {"Authorization": f"Bearer {response.json()['access_token']}"}
+    return await service_token(client, scope, client_id="conversation-service")
 
 
 async def test_create_read_update_delete_persona(client: AsyncClient, make_user: UserFactory) -> None:

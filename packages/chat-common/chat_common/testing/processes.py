@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -78,11 +79,9 @@ def serve_service(
 def _wait_until_ready(service: ServiceProcess, ready_path: str, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while True:
-        try:
+        with contextlib.suppress(httpx.HTTPError):  # not listening yet
             if httpx.get(service.url + ready_path, timeout=2).status_code == 200:
                 return
-        except httpx.HTTPError:
-            pass
         if service.process.poll() is not None:
             raise RuntimeError(
                 f"{service.url} exited with {service.process.returncode}:\n{service.log_tail()}"

@@ -120,8 +120,9 @@ async def _pause_for(standin: Standin, count: int) -> None:
 
 async def _until_disconnected(request: Request) -> None:
     """Returns once the client has gone (its body was read already), even during the first-token delay."""
-    while (await request.receive())["type"] != "http.disconnect":
-        pass
+    message = await request.receive()
+    while message["type"] != "http.disconnect":
+        message = await request.receive()
 
 
 async def _stream(
