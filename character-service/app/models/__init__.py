@@ -1,6 +1,6 @@
 """SQLAlchemy models of character-service, all in the `characters` schema."""
 
 from app.models.base import SCHEMA, Base
-from app.models.character import Character, CharacterAvatar
+from app.models.character import AppliedCounterChange, Character, CharacterAvatar
 
-__all__ = ["SCHEMA", "Base", "Character", "CharacterAvatar"]
+__all__ = ["SCHEMA", "AppliedCounterChange", "Base", "Character", "CharacterAvatar"]

@@ -1,4 +1,5 @@
-"""A character (one-to-one with a Character Card V2) and its stored avatar image."""
+"""A character (one-to-one with a Character Card V2), its stored avatar image, and the counter changes
+already applied under an idempotency key."""
 
 from __future__ import annotations
 
@@ -69,3 +70,19 @@ class CharacterAvatar(Base):
     content_type: Mapped[str] = mapped_column(String(64), default="image/png")
     data: Mapped[bytes] = mapped_column(LargeBinary)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class AppliedCounterChange(Base):
+    """A counter change applied under an idempotency key: a retry with the key is not counted again.
+
+    Rows are never removed yet (no sweeper): the table grows by one row per keyed change."""
+
+    __tablename__ = "applied_counter_change"
+
+    character_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("character.id", ondelete="CASCADE"), primary_key=True
+    )
+    idempotency_key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    conversations: Mapped[int]
+    messages: Mapped[int]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -7,11 +7,11 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, bindparam, func, select, update
+from sqlalchemy import ColumnElement, bindparam, exists, func, literal, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.models import Character, CharacterAvatar
+from app.models import AppliedCounterChange, Character, CharacterAvatar
 from chat_common.database import utcnow
 
 SUMMARY_COLUMNS = (
@@ -123,6 +123,37 @@ async def change_counters(
     )
     row = result.first()
     return None if row is None else (int(row[0]), int(row[1]))
+
+
+async def record_counter_change(
+    session: AsyncSession, character_id: uuid.UUID, key: str, *, conversations: int, messages: int
+) -> bool:
+    """Record `key` as applied to a live character; False when the key is already recorded (a
+    concurrent twin waits here until the first commits or rolls back) or the character is unknown."""
+    live = exists().where(Character.id == character_id, Character.deleted_at.is_(None))
+    values = {
+        "character_id": character_id,
+        "idempotency_key": key,
+        "conversations": conversations,
+        "messages": messages,
+        "created_at": utcnow(),
+    }
+    table = AppliedCounterChange.__table__
+    row = select(*(literal(value, table.c[name].type) for name, value in values.items())).where(live)
+    columns = list(values)
+    result = await session.execute(
+        insert(AppliedCounterChange)
+        .from_select(columns, row)
+        .on_conflict_do_nothing(index_elements=["character_id", "idempotency_key"])
+        .returning(AppliedCounterChange.character_id)
+    )
+    return result.first() is not None
+
+
+async def get_counter_change(
+    session: AsyncSession, character_id: uuid.UUID, key: str
+) -> AppliedCounterChange | None:
+    return await session.get(AppliedCounterChange, (character_id, key))
 
 
 async def soft_delete(session: AsyncSession, character: Character) -> None:

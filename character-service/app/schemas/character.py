@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import unicodedata
 import uuid
 from datetime import datetime
 from typing import Annotated, Any, Literal
@@ -116,9 +117,26 @@ class CharacterSummary(BaseModel):
     updated_at: datetime
 
 
+def _no_control_characters(value: str | None) -> str | None:
+    if value is not None and any(unicodedata.category(ch) == "Cc" for ch in value):
+        raise ValueError("idempotency_key must not contain control characters")
+    return value
+
+
+IdempotencyKey = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+
+
 class CounterChange(BaseModel):
     conversations: int = Field(default=0, ge=-1000, le=1000)
     messages: int = Field(default=0, ge=-1000, le=1000)
+    idempotency_key: IdempotencyKey | None = Field(
+        default=None,
+        description="When given, the change is applied at most once per character and key: a retry "
+        "returns the current counters; the key with other amounts is a 409 (idempotency_key_in_use)",
+        examples=["message:6750e3f2a1b2c3d4e5f60718:created"],
+    )
+
+    _key = field_validator("idempotency_key")(_no_control_characters)
 
 
 class Counters(BaseModel):

@@ -14,7 +14,13 @@ from app.repositories.characters import CatalogueQuery
 from app.schemas.character import CharacterCreate, CharacterUpdate
 from app.services.cards import ImportedCard
 from chat_common.auth import Principal
-from chat_common.errors import ForbiddenError, NotFoundError, PayloadTooLargeError, UnprocessableError
+from chat_common.errors import (
+    ConflictError,
+    ForbiddenError,
+    NotFoundError,
+    PayloadTooLargeError,
+    UnprocessableError,
+)
 from chat_common.validation import NUL_MESSAGE, contains_nul
 
 READ_PRIVATE_SCOPE = "characters:read_private"
@@ -179,8 +185,22 @@ async def owned_by(
 
 
 async def change_counters(
-    session: AsyncSession, character_id: uuid.UUID, *, conversations: int, messages: int
+    session: AsyncSession,
+    character_id: uuid.UUID,
+    *,
+    conversations: int,
+    messages: int,
+    idempotency_key: str | None = None,
 ) -> tuple[int, int]:
+    """Add to the counters. With `idempotency_key` the change is applied at most once per character
+    and key: the key is recorded in the same transaction as the increment, and a repeat returns the
+    current counters (409 when it asks for other amounts)."""
+    if idempotency_key is not None and not await repo.record_counter_change(
+        session, character_id, idempotency_key, conversations=conversations, messages=messages
+    ):
+        return await _replayed_counters(
+            session, character_id, idempotency_key, conversations=conversations, messages=messages
+        )
     counters = await repo.change_counters(
         session, character_id, conversations=conversations, messages=messages
     )
@@ -188,6 +208,26 @@ async def change_counters(
         raise NotFoundError("Character not found")
     await session.commit()
     return counters
+
+
+async def _replayed_counters(
+    session: AsyncSession, character_id: uuid.UUID, key: str, *, conversations: int, messages: int
+) -> tuple[int, int]:
+    """The current counters for a key already applied; 404 when the character is unknown or deleted."""
+    applied = await repo.get_counter_change(session, character_id, key)
+    character = await repo.get(session, character_id)
+    if applied is None or character is None:
+        raise NotFoundError("Character not found")
+    if (applied.conversations, applied.messages) != (conversations, messages):
+        raise ConflictError(
+            "This idempotency key was already used for another counter change",
+            code="idempotency_key_in_use",
+            details={
+                "applied": {"conversations": applied.conversations, "messages": applied.messages},
+                "requested": {"conversations": conversations, "messages": messages},
+            },
+        )
+    return character.conversation_count, character.message_count
 
 
 async def import_card(

@@ -22,8 +22,13 @@ async def change_counters(
     session: SessionDep,
     _: Annotated[Principal, Depends(require_scopes("characters:counters"))],
 ) -> Counters:
-    """Add to the conversation and message counters (conversation- and message-service)."""
+    """Add to the conversation and message counters (conversation- and message-service); with an
+    `idempotency_key` a retried change is counted once."""
     conversations, messages = await character_service.change_counters(
-        session, character_id, conversations=change.conversations, messages=change.messages
+        session,
+        character_id,
+        conversations=change.conversations,
+        messages=change.messages,
+        idempotency_key=change.idempotency_key,
     )
     return Counters(id=character_id, conversation_count=conversations, message_count=messages)
