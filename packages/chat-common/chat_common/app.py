@@ -67,6 +67,7 @@ def create_service_app(
     registry = CollectorRegistry()
     for collector in (ProcessCollector, PlatformCollector, GCCollector):
         collector(registry=registry)
+    app.state.metrics_registry = registry  # for a service's own metrics
     instrumentator = Instrumentator(
         excluded_handlers=["/metrics", "/health"], should_group_status_codes=True, registry=registry
     )

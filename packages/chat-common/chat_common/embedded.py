@@ -302,6 +302,9 @@ def start_mongodb(data_dir: Path, port: int) -> EmbeddedServer:
     data_dir.mkdir(parents=True, exist_ok=True)
     command = [sys.executable, "-m", "nx_27017.nx_27017", "--data-dir", str(data_dir)]
     command += ["--host", "127.0.0.1", "-p", str(port)]
+    # nx-27017's PID and log files default to one place per machine, and a second server refuses to
+    # start while that PID lives: each server keeps its own beside its data.
+    command += ["--pid-file", str(data_dir / "nx-27017.pid"), "--log-file", str(data_dir / "nx-27017.log")]
     log_path = data_dir / "mongodb.log"
     process = spawn(command, log_path)
     server = EmbeddedServer("mongodb", f"mongodb://127.0.0.1:{port}", port, process)

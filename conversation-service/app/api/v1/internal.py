@@ -1,0 +1,75 @@
+"""Endpoints for the other services (service tokens only): read, activity, deleted feed."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query
+
+from app.core.deps import ClockDep, SettingsDep
+from app.schemas.conversation import (
+    ActivityCreate,
+    ActivityResult,
+    ConversationInternal,
+    DeletedConversation,
+    DeletedFeed,
+    internal,
+)
+from app.services import conversations as conversation_service
+from chat_common.auth import Principal, require_scopes
+from chat_common.pagination import MAX_LIMIT
+
+router = APIRouter(prefix="/internal/conversations", tags=["internal"])
+
+Reader = Annotated[Principal, Depends(require_scopes("conversations:read"))]
+Writer = Annotated[Principal, Depends(require_scopes("conversations:write"))]
+CURSOR = re.compile(r"^(\d{13}(-[0-9a-f]{24})?)?$")
+
+
+@router.get("/deleted", response_model=DeletedFeed)
+async def deleted_conversations(
+    _: Reader,
+    settings: SettingsDep,
+    clock: ClockDep,
+    since: Annotated[
+        str, Query(max_length=38, pattern=CURSOR.pattern, description="next_cursor of the last read")
+    ] = "",
+    limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = MAX_LIMIT,
+) -> DeletedFeed:
+    """Conversations deleted after `since`, oldest first: message-service purges their messages."""
+    items, next_cursor = await conversation_service.deleted_feed(
+        since=since, limit=limit, lag_seconds=settings.deleted_feed_lag_seconds, clock=clock
+    )
+    return DeletedFeed(
+        items=[
+            DeletedConversation(
+                id=str(c.id), user_id=c.user_id, character_id=c.character_id, deleted_at=c.deleted_at
+            )
+            for c in items
+            if c.deleted_at is not None
+        ],
+        next_cursor=next_cursor,
+    )
+
+
+@router.get("/{conversation_id}", response_model=ConversationInternal)
+async def read_conversation(conversation_id: str, _: Reader) -> ConversationInternal:
+    """Owner, character, snapshots and counters, with `deleted` (a deleted one still reads)."""
+    return internal(await conversation_service.get_any(conversation_id))
+
+
+@router.post("/{conversation_id}/activity", response_model=ActivityResult)
+async def record_activity(
+    conversation_id: str, activity: ActivityCreate, _: Writer, clock: ClockDep
+) -> ActivityResult:
+    """A message was stored: counted once per message id, however often this is retried."""
+    conversation, counted = await conversation_service.record_activity(
+        conversation_id=conversation_id, message_id=activity.message_id, at=activity.at, clock=clock
+    )
+    return ActivityResult(
+        conversation_id=conversation_id,
+        message_count=conversation.message_count,
+        last_message_at=conversation.last_message_at,
+        counted=counted,
+    )

@@ -1,0 +1,117 @@
+"""Request and response bodies of the conversation endpoints."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Annotated, Any
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+
+from app.models import CharacterSnapshot, Conversation, PersonaSnapshot
+from app.models.conversation import Status
+from chat_common.validation import InputModel
+
+MAX_TITLE_LENGTH = 200
+
+
+def _printable(value: str) -> str:
+    if any(ord(ch) < 32 or 0x7F <= ord(ch) < 0xA0 for ch in value):
+        raise ValueError("must not contain control characters")
+    return value
+
+
+Title = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_TITLE_LENGTH),
+    AfterValidator(_printable),
+]
+MessageId = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")]
+
+
+class ConversationCreate(InputModel):
+    model_config = ConfigDict(extra="forbid")
+
+    character_id: uuid.UUID = Field(examples=["0b6a5f4e-7a4e-4d55-9b0f-4d3a3f8b1c2d"])
+    title: Title | None = Field(default=None, examples=["Tea on the airship"])
+    persona_id: uuid.UUID | None = Field(
+        default=None, description="A persona of yours; omitted: your default persona, else your display name"
+    )
+
+
+class ConversationUpdate(InputModel):
+    """PATCH body: only the fields given change. `persona_id: null` goes back to the default persona."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    title: Title | None = None
+    archived: bool | None = None
+    pinned: bool | None = None
+    persona_id: uuid.UUID | None = None
+
+
+class ConversationPublic(BaseModel):
+    id: str
+    user_id: str
+    character_id: str
+    title: str | None
+    status: Status
+    pinned: bool
+    character: CharacterSnapshot
+    persona: PersonaSnapshot
+    version: int = Field(description="Increases with every change; send it back in If-Match")
+    message_count: int
+    last_message_at: datetime | None
+    last_activity_at: datetime
+    created_at: datetime
+    updated_at: datetime
+
+
+class ConversationInternal(ConversationPublic):
+    """What message-service reads, deleted or not."""
+
+    deleted: bool
+    deleted_at: datetime | None
+
+
+class ActivityCreate(InputModel):
+    model_config = ConfigDict(extra="forbid")
+
+    message_id: MessageId
+    at: datetime | None = Field(default=None, description="When the message was stored; default: now")
+
+
+class ActivityResult(BaseModel):
+    conversation_id: str
+    message_count: int
+    last_message_at: datetime | None
+    counted: bool = Field(description="False when this message id had been counted already")
+
+
+class DeletedConversation(BaseModel):
+    id: str
+    user_id: str
+    character_id: str
+    deleted_at: datetime
+
+
+class DeletedFeed(BaseModel):
+    items: list[DeletedConversation]
+    next_cursor: str = Field(description="Pass as `since` to read the deletions after these")
+
+
+def conversation_fields(conversation: Conversation) -> dict[str, Any]:
+    """A stored conversation as the fields of its public shapes."""
+    fields = conversation.model_dump(
+        exclude={"id", "counted_message_ids", "character_counted", "deleted_key"}
+    )
+    return {**fields, "id": str(conversation.id)}
+
+
+def public(conversation: Conversation) -> ConversationPublic:
+    return ConversationPublic.model_validate(conversation_fields(conversation))
+
+
+def internal(conversation: Conversation) -> ConversationInternal:
+    fields = conversation_fields(conversation)
+    return ConversationInternal.model_validate({**fields, "deleted": conversation.deleted_at is not None})

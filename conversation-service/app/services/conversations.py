@@ -1,0 +1,191 @@
+"""Conversation rules: who may see what, snapshots, optimistic concurrency, soft delete, activity."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from bson import ObjectId
+
+from app.clients.directories import CharacterDirectory, PersonaDirectory
+from app.core.clock import Clock
+from app.models import Conversation, PersonaSnapshot
+from app.models.conversation import Status
+from app.repositories import conversations as repository
+from app.schemas.conversation import ConversationCreate, ConversationUpdate
+from chat_common.errors import AppError, NotFoundError
+from chat_common.mongo import parse_object_id
+
+
+class PreconditionFailedError(AppError):
+    status_code, code = 412, "precondition_failed"
+
+
+def _not_found() -> NotFoundError:
+    return NotFoundError("Conversation not found", code="conversation_not_found")
+
+
+def conversation_oid(conversation_id: str) -> ObjectId:
+    try:
+        return parse_object_id(conversation_id, "Conversation")
+    except NotFoundError:
+        raise _not_found() from None
+
+
+async def _persona(personas: PersonaDirectory, user_id: str, persona_id: Any) -> PersonaSnapshot:
+    if persona_id is None:
+        return await personas.default_persona(user_id)
+    return await personas.persona(user_id, str(persona_id))
+
+
+async def create(
+    *,
+    user_id: str,
+    token: str,
+    data: ConversationCreate,
+    characters: CharacterDirectory,
+    personas: PersonaDirectory,
+    clock: Clock,
+) -> Conversation:
+    """Check the character (as the caller sees it) and the persona, then store the conversation with
+    their snapshots. Nothing is stored when either cannot be had."""
+    character = await characters.snapshot(str(data.character_id), token=token)
+    persona = await _persona(personas, user_id, data.persona_id)
+    now = clock.now()
+    conversation = Conversation(
+        user_id=user_id,
+        character_id=str(data.character_id),
+        title=data.title,
+        character=character,
+        persona=persona,
+        last_activity_at=now,
+        created_at=now,
+        updated_at=now,
+    )
+    return await repository.insert(conversation)
+
+
+async def get_owned(conversation_id: str, user_id: str) -> Conversation:
+    conversation = await repository.get_live(conversation_oid(conversation_id), user_id)
+    if conversation is None:
+        raise _not_found()
+    return conversation
+
+
+async def list_owned(
+    user_id: str, *, character_id: str | None, status: Status | None, limit: int, offset: int
+) -> tuple[list[Conversation], int]:
+    return await repository.list_live(
+        user_id, character_id=character_id, status=status, limit=limit, offset=offset
+    )
+
+
+def check_precondition(conversation: Conversation, if_match: list[int] | None) -> None:
+    """412 when the client's If-Match names no version the conversation is at."""
+    if if_match is not None and conversation.version not in if_match:
+        raise PreconditionFailedError(
+            f"The conversation changed: it is at version {conversation.version}",
+            details={"version": conversation.version},
+        )
+
+
+async def _apply(conversation: Conversation, changes: dict[str, Any], clock: Clock) -> Conversation:
+    """Compare-and-set on the version read; a concurrent change in between is a 412."""
+    assert conversation.id is not None
+    changes["updated_at"] = clock.now()
+    updated = await repository.compare_and_set(
+        conversation.id, conversation.user_id, conversation.version, changes
+    )
+    if updated is not None:
+        return updated
+    current = await repository.get_live(conversation.id, conversation.user_id)
+    if current is None:
+        raise _not_found()
+    raise PreconditionFailedError(
+        f"The conversation changed while this request ran: it is at version {current.version}",
+        details={"version": current.version},
+    )
+
+
+async def update(
+    *,
+    conversation_id: str,
+    user_id: str,
+    data: ConversationUpdate,
+    if_match: list[int] | None,
+    personas: PersonaDirectory,
+    clock: Clock,
+) -> Conversation:
+    conversation = await get_owned(conversation_id, user_id)
+    check_precondition(conversation, if_match)
+    given = data.model_fields_set
+    changes: dict[str, Any] = {}
+    if "title" in given:
+        changes["title"] = data.title
+    if "archived" in given and data.archived is not None:
+        changes["status"] = "archived" if data.archived else "active"
+    if "pinned" in given and data.pinned is not None:
+        changes["pinned"] = data.pinned
+    if "persona_id" in given:
+        persona = await _persona(personas, user_id, data.persona_id)
+        changes["persona"] = persona.model_dump()
+    if not changes:
+        return conversation
+    return await _apply(conversation, changes, clock)
+
+
+async def refresh_character(
+    *,
+    conversation_id: str,
+    user_id: str,
+    token: str,
+    if_match: list[int] | None,
+    characters: CharacterDirectory,
+    clock: Clock,
+) -> Conversation:
+    """Copy the character again (after its owner edited it), as the caller may see it now."""
+    conversation = await get_owned(conversation_id, user_id)
+    check_precondition(conversation, if_match)
+    character = await characters.snapshot(conversation.character_id, token=token)
+    return await _apply(conversation, {"character": character.model_dump()}, clock)
+
+
+def deleted_key(at: datetime, conversation_id: ObjectId) -> str:
+    return f"{int(at.timestamp() * 1000):013d}-{conversation_id}"
+
+
+async def delete(*, conversation_id: str, user_id: str, clock: Clock) -> None:
+    oid = conversation_oid(conversation_id)
+    now = clock.now()
+    if not await repository.mark_deleted(oid, user_id, now, deleted_key(now, oid)):
+        raise _not_found()
+
+
+async def get_any(conversation_id: str) -> Conversation:
+    """A conversation for another service, deleted or not."""
+    conversation = await repository.get(conversation_oid(conversation_id))
+    if conversation is None:
+        raise _not_found()
+    return conversation
+
+
+async def record_activity(
+    *, conversation_id: str, message_id: str, at: datetime | None, clock: Clock
+) -> tuple[Conversation, bool]:
+    """Count a stored message once per message id and move the last-message time forward."""
+    oid = conversation_oid(conversation_id)
+    counted = await repository.count_message(oid, message_id)
+    if not counted and await repository.get(oid) is None:
+        raise _not_found()
+    await repository.advance_last_message(oid, at or clock.now())
+    return await get_any(conversation_id), counted
+
+
+async def deleted_feed(
+    *, since: str, limit: int, lag_seconds: float, clock: Clock
+) -> tuple[list[Conversation], str]:
+    """Deletions after the cursor `since`, oldest first, that are at least `lag_seconds` old."""
+    until = f"{int((clock.now() - timedelta(seconds=lag_seconds)).timestamp() * 1000):013d}"
+    items = await repository.deleted_after(since, until, limit)
+    next_cursor = items[-1].deleted_key if items else since
+    return items, next_cursor or since

@@ -1,0 +1,115 @@
+"""The fleet's own services as real processes for other services' tests, and users registered at them.
+
+A service under test talks to the real user-service (tokens, JWKS, personas, credits) and the real
+character-service over HTTP; only LM Studio has a stand-in.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Coroutine, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import httpx
+
+from chat_common.testing.postgres import create_database
+from chat_common.testing.processes import ServiceProcess, serve_service
+
+T = TypeVar("T")
+
+REPO_ROOT = Path(__file__).resolve().parents[4]
+PASSWORD = "Sturdy-pass-2024"
+ADMIN = {"username": "root@example.com", "password": "Admin-pass-2024"}
+
+
+def run_sync(coroutine: Coroutine[Any, Any, T]) -> T:
+    """Run a coroutine to the end from sync code, even when called inside a running event loop."""
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coroutine).result()
+
+
+@contextmanager
+def run_user_service(
+    postgres_url: str, redis_url: str, data_dir: Path, *, database_url: str | None = None, **env: str
+) -> Iterator[ServiceProcess]:
+    """A real user-service on its own fresh database (or `database_url`), quick hashing, no login
+    limits in the way, and the first admin of `ADMIN`."""
+    values = {
+        "ENVIRONMENT": "test",
+        "DATABASE_URL": database_url or run_sync(create_database(postgres_url, "users")),
+        "REDIS_URL": redis_url,
+        "REDIS_PREFIX": f"test-{uuid.uuid4().hex[:8]}",
+        "DATA_DIR": str(data_dir),
+        "JSON_LOGS": "false",
+        "BCRYPT_ROUNDS": "4",
+        "LOGIN_ACCOUNT_LIMIT": "1000/minute",
+        "LOGIN_IP_LIMIT": "100000/minute",
+        "RESERVATION_SWEEP_SECONDS": "3600",
+        "FIRST_ADMIN_EMAIL": ADMIN["username"],
+        "FIRST_ADMIN_PASSWORD": ADMIN["password"],
+        "FIRST_ADMIN_USERNAME": "root",
+        **env,
+    }
+    with serve_service(REPO_ROOT / "user-service", values, log_path=data_dir / "user-service.log") as service:
+        yield service
+
+
+@contextmanager
+def run_character_service(
+    postgres_url: str, jwks_url: str, data_dir: Path, **env: str
+) -> Iterator[ServiceProcess]:
+    """A real character-service on its own fresh database, trusting `jwks_url`."""
+    values = {
+        "ENVIRONMENT": "test",
+        "DATABASE_URL": run_sync(create_database(postgres_url, "characters")),
+        "JWKS_URL": jwks_url,
+        "JSON_LOGS": "false",
+        **env,
+    }
+    with serve_service(
+        REPO_ROOT / "character-service", values, log_path=data_dir / "character-service.log"
+    ) as service:
+        yield service
+
+
+@dataclass
+class FleetUser:
+    """A user registered at the real user-service, signed in."""
+
+    id: str
+    username: str
+    display_name: str
+    token: str
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"}
+
+
+def login(user_service_url: str, username: str, password: str = PASSWORD) -> str:
+    response = httpx.post(
+        f"{user_service_url}/api/v1/auth/token",
+        data={"username": username, "password": password},
+        timeout=10,
+    )
+    assert response.status_code == 200, response.text
+    return str(response.json()["access_token"])
+
+
+def register_user(user_service_url: str, prefix: str = "user") -> FleetUser:
+    suffix = uuid.uuid4().hex[:10]
+    body = {
+        "email": f"{prefix}{suffix}@example.com",
+        "username": f"{prefix}{suffix}",
+        "display_name": f"{prefix.title()} {suffix}",
+        "password": PASSWORD,
+    }
+    created = httpx.post(f"{user_service_url}/api/v1/auth/register", json=body, timeout=10)
+    assert created.status_code == 201, created.text
+    token = login(user_service_url, body["username"])
+    return FleetUser(str(created.json()["id"]), body["username"], body["display_name"], token)
