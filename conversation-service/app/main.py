@@ -14,6 +14,7 @@ from app.config import Settings, get_settings
 from app.core.clock import Clock
 from app.core.mock_auth import MockAuth
 from app.models import DOCUMENTS
+from app.repositories.conversations import ConversationRepository
 from app.services.counters import CharacterCounter
 from chat_common.app import create_service_app
 from chat_common.auth import jwks_verifier
@@ -35,14 +36,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             app.state.token_verifier = jwks_verifier(settings)
             app.state.characters = HttpCharacterDirectory(fleet)
             app.state.personas = HttpPersonaDirectory(fleet)
-        counter = CharacterCounter(
-            app.state.characters,
-            app.state.clock,
-            app.state.metrics_registry,
-            retry_interval=settings.counter_retry_interval_seconds,
-        )
-        app.state.character_counter = counter
         async with open_mongodb(app, settings, DOCUMENTS):
+            app.state.conversations = ConversationRepository(app.state.mongodb)
+            counter = CharacterCounter(
+                app.state.characters,
+                app.state.conversations,
+                app.state.clock,
+                app.state.metrics_registry,
+                retry_interval=settings.counter_retry_interval_seconds,
+            )
+            app.state.character_counter = counter
             counter.start()
             try:
                 yield

@@ -4,8 +4,10 @@ in this process over real HTTP (so tests can move its clock)."""
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from datetime import timedelta
 from typing import Any
 
 import httpx
@@ -21,12 +23,53 @@ from chat_common.testing.fleet import FleetUser, register_user, run_character_se
 DATABASE = f"conversation_service_test_{uuid.uuid4().hex[:8]}"
 
 
+# The service clients user-service knows in these tests: conversation-service as in development, and
+# callers of the internal routes with and without their scopes.
+SERVICE_CLIENTS = {
+    "conversation-service": {
+        "secret": "dev-conversation-service-secret",
+        "scopes": ["characters:counters", "personas:read"],
+    },
+    "conversations-reader": {"secret": "dev-reader-secret", "scopes": ["conversations:read"]},
+    "conversations-writer": {"secret": "dev-writer-secret", "scopes": ["conversations:write"]},
+}
+
+
 @pytest.fixture(scope="session")
 def user_service(
     postgres_url: str, redis_url: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[ServiceProcess]:
-    with run_user_service(postgres_url, redis_url, tmp_path_factory.mktemp("user-service")) as service:
+    data_dir = tmp_path_factory.mktemp("user-service")
+    clients = json.dumps(SERVICE_CLIENTS)
+    with run_user_service(postgres_url, redis_url, data_dir, SERVICE_CLIENTS=clients) as service:
         yield service
+
+
+def service_token(user_service_url: str, client_id: str) -> str:
+    """A real service token from user-service by client credentials."""
+    client = SERVICE_CLIENTS[client_id]
+    response = httpx.post(
+        f"{user_service_url}/api/v1/auth/service-token",
+        data={
+            "grant_type": "client_credentials",
+            "client_id": client_id,
+            "client_secret": client["secret"],
+            "scope": " ".join(client["scopes"]),
+        },
+        timeout=10,
+    )
+    assert response.status_code == 200, response.text
+    return str(response.json()["access_token"])
+
+
+@pytest.fixture(scope="session")
+def reader_headers(user_service: ServiceProcess) -> dict[str, str]:
+    return {"Authorization": f"Bearer {service_token(user_service.url, 'conversations-reader')}"}
+
+
+@pytest.fixture(scope="session")
+def writer_headers(user_service: ServiceProcess) -> dict[str, str]:
+    return {"Authorization": f"Bearer {service_token(user_service.url, 'conversations-writer')}"}
 
 
 @pytest.fixture(scope="session")
@@ -46,6 +89,8 @@ def make_settings(mongodb_url: str, **overrides: Any) -> Settings:
         "mongodb_database": DATABASE,
         "mongodb_timeout_seconds": 2.0,
         "downstream_timeout_seconds": 3.0,
+        # Tests run the retry pass themselves (CharacterCounter.retry_pending) with the clock moved.
+        "counter_retry_interval_seconds": 3600,
         **overrides,
     }
     return Settings(**values)
@@ -66,6 +111,14 @@ def fleet_settings(
 @pytest.fixture(scope="session")
 def app(mongodb_url: str, user_service: ServiceProcess, character_service: ServiceProcess) -> FastAPI:
     return create_app(fleet_settings(mongodb_url, user_service, character_service))
+
+
+@pytest.fixture(autouse=True)
+def real_time(app: FastAPI) -> Iterator[None]:
+    """Every test starts and ends on the real clock, whatever it moved."""
+    app.state.clock.offset = timedelta(0)
+    yield
+    app.state.clock.offset = timedelta(0)
 
 
 @pytest.fixture(scope="session")

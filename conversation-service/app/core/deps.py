@@ -9,6 +9,7 @@ from fastapi import Depends, Request
 from app.clients.directories import CharacterDirectory, PersonaDirectory
 from app.config import Settings
 from app.core.clock import Clock
+from app.repositories.conversations import ConversationRepository
 from app.services.counters import CharacterCounter
 
 
@@ -24,3 +25,4 @@ ClockDep = Annotated[Clock, Depends(_state("clock"))]
 CharactersDep = Annotated[CharacterDirectory, Depends(_state("characters"))]
 PersonasDep = Annotated[PersonaDirectory, Depends(_state("personas"))]
 CounterDep = Annotated[CharacterCounter, Depends(_state("character_counter"))]
+ConversationsDep = Annotated[ConversationRepository, Depends(_state("conversations"))]

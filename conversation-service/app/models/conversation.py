@@ -6,8 +6,10 @@ from datetime import datetime
 from typing import Literal
 
 from beanie import Document
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 from pymongo import ASCENDING, DESCENDING, IndexModel
+
+from chat_common.mongo import MongoTime
 
 Status = Literal["active", "archived"]
 
@@ -20,7 +22,13 @@ class CharacterSnapshot(BaseModel):
     avatar_url: str | None = None
     greeting: str = ""
     alternate_greetings: list[str] = Field(default_factory=list)
-    updated_at: datetime | None = None  # the character's own, when copied
+    updated_at: MongoTime | None = None  # the character's own, when copied
+
+    @field_validator("updated_at")
+    @classmethod
+    def _milliseconds(cls, value: datetime | None) -> datetime | None:
+        # Stored in milliseconds: what is returned at once must equal what is read back later.
+        return value and value.replace(microsecond=value.microsecond // 1000 * 1000)
 
 
 class PersonaSnapshot(BaseModel):
@@ -43,11 +51,11 @@ class Conversation(Document):
     # Optimistic concurrency: every change is a compare-and-set on this number (MONGODB.md rule 4).
     version: int = 1
     message_count: int = 0
-    last_message_at: datetime | None = None
-    last_activity_at: datetime  # created_at, then the newest message: the listing's order
-    created_at: datetime
-    updated_at: datetime
-    deleted_at: datetime | None = None
+    last_message_at: MongoTime | None = None
+    last_activity_at: MongoTime  # created_at, then the newest message: the listing's order
+    created_at: MongoTime
+    updated_at: MongoTime
+    deleted_at: MongoTime | None = None
     # "<deleted_at in ms, 13 digits>-<id>": one sortable string for the deleted feed's cursor.
     deleted_key: str | None = None
     # Message ids already counted by the activity endpoint: a retried activity counts once.

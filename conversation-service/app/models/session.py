@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Literal
 
 from beanie import Document
 from pymongo import ASCENDING, DESCENDING, IndexModel
+
+from chat_common.mongo import MongoTime
 
 EndReason = Literal["ended", "idle"]
 
@@ -14,9 +15,9 @@ EndReason = Literal["ended", "idle"]
 class ChatSession(Document):
     conversation_id: str
     user_id: str
-    started_at: datetime
-    last_activity_at: datetime
-    ended_at: datetime | None = None
+    started_at: MongoTime
+    last_activity_at: MongoTime
+    ended_at: MongoTime | None = None
     end_reason: EndReason | None = None
     # The conversation's id while the session may be active, the session's own id once ended: a unique
     # index on it lets one session at most be active per conversation, however many start at once.

@@ -11,7 +11,7 @@ from app.clients.directories import CharacterDirectory, PersonaDirectory
 from app.core.clock import Clock
 from app.models import Conversation, PersonaSnapshot
 from app.models.conversation import Status
-from app.repositories import conversations as repository
+from app.repositories.conversations import ConversationRepository
 from app.schemas.conversation import ConversationCreate, ConversationUpdate
 from chat_common.errors import AppError, NotFoundError
 from chat_common.mongo import parse_object_id
@@ -39,6 +39,7 @@ async def _persona(personas: PersonaDirectory, user_id: str, persona_id: Any) ->
 
 
 async def create(
+    repository: ConversationRepository,
     *,
     user_id: str,
     token: str,
@@ -65,7 +66,7 @@ async def create(
     return await repository.insert(conversation)
 
 
-async def get_owned(conversation_id: str, user_id: str) -> Conversation:
+async def get_owned(repository: ConversationRepository, conversation_id: str, user_id: str) -> Conversation:
     conversation = await repository.get_live(conversation_oid(conversation_id), user_id)
     if conversation is None:
         raise _not_found()
@@ -73,7 +74,13 @@ async def get_owned(conversation_id: str, user_id: str) -> Conversation:
 
 
 async def list_owned(
-    user_id: str, *, character_id: str | None, status: Status | None, limit: int, offset: int
+    repository: ConversationRepository,
+    user_id: str,
+    *,
+    character_id: str | None,
+    status: Status | None,
+    limit: int,
+    offset: int,
 ) -> tuple[list[Conversation], int]:
     return await repository.list_live(
         user_id, character_id=character_id, status=status, limit=limit, offset=offset
@@ -89,7 +96,9 @@ def check_precondition(conversation: Conversation, if_match: list[int] | None) -
         )
 
 
-async def _apply(conversation: Conversation, changes: dict[str, Any], clock: Clock) -> Conversation:
+async def _apply(
+    repository: ConversationRepository, conversation: Conversation, changes: dict[str, Any], clock: Clock
+) -> Conversation:
     """Compare-and-set on the version read; a concurrent change in between is a 412."""
     assert conversation.id is not None
     changes["updated_at"] = clock.now()
@@ -108,6 +117,7 @@ async def _apply(conversation: Conversation, changes: dict[str, Any], clock: Clo
 
 
 async def update(
+    repository: ConversationRepository,
     *,
     conversation_id: str,
     user_id: str,
@@ -116,7 +126,7 @@ async def update(
     personas: PersonaDirectory,
     clock: Clock,
 ) -> Conversation:
-    conversation = await get_owned(conversation_id, user_id)
+    conversation = await get_owned(repository, conversation_id, user_id)
     check_precondition(conversation, if_match)
     given = data.model_fields_set
     changes: dict[str, Any] = {}
@@ -128,13 +138,14 @@ async def update(
         changes["pinned"] = data.pinned
     if "persona_id" in given:
         persona = await _persona(personas, user_id, data.persona_id)
-        changes["persona"] = persona.model_dump()
+        changes["persona"] = persona
     if not changes:
         return conversation
-    return await _apply(conversation, changes, clock)
+    return await _apply(repository, conversation, changes, clock)
 
 
 async def refresh_character(
+    repository: ConversationRepository,
     *,
     conversation_id: str,
     user_id: str,
@@ -144,24 +155,26 @@ async def refresh_character(
     clock: Clock,
 ) -> Conversation:
     """Copy the character again (after its owner edited it), as the caller may see it now."""
-    conversation = await get_owned(conversation_id, user_id)
+    conversation = await get_owned(repository, conversation_id, user_id)
     check_precondition(conversation, if_match)
     character = await characters.snapshot(conversation.character_id, token=token)
-    return await _apply(conversation, {"character": character.model_dump()}, clock)
+    return await _apply(repository, conversation, {"character": character}, clock)
 
 
 def deleted_key(at: datetime, conversation_id: ObjectId) -> str:
     return f"{int(at.timestamp() * 1000):013d}-{conversation_id}"
 
 
-async def delete(*, conversation_id: str, user_id: str, clock: Clock) -> None:
+async def delete(
+    repository: ConversationRepository, *, conversation_id: str, user_id: str, clock: Clock
+) -> None:
     oid = conversation_oid(conversation_id)
     now = clock.now()
     if not await repository.mark_deleted(oid, user_id, now, deleted_key(now, oid)):
         raise _not_found()
 
 
-async def get_any(conversation_id: str) -> Conversation:
+async def get_any(repository: ConversationRepository, conversation_id: str) -> Conversation:
     """A conversation for another service, deleted or not."""
     conversation = await repository.get(conversation_oid(conversation_id))
     if conversation is None:
@@ -170,7 +183,12 @@ async def get_any(conversation_id: str) -> Conversation:
 
 
 async def record_activity(
-    *, conversation_id: str, message_id: str, at: datetime | None, clock: Clock
+    repository: ConversationRepository,
+    *,
+    conversation_id: str,
+    message_id: str,
+    at: datetime | None,
+    clock: Clock,
 ) -> tuple[Conversation, bool]:
     """Count a stored message once per message id and move the last-message time forward."""
     oid = conversation_oid(conversation_id)
@@ -178,11 +196,11 @@ async def record_activity(
     if not counted and await repository.get(oid) is None:
         raise _not_found()
     await repository.advance_last_message(oid, at or clock.now())
-    return await get_any(conversation_id), counted
+    return await get_any(repository, conversation_id), counted
 
 
 async def deleted_feed(
-    *, since: str, limit: int, lag_seconds: float, clock: Clock
+    repository: ConversationRepository, *, since: str, limit: int, lag_seconds: float, clock: Clock
 ) -> tuple[list[Conversation], str]:
     """Deletions after the cursor `since`, oldest first, that are at least `lag_seconds` old."""
     until = f"{int((clock.now() - timedelta(seconds=lag_seconds)).timestamp() * 1000):013d}"

@@ -17,7 +17,7 @@ from prometheus_client import CollectorRegistry, Counter
 
 from app.clients.directories import CharacterDirectory
 from app.core.clock import Clock
-from app.repositories import conversations as repository
+from app.repositories.conversations import ConversationRepository
 
 logger = logging.getLogger(__name__)
 
@@ -28,12 +28,14 @@ class CharacterCounter:
     def __init__(
         self,
         characters: CharacterDirectory,
+        conversations: ConversationRepository,
         clock: Clock,
         registry: CollectorRegistry,
         *,
         retry_interval: float,
     ) -> None:
         self.characters = characters
+        self.conversations = conversations
         self.clock = clock
         self.retry_interval = retry_interval
         self._tasks: set[asyncio.Task[bool]] = set()
@@ -58,7 +60,7 @@ class CharacterCounter:
     async def _count(self, conversation_id: ObjectId, character_id: str) -> bool:
         try:
             await self.characters.count_conversation(character_id, key=f"conversation:{conversation_id}")
-            await repository.mark_counted(conversation_id)
+            await self.conversations.mark_counted(conversation_id)
         except Exception as exc:  # any failure: the conversation stays pending and is retried
             self.failures.inc()
             logger.warning(
@@ -76,7 +78,7 @@ class CharacterCounter:
         first attempt has had its chance); how many were acknowledged."""
         before = self.clock.now() - timedelta(seconds=self.retry_interval)
         done = 0
-        for conversation_id, character_id in await repository.uncounted(before, RETRY_BATCH):
+        for conversation_id, character_id in await self.conversations.uncounted(before, RETRY_BATCH):
             done += await self._count(conversation_id, character_id)
         return done
 

@@ -9,13 +9,15 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from typing import Any
+from datetime import UTC, datetime
+from typing import Annotated, Any
 
 from beanie import Document, init_beanie
 from bson import ObjectId
 from bson.errors import InvalidId
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
+from pydantic import BeforeValidator, PlainSerializer, SerializationInfo
 from pymongo import AsyncMongoClient
 from pymongo.errors import ConnectionFailure, ExecutionTimeout, WTimeoutError
 
@@ -25,6 +27,32 @@ from chat_common.settings import CommonSettings
 logger = logging.getLogger(__name__)
 
 DEV_MONGODB_URL = "mongodb://127.0.0.1:27017"
+MONGO_CONTEXT = {"mongo": True}  # model_dump(context=MONGO_CONTEXT): a document as it is stored
+
+
+def to_millis(value: datetime) -> int:
+    """A UTC time as stored: whole milliseconds since the epoch."""
+    return int(value.timestamp() * 1000)
+
+
+def from_millis(value: Any) -> Any:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return datetime.fromtimestamp(value / 1000, UTC)
+    return value
+
+
+def _stored_or_plain(value: datetime, info: SerializationInfo) -> datetime | int:
+    return to_millis(value) if isinstance(info.context, dict) and info.context.get("mongo") else value
+
+
+# A timestamp in a document: a tz-aware datetime in Python, integer milliseconds in MongoDB. nx-27017
+# turns a datetime written by `$set` (top-level field) into a string, which then sorts and compares
+# as text; integers behave the same on nx-27017 and MongoDB 7, in `$set`, `$lt`/`$gt` and sorts.
+MongoTime = Annotated[
+    datetime,
+    BeforeValidator(from_millis),
+    PlainSerializer(_stored_or_plain, when_used="unless-none"),
+]
 
 
 class MongoSettings(CommonSettings):

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Response, status
 
-from app.core.deps import CharactersDep, ClockDep, CounterDep, PersonasDep
+from app.core.deps import CharactersDep, ClockDep, ConversationsDep, CounterDep, PersonasDep
 from app.models.conversation import Status
 from app.schemas.conversation import ConversationCreate, ConversationPublic, ConversationUpdate, public
 from app.services import conversations as conversation_service
@@ -57,6 +57,7 @@ def _with_etag(response: Response, conversation: ConversationPublic) -> Conversa
     responses={404: {"description": "Character or persona not found"}, **DOWNSTREAM},
 )
 async def create_conversation(
+    conversations: ConversationsDep,
     data: ConversationCreate,
     user: CurrentUser,
     characters: CharactersDep,
@@ -67,6 +68,7 @@ async def create_conversation(
 ) -> ConversationPublic:
     """Start a conversation with a character you may see, as one of your personas."""
     conversation = await conversation_service.create(
+        conversations,
         user_id=user.user_id,
         token=user.token,
         data=data,
@@ -81,6 +83,7 @@ async def create_conversation(
 
 @router.get("", response_model=Page[ConversationPublic])
 async def list_conversations(
+    conversations: ConversationsDep,
     user: CurrentUser,
     page: PageDep,
     character_id: Annotated[uuid.UUID | None, Query(description="Only with this character")] = None,
@@ -88,6 +91,7 @@ async def list_conversations(
 ) -> Page[ConversationPublic]:
     """Your conversations: pinned first, then the most recent activity."""
     rows, total = await conversation_service.list_owned(
+        conversations,
         user.user_id,
         character_id=str(character_id) if character_id else None,
         status=status_filter,
@@ -99,9 +103,9 @@ async def list_conversations(
 
 @router.get("/{conversation_id}", response_model=ConversationPublic, responses=NOT_FOUND)
 async def read_conversation(
-    conversation_id: str, user: CurrentUser, response: Response
+    conversations: ConversationsDep, conversation_id: str, user: CurrentUser, response: Response
 ) -> ConversationPublic:
-    conversation = await conversation_service.get_owned(conversation_id, user.user_id)
+    conversation = await conversation_service.get_owned(conversations, conversation_id, user.user_id)
     return _with_etag(response, public(conversation))
 
 
@@ -109,6 +113,7 @@ async def read_conversation(
     "/{conversation_id}", response_model=ConversationPublic, responses={**NOT_FOUND, **STALE, **DOWNSTREAM}
 )
 async def update_conversation(
+    conversations: ConversationsDep,
     conversation_id: str,
     data: ConversationUpdate,
     user: CurrentUser,
@@ -119,6 +124,7 @@ async def update_conversation(
 ) -> ConversationPublic:
     """Change the title, archive or pin it, or switch persona (copied again from user-service)."""
     conversation = await conversation_service.update(
+        conversations,
         conversation_id=conversation_id,
         user_id=user.user_id,
         data=data,
@@ -135,6 +141,7 @@ async def update_conversation(
     responses={**NOT_FOUND, **STALE, **DOWNSTREAM},
 )
 async def refresh_character(
+    conversations: ConversationsDep,
     conversation_id: str,
     user: CurrentUser,
     characters: CharactersDep,
@@ -144,6 +151,7 @@ async def refresh_character(
 ) -> ConversationPublic:
     """Copy the character again after it was edited (name, avatar, greetings)."""
     conversation = await conversation_service.refresh_character(
+        conversations,
         conversation_id=conversation_id,
         user_id=user.user_id,
         token=user.token,
@@ -155,7 +163,11 @@ async def refresh_character(
 
 
 @router.delete("/{conversation_id}", status_code=status.HTTP_204_NO_CONTENT, responses=NOT_FOUND)
-async def delete_conversation(conversation_id: str, user: CurrentUser, clock: ClockDep) -> Response:
+async def delete_conversation(
+    conversation_id: str, user: CurrentUser, clock: ClockDep, conversations: ConversationsDep
+) -> Response:
     """Delete it: gone for you at once; message-service removes its messages."""
-    await conversation_service.delete(conversation_id=conversation_id, user_id=user.user_id, clock=clock)
+    await conversation_service.delete(
+        conversations, conversation_id=conversation_id, user_id=user.user_id, clock=clock
+    )
     return Response(status_code=status.HTTP_204_NO_CONTENT)

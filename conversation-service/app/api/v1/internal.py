@@ -7,7 +7,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
 
-from app.core.deps import ClockDep, SettingsDep
+from app.core.deps import ClockDep, ConversationsDep, SettingsDep
 from app.schemas.conversation import (
     ActivityCreate,
     ActivityResult,
@@ -29,6 +29,7 @@ CURSOR = re.compile(r"^(\d{13}(-[0-9a-f]{24})?)?$")
 
 @router.get("/deleted", response_model=DeletedFeed)
 async def deleted_conversations(
+    conversations: ConversationsDep,
     _: Reader,
     settings: SettingsDep,
     clock: ClockDep,
@@ -39,7 +40,7 @@ async def deleted_conversations(
 ) -> DeletedFeed:
     """Conversations deleted after `since`, oldest first: message-service purges their messages."""
     items, next_cursor = await conversation_service.deleted_feed(
-        since=since, limit=limit, lag_seconds=settings.deleted_feed_lag_seconds, clock=clock
+        conversations, since=since, limit=limit, lag_seconds=settings.deleted_feed_lag_seconds, clock=clock
     )
     return DeletedFeed(
         items=[
@@ -54,18 +55,28 @@ async def deleted_conversations(
 
 
 @router.get("/{conversation_id}", response_model=ConversationInternal)
-async def read_conversation(conversation_id: str, _: Reader) -> ConversationInternal:
+async def read_conversation(
+    conversation_id: str, _: Reader, conversations: ConversationsDep
+) -> ConversationInternal:
     """Owner, character, snapshots and counters, with `deleted` (a deleted one still reads)."""
-    return internal(await conversation_service.get_any(conversation_id))
+    return internal(await conversation_service.get_any(conversations, conversation_id))
 
 
 @router.post("/{conversation_id}/activity", response_model=ActivityResult)
 async def record_activity(
-    conversation_id: str, activity: ActivityCreate, _: Writer, clock: ClockDep
+    conversations: ConversationsDep,
+    conversation_id: str,
+    activity: ActivityCreate,
+    _: Writer,
+    clock: ClockDep,
 ) -> ActivityResult:
     """A message was stored: counted once per message id, however often this is retried."""
     conversation, counted = await conversation_service.record_activity(
-        conversation_id=conversation_id, message_id=activity.message_id, at=activity.at, clock=clock
+        conversations,
+        conversation_id=conversation_id,
+        message_id=activity.message_id,
+        at=activity.at,
+        clock=clock,
     )
     return ActivityResult(
         conversation_id=conversation_id,
