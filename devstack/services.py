@@ -41,6 +41,18 @@ SERVICES: list[ServiceSpec] = [
         needs=("postgres",),
     ),
     ServiceSpec(
+        "conversation-service",
+        8003,
+        lambda urls: {
+            **jwks(urls),
+            "MONGODB_URL": urls["mongodb"],
+            "USER_SERVICE_URL": urls["user-service"],  # personas (service token)
+            "CHARACTER_SERVICE_URL": urls["character-service"],  # snapshots and counters
+            "MOCK_SERVICES": "false",  # the real fleet, even if .env asks for mock mode
+        },
+        needs=("mongodb",),
+    ),
+    ServiceSpec(
         "llm-service",
         8022,
         lambda urls: {

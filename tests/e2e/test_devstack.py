@@ -1,4 +1,4 @@
-"""`make run`'s devstack: user-service on embedded backends answers, and data survives a restart."""
+"""`make run`'s devstack: the services on embedded backends answer, and data survives a restart."""
 
 from __future__ import annotations
 
@@ -27,13 +27,14 @@ def devstack(state_dir: Path) -> Iterator[dict[str, str]]:
     env["BCRYPT_ROUNDS"] = "10"
     # the services' fixed ports (8024...) may be taken on this machine: move them on purpose
     ports: set[int] = set()
-    while len(ports) < 4:
+    while len(ports) < 5:
         ports.add(free_port())
     *service_ports, lmstudio_port = sorted(ports)
     env |= {
         "USER_SERVICE_PORT": str(service_ports[0]),
         "CHARACTER_SERVICE_PORT": str(service_ports[1]),
-        "LLM_SERVICE_PORT": str(service_ports[2]),
+        "CONVERSATION_SERVICE_PORT": str(service_ports[2]),
+        "LLM_SERVICE_PORT": str(service_ports[3]),
     }
     process = subprocess.Popen(
         [
@@ -64,6 +65,20 @@ def devstack(state_dir: Path) -> Iterator[dict[str, str]]:
         assert not urls_file.exists()
 
 
+def wait_for_conversation_count(base: str, character_id: str, token: str, timeout: float = 15) -> int:
+    deadline = time.monotonic() + timeout
+    while True:
+        response = httpx.get(
+            f"{base}/api/v1/characters/{character_id}",
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=10,
+        )
+        count = int(response.json()["conversation_count"])
+        if count or time.monotonic() > deadline:
+            return count
+        time.sleep(0.2)
+
+
 def test_devstack_serves_the_fleet_and_keeps_data_across_restarts(tmp_path: Path) -> None:
     suffix = uuid.uuid4().hex[:8]
     user = {
@@ -76,7 +91,8 @@ def test_devstack_serves_the_fleet_and_keeps_data_across_restarts(tmp_path: Path
     with devstack(tmp_path) as urls:
         base = urls["user-service"]
         assert urls["postgres"].startswith("postgresql://") and urls["redis"].startswith("redis://")
-        for service in ("user-service", "character-service", "llm-service"):
+        assert urls["mongodb"].startswith("mongodb://")
+        for service in ("user-service", "character-service", "conversation-service", "llm-service"):
             for path in ("/docs", "/health", "/ready", "/metrics"):
                 assert httpx.get(urls[service] + path, timeout=10).status_code == 200, (service, path)
         assert httpx.post(f"{base}/api/v1/auth/register", json=user, timeout=10).status_code == 201
@@ -88,6 +104,15 @@ def test_devstack_serves_the_fleet_and_keeps_data_across_restarts(tmp_path: Path
             timeout=10,
         )
         assert created.status_code == 201, created.text
+        started = httpx.post(
+            f"{urls['conversation-service']}/api/v1/conversations",
+            json={"character_id": created.json()["id"], "title": "Before the restart"},
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=10,
+        )
+        assert started.status_code == 201, started.text
+        # told in the background, with conversation-service's service token
+        assert wait_for_conversation_count(urls["character-service"], created.json()["id"], token) == 1
 
     with devstack(tmp_path) as urls:
         login = httpx.post(f"{urls['user-service']}/api/v1/auth/token", data=login_form, timeout=10)
@@ -96,6 +121,13 @@ def test_devstack_serves_the_fleet_and_keeps_data_across_restarts(tmp_path: Path
         # a user-service token, verified by the other services against the real JWKS over HTTP
         mine = httpx.get(f"{urls['character-service']}/api/v1/characters/mine", headers=auth, timeout=10)
         assert [c["name"] for c in mine.json()["items"]] == ["Restart Survivor"]
+        # conversation-service kept it on the embedded MongoDB, with its character snapshot
+        conversations = httpx.get(
+            f"{urls['conversation-service']}/api/v1/conversations", headers=auth, timeout=10
+        ).json()["items"]
+        assert [(c["title"], c["character"]["name"]) for c in conversations] == [
+            ("Before the restart", "Restart Survivor")
+        ]
         reply = httpx.post(
             f"{urls['llm-service']}/api/v1/chat/completions",
             json={"messages": [{"role": "user", "content": "hello fleet"}]},

@@ -23,8 +23,13 @@ from chat_common.embedded import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 BACKEND_VARIABLES = ("DATABASE_URL", "REDIS_URL", "MONGODB_URL", "LMSTUDIO_BASE_URL")
-PORT_VARIABLES = ("USER_SERVICE_PORT", "CHARACTER_SERVICE_PORT", "LLM_SERVICE_PORT")
-SERVICES = ("user-service", "character-service", "llm-service")
+PORT_VARIABLES = (
+    "USER_SERVICE_PORT",
+    "CHARACTER_SERVICE_PORT",
+    "CONVERSATION_SERVICE_PORT",
+    "LLM_SERVICE_PORT",
+)
+SERVICES = ("user-service", "character-service", "conversation-service", "llm-service")
 
 Proc = tuple[int, int, str]  # pid, start time (clock ticks since boot), command line
 
@@ -136,7 +141,7 @@ class Devstack:
         return urls
 
     def all_ports(self, urls: dict[str, str]) -> list[int]:
-        backends = [urlsplit(urls[name]).port for name in ("postgres", "redis")]
+        backends = [urlsplit(urls[name]).port for name in ("postgres", "redis", "mongodb")]
         return [*self.ports.values(), self.lmstudio_port, *[p for p in backends if p]]
 
     def cleanup(self) -> None:
@@ -170,7 +175,7 @@ def wait_until_gone(procs: set[Proc], ports: list[int], timeout: float = 10) -> 
 
 def assert_whole_fleet(procs: set[Proc]) -> None:
     commands = [command for _, _, command in procs]
-    for needle in ("redis-server", "bin/postgres", "lmstudio_client.standin"):
+    for needle in ("redis-server", "bin/postgres", "nx_27017", "lmstudio_client.standin"):
         assert any(needle in command for command in commands), (needle, commands)
     assert sum(command.endswith("run.py") for command in commands) == len(SERVICES), commands
 

@@ -31,6 +31,7 @@ DEV_SERVICE_CLIENTS = {
             "characters:counters",
             "characters:read_private",
             "conversations:read",
+            "conversations:write",
             "llm:generate",
         ],
     ),

@@ -244,6 +244,29 @@ async def test_service_token_by_client_credentials(client: AsyncClient) -> None:
 
 
 @pytest.mark.parametrize(
+    ("client_id", "scope"),
+    [
+        ("message-service", "conversations:read conversations:write"),
+        ("conversation-service", "characters:counters personas:read"),
+    ],
+)
+async def test_dev_service_clients_get_the_scopes_their_calls_need(
+    client: AsyncClient, client_id: str, scope: str
+) -> None:
+    response = await client.post(
+        "/api/v1/auth/service-token",
+        data={
+            "grant_type": "client_credentials",
+            "client_id": client_id,
+            "client_secret": f"dev-{client_id}-secret",
+            "scope": scope,
+        },
+    )
+    assert response.status_code == 200, response.text
+    assert sorted(response.json()["scope"].split()) == sorted(scope.split())
+
+
+@pytest.mark.parametrize(
     ("form", "status", "code"),
     [
         ({"client_id": "message-service", "client_secret": "wrong"}, 401, "invalid_client"),
