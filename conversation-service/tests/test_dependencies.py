@@ -90,11 +90,13 @@ async def _conversation_count(characters: httpx.AsyncClient, owner: FleetUser, c
     return int(response.json()["conversation_count"])
 
 
-async def _until(condition: Any, timeout: float = 10.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not await condition():
-        assert asyncio.get_running_loop().time() < deadline, "condition not met in time"
+async def _until(condition: Any) -> None:
+    """Wait (at most 10 s) until `condition()` is true."""
+    for _ in range(100):
+        if await condition():
+            return
         await asyncio.sleep(0.1)
+    raise AssertionError("condition not met within 10 s")
 
 
 async def test_a_conversation_starts_while_the_counter_fails_and_is_counted_once_it_recovers(
