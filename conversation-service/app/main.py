@@ -7,7 +7,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import APIRouter, FastAPI
 
-from app.api.v1 import conversations, internal, mock
+from app.api.v1 import conversations, internal, mock, sessions
 from app.clients.http import FleetClients, HttpCharacterDirectory, HttpPersonaDirectory
 from app.clients.mock import MockCharacterDirectory, MockPersonaDirectory
 from app.config import Settings, get_settings
@@ -60,7 +60,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.clock = Clock()
     install_mongodb_error_handlers(app)
     api = APIRouter(prefix="/api/v1")
-    for module in (conversations, internal):
+    for module in (conversations, sessions, internal):
         api.include_router(module.router)
     if settings.mock_services:
         api.include_router(mock.router)
