@@ -7,7 +7,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import APIRouter, FastAPI
 
-from app.api.v1 import conversations, internal, mock
+from app.api.v1 import conversations, internal, mock, sessions
 from app.clients.http import FleetClients, HttpCharacterDirectory, HttpPersonaDirectory
 from app.clients.mock import MockCharacterDirectory, MockPersonaDirectory
 from app.config import Settings, get_settings
@@ -15,7 +15,9 @@ from app.core.clock import Clock
 from app.core.mock_auth import MockAuth
 from app.models import DOCUMENTS
 from app.repositories.conversations import ConversationRepository
+from app.repositories.sessions import SessionRepository
 from app.services.counters import CharacterCounter
+from app.services.sessions import Stores
 from chat_common.app import create_service_app
 from chat_common.auth import jwks_verifier
 from chat_common.mongo import install_mongodb_error_handlers, open_mongodb
@@ -38,6 +40,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             app.state.personas = HttpPersonaDirectory(fleet)
         async with open_mongodb(app, settings, DOCUMENTS):
             app.state.conversations = ConversationRepository(app.state.mongodb)
+            app.state.session_stores = Stores(SessionRepository(app.state.mongodb), app.state.conversations)
             counter = CharacterCounter(
                 app.state.characters,
                 app.state.conversations,
@@ -63,7 +66,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.clock = Clock()
     install_mongodb_error_handlers(app)
     api = APIRouter(prefix="/api/v1")
-    for module in (conversations, internal):
+    for module in (conversations, sessions, internal):
         api.include_router(module.router)
     if settings.mock_services:
         api.include_router(mock.router)

@@ -11,6 +11,7 @@ from app.config import Settings
 from app.core.clock import Clock
 from app.repositories.conversations import ConversationRepository
 from app.services.counters import CharacterCounter
+from app.services.sessions import Stores
 
 
 def _state(name: str):  # type: ignore[no-untyped-def]
@@ -26,3 +27,4 @@ CharactersDep = Annotated[CharacterDirectory, Depends(_state("characters"))]
 PersonasDep = Annotated[PersonaDirectory, Depends(_state("personas"))]
 CounterDep = Annotated[CharacterCounter, Depends(_state("character_counter"))]
 ConversationsDep = Annotated[ConversationRepository, Depends(_state("conversations"))]
+SessionStoresDep = Annotated[Stores, Depends(_state("session_stores"))]
