@@ -29,10 +29,10 @@ Share of time in MongoDB, measured two ways:
 2. Direct PyMongo: the list request's two queries (the same find with filter, projection, sort and
    limit, then the same `$match` + `$count`), from this process at concurrency 32 against the same
    database with the service's client options: the requests/s MongoDB alone allows, next to the
-   service's.
+   service's; and the find alone, to show what the total costs.
 
-The loads of each kind (list, direct, monitored list; create, monitored create) alternate in --rounds
-short rounds, so a neighbour's burst on a shared machine hits them alike.
+The loads of each kind (list, direct, find only, monitored list; create, monitored create) alternate
+in --rounds short rounds, so a neighbour's burst on a shared machine hits them alike.
 """
 
 from __future__ import annotations
@@ -163,13 +163,16 @@ class DirectList:
     """The list request's find and count, straight to MongoDB from this process (the service's client
     options), as a load like `run_load`'s."""
 
-    def __init__(self, mongodb_url: str, database: str, user_id: str) -> None:
+    def __init__(self, mongodb_url: str, database: str, user_id: str, *, count: bool = True) -> None:
         self.client = mongo_client(MongoSettings(mongodb_url=mongodb_url, service_name="bench"))
         self.collection = self.client[database]["conversations"]
         self.query: dict[str, Any] = {"user_id": user_id, "deleted_at": None}
+        self.count = count
 
     async def one(self) -> bool:
         rows = await self.collection.find(self.query, PROJECTION).sort(SORT).skip(0).limit(20).to_list()
+        if not self.count:
+            return len(rows) == 20
         pipeline = [{"$match": self.query}, {"$count": "n"}]
         counted = await (await self.collection.aggregate(pipeline)).to_list()
         return len(rows) == 20 and bool(counted)
@@ -312,6 +315,7 @@ async def measure(stack: ExitStack, fleet: dict[str, Any], args: argparse.Namesp
         )
     )
     direct = DirectList(fleet["mongodb_url"], fleet["database"], lister.id)
+    find_only = DirectList(fleet["mongodb_url"], fleet["database"], lister.id, count=False)
     create_headers = {**creator.headers, "Content-Type": "application/json"}
     create_body = json.dumps({"character_id": character_id}).encode()
     mongodb, bench = fixed(fleet["mongodb_pid"]), fixed(os.getpid())
@@ -327,6 +331,11 @@ async def measure(stack: ExitStack, fleet: dict[str, Any], args: argparse.Namesp
         Measured(
             "direct PyMongo find+count c=32",
             direct.load,
+            {"nx-27017": mongodb, "bench (PyMongo)": bench},
+        ),
+        Measured(
+            "direct PyMongo find only c=32",
+            find_only.load,
             {"nx-27017": mongodb, "bench (PyMongo)": bench},
         ),
         Measured(
@@ -362,6 +371,7 @@ async def measure(stack: ExitStack, fleet: dict[str, Any], args: argparse.Namesp
         await alternate(creates, args.duration, args.rounds)
     finally:
         await direct.client.close()
+        await find_only.client.close()
     with hello_world(free_port()) as hello_url:
         hello = await run_load(
             hello_url, build_request(f"{hello_url}/hello"), concurrency=32, duration=args.duration
@@ -372,12 +382,20 @@ async def measure(stack: ExitStack, fleet: dict[str, Any], args: argparse.Namesp
     for measured in creates:
         measured.report(REQUEST_COMMANDS["create"])
     print(f"{'hello-world c=32':<36} {hello.summary()}")
-    listed, direct_result, created = lists[0].result, lists[1].result, creates[0].result
+    listed, direct_result, find_result = lists[0].result, lists[1].result, lists[2].result
+    created = creates[0].result
     print(
         f"list vs hello-world: {listed.rps / hello.rps:.3f}   "
         f"create vs hello-world: {created.rps / hello.rps:.3f}"
     )
     print(f"list vs direct PyMongo find+count (MongoDB alone): {listed.rps / direct_result.rps:.2f}")
+    print(
+        f"direct find+count vs find only: {direct_result.rps / find_result.rps:.2f} (the cost of the total)"
+    )
+    failed = sum(m.result.errors for m in lists + creates)
+    if failed:
+        warnings = [line for line in service.log_tail(20_000).splitlines() if line.strip()]
+        print(f"{failed} requests failed; the services' last log lines:", *warnings[-4:], sep="\n  ")
 
 
 def main() -> None:
