@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -9,7 +10,7 @@ from bson import ObjectId
 
 from app.clients.directories import CharacterDirectory, PersonaDirectory
 from app.core.clock import Clock
-from app.models import Conversation, PersonaSnapshot
+from app.models import CharacterSnapshot, Conversation, PersonaSnapshot
 from app.models.conversation import Status
 from app.repositories.conversations import ConversationRepository
 from app.schemas.conversation import ConversationCreate, ConversationUpdate
@@ -50,8 +51,16 @@ async def create(
 ) -> Conversation:
     """Check the character (as the caller sees it) and the persona, then store the conversation with
     their snapshots. Nothing is stored when either cannot be had."""
-    character = await characters.snapshot(str(data.character_id), token=token)
-    persona = await _persona(personas, user_id, data.persona_id)
+    # Two independent reads from two services: at once, so a start waits for the slower one only.
+    character, persona = await asyncio.gather(
+        characters.snapshot(str(data.character_id), token=token),
+        _persona(personas, user_id, data.persona_id),
+        return_exceptions=True,
+    )
+    for outcome in (character, persona):  # the character's error first: it is the likelier mistake
+        if isinstance(outcome, BaseException):
+            raise outcome
+    assert isinstance(character, CharacterSnapshot) and isinstance(persona, PersonaSnapshot)
     now = clock.now()
     conversation = Conversation(
         user_id=user_id,
