@@ -35,6 +35,17 @@ class StandinProcess:
     def stats(self) -> dict[str, int]:
         return dict(httpx.get(f"{self.url}/__standin/stats", timeout=5).json())
 
+    def requests(self, limit: int | None = None) -> list[dict[str, Any]]:
+        """The requests LM Studio's routes received, oldest first: `method`, `path`, `query`, `body`
+        (parsed JSON or None), `authorization` (whether the header was sent), `request_id`, `received_at`."""
+        params = {"limit": limit} if limit is not None else {}
+        response = httpx.get(f"{self.url}/__standin/requests", params=params, timeout=5)
+        response.raise_for_status()
+        return list(response.json())
+
+    def clear_requests(self) -> None:
+        httpx.delete(f"{self.url}/__standin/requests", timeout=5).raise_for_status()
+
     def reset(self) -> None:
         """Back to defaults, once the requests of the previous test have wound down."""
         deadline = time.monotonic() + 5

@@ -19,7 +19,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--context-length", type=int, default=4096)
     parser.add_argument("--legacy-errors", action="store_true", help="answer like older LM Studio builds")
     parser.add_argument("--api-key", default=None, help="require this bearer token (LM Studio 0.4+)")
+    parser.add_argument(
+        "--request-log-size", type=int, default=100, help="requests kept for GET /__standin/requests"
+    )
     args = parser.parse_args(argv)
+    if args.request_log_size < 0:
+        parser.error("--request-log-size must not be negative")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     config = StandinConfig(
         tokens_per_second=args.tokens_per_second,
@@ -27,6 +32,7 @@ def main(argv: list[str] | None = None) -> None:
         context_length=args.context_length,
         legacy_errors=args.legacy_errors,
         api_key=args.api_key,
+        request_log_size=args.request_log_size,
     )
     logging.getLogger("lmstudio_client.standin").warning(
         "LM Studio STAND-IN (not a real LM Studio) on http://%s:%d: deterministic echo replies, "

@@ -13,7 +13,7 @@ from starlette.requests import Request
 
 from lmstudio_client.standin import behaviour as b
 from lmstudio_client.standin import chat, control, models
-from lmstudio_client.standin.http import error
+from lmstudio_client.standin.http import error, record_request
 from lmstudio_client.standin.state import FAILURES, Standin, StandinConfig, StandinModel, Stats
 
 __all__ = ["FAILURES", "Standin", "StandinConfig", "StandinModel", "Stats", "create_app"]
@@ -26,17 +26,17 @@ def create_app(config: StandinConfig | None = None) -> Starlette:
     app.state.standin = standin
 
     async def lmstudio_quirks(scope: Any, receive: Any, send: Any) -> None:
-        """LM Studio answers unknown paths and methods with a 200 carrying only `error`."""
+        """LM Studio answers unknown paths and methods with a 200 carrying only `error`. Every request
+        but the control ones is logged for `/__standin/requests`."""
         if scope["type"] != "http":
             await app(scope, receive, send)
             return
+        control = scope["path"].startswith("/__standin")
+        if not control:
+            receive = await record_request(standin, scope, receive)
         request = Request(scope, receive)
         key = standin.config.api_key
-        if (
-            key
-            and not scope["path"].startswith("/__standin")
-            and request.headers.get("authorization") != f"Bearer {key}"
-        ):
+        if key and not control and request.headers.get("authorization") != f"Bearer {key}":
             await error((401, {"error": "Invalid or missing API key"}))(scope, receive, send)
             return
         for route in routes:

@@ -1,8 +1,9 @@
-"""The stand-in's state: its models, the behaviour tests switch, and what it saw (stats)."""
+"""The stand-in's state: its models, the behaviour tests switch, and what it saw (stats, requests)."""
 
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -46,6 +47,7 @@ class StandinConfig:
     legacy_errors: bool = False  # older builds: string errors, 404 for unknown models
     native_api: bool = True  # the 0.4+ /api/v1 model management endpoints
     api_key: str | None = None
+    request_log_size: int = 100  # the last requests kept for `/__standin/requests`; reset keeps it
 
 
 @dataclass
@@ -63,6 +65,27 @@ class Standin:
     def __init__(self, config: StandinConfig) -> None:
         self.config = config
         self.stats = Stats()
+        self._requests: deque[dict[str, Any]] = deque(maxlen=config.request_log_size)
+
+    # -- the request log ----------------------------------------------------------------------------
+
+    def record(self, entry: dict[str, Any]) -> None:
+        self._fit_request_log()
+        self._requests.append(entry)
+
+    def recorded(self, limit: int | None = None) -> list[dict[str, Any]]:
+        """The kept requests, oldest first; with `limit`, only the last `limit` of them."""
+        self._fit_request_log()
+        entries = list(self._requests)
+        return entries[max(0, len(entries) - limit) :] if limit is not None else entries
+
+    def clear_requests(self) -> None:
+        self._requests.clear()
+
+    def _fit_request_log(self) -> None:
+        """Follow a changed `request_log_size`, keeping the newest entries."""
+        if self._requests.maxlen != self.config.request_log_size:
+            self._requests = deque(self._requests, maxlen=self.config.request_log_size)
 
     # -- models -----------------------------------------------------------------------------------
 
