@@ -9,7 +9,6 @@ from contextlib import asynccontextmanager
 from fastapi import APIRouter, FastAPI
 
 from app.api.v1 import generation, models, status
-from app.clients.credits import CreditsClient
 from app.config import Settings, get_settings
 from app.services.gate import ConcurrencyGate
 from app.services.generation import GenerationService
@@ -17,6 +16,7 @@ from app.services.llm import LLMService
 from app.services.metering import CostModel, Meter
 from chat_common.app import create_service_app
 from chat_common.auth import jwks_verifier
+from chat_common.credits import CreditsClient
 from lmstudio_client import LMStudioClient, Timeouts
 
 logger = logging.getLogger(__name__)
@@ -46,8 +46,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             queue_timeout=settings.queue_timeout_seconds,
             retry_after=settings.retry_after_seconds,
         )
-        credits = CreditsClient(
+        credits = CreditsClient.connect(
             settings.user_service_url,
+            caller="llm-service",
             client_id=settings.llm_service_client_id,
             client_secret=settings.llm_service_client_secret.get_secret_value(),
             timeout=settings.credits_timeout_seconds,

@@ -16,10 +16,10 @@ from collections.abc import Coroutine
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from app.clients.credits import CreditsClient, Reservation, may_have_reserved
 from app.config import Settings
 from app.services.llm import Progress
 from chat_common.auth import Principal
+from chat_common.credits import CreditsClient, Reservation, may_have_reserved
 from chat_common.errors import AppError, ForbiddenError
 
 logger = logging.getLogger(__name__)

@@ -1,4 +1,5 @@
-"""user-service's credits API, as llm-service uses it: reserve, commit and release with a service token."""
+"""user-service's credits API for the services that charge users (llm-service, message-service):
+reserve, commit and release with a service token carrying `credits:write`."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ ACCOUNT_INACTIVE = "account_inactive"
 
 
 class Reservation(BaseModel):
-    """The fields of user-service's `ReservationPublic` llm-service reads."""
+    """The fields of user-service's `ReservationPublic` the callers read."""
 
     id: uuid.UUID
     user_id: uuid.UUID
@@ -42,13 +43,28 @@ def may_have_reserved(exc: BaseException) -> bool:
 class CreditsClient:
     """Typed calls to `/api/v1/credits/reservations`; every call is idempotent at user-service."""
 
-    def __init__(
-        self, base_url: str, *, client_id: str, client_secret: str, timeout: float, connect_timeout: float
-    ) -> None:
-        self.http = ServiceClient(SERVICE, base_url, read_timeout=timeout, connect_timeout=connect_timeout)
-        self.tokens = ServiceTokenProvider(
-            self.http, client_id=client_id, client_secret=client_secret, scopes=[SCOPE]
-        )
+    def __init__(self, http: ServiceClient, tokens: ServiceTokenProvider, *, caller: str) -> None:
+        """`http` reaches user-service; `tokens` gives service tokens with `credits:write`; `caller` names
+        the calling service in errors."""
+        self.http = http
+        self.tokens = tokens
+        self.caller = caller
+
+    @classmethod
+    def connect(
+        cls,
+        base_url: str,
+        *,
+        caller: str,
+        client_id: str,
+        client_secret: str,
+        timeout: float,
+        connect_timeout: float,
+    ) -> CreditsClient:
+        """A client with its own connection and a token of just `credits:write`."""
+        http = ServiceClient(SERVICE, base_url, read_timeout=timeout, connect_timeout=connect_timeout)
+        tokens = ServiceTokenProvider(http, client_id=client_id, client_secret=client_secret, scopes=[SCOPE])
+        return cls(http, tokens, caller=caller)
 
     async def aclose(self) -> None:
         await self.http.aclose()
@@ -89,15 +105,15 @@ class CreditsClient:
     async def _post(
         self, path: str, body: dict[str, Any] | None, *, passed: frozenset[str] | set[str] = frozenset()
     ) -> Reservation:
-        """POST with the service token. user-service refusing llm-service's own credentials or request
-        is a 502 (llm-service's fault, not the caller's), except for the error codes in `passed`."""
+        """POST with the service token. user-service refusing this service's own credentials or request
+        is a 502 (the calling service's fault, not its client's), except for the error codes in `passed`."""
         try:
             token = await self.tokens.token()
             response = await self.http.post(path, json=body, token=token, idempotent=True)
         except AppError as exc:
             if exc.status_code in (400, 401, 403, 422) and exc.code not in passed:
                 raise BadGatewayError(
-                    f"{SERVICE} refused llm-service's credentials or request: {exc.message}",
+                    f"{SERVICE} refused {self.caller}'s credentials or request: {exc.message}",
                     code="dependency_error",
                     details={"service": SERVICE, "code": exc.code},
                 ) from exc
