@@ -113,3 +113,40 @@ def register_user(user_service_url: str, prefix: str = "user") -> FleetUser:
     assert created.status_code == 201, created.text
     token = login(user_service_url, body["username"])
     return FleetUser(str(created.json()["id"]), body["username"], body["display_name"], token)
+
+
+@contextmanager
+def run_conversation_service(
+    mongodb_url: str, user_service_url: str, character_service_url: str, data_dir: Path, **env: str
+) -> Iterator[ServiceProcess]:
+    """A real conversation-service on its own MongoDB database, trusting user-service's JWKS."""
+    values = {
+        "ENVIRONMENT": "test",
+        "MONGODB_URL": mongodb_url,
+        "MONGODB_DATABASE": f"conversations_{uuid.uuid4().hex[:8]}",
+        "JWKS_URL": f"{user_service_url}/.well-known/jwks.json",
+        "USER_SERVICE_URL": user_service_url,
+        "CHARACTER_SERVICE_URL": character_service_url,
+        "DELETED_FEED_LAG_SECONDS": "0",
+        "JSON_LOGS": "false",
+        **env,
+    }
+    with serve_service(
+        REPO_ROOT / "conversation-service", values, log_path=data_dir / "conversation-service.log"
+    ) as service:
+        yield service
+
+
+@contextmanager
+def run_llm_service(lmstudio_url: str, user_service_url: str, data_dir: Path, **env: str) -> Iterator[ServiceProcess]:
+    """A real llm-service in front of `lmstudio_url` (the stand-in), paid through user-service."""
+    values = {
+        "ENVIRONMENT": "test",
+        "LMSTUDIO_BASE_URL": lmstudio_url,
+        "JWKS_URL": f"{user_service_url}/.well-known/jwks.json",
+        "USER_SERVICE_URL": user_service_url,
+        "JSON_LOGS": "false",
+        **env,
+    }
+    with serve_service(REPO_ROOT / "llm-service", values, log_path=data_dir / "llm-service.log") as service:
+        yield service

@@ -1,0 +1,161 @@
+"""The other services as message-service uses them, over HTTP with one shared service token."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+from httpx_sse import aconnect_sse
+
+from app.config import Settings
+from chat_common.credits import CreditsClient
+from chat_common.errors import AppError, BadGatewayError, NotFoundError
+from chat_common.http import ServiceClient
+from chat_common.service_token import ServiceTokenProvider
+
+SCOPES = [
+    "credits:write",
+    "characters:read_private",
+    "characters:counters",
+    "conversations:read",
+    "conversations:write",
+    "llm:generate",
+]
+LLM = "llm-service"
+
+
+class Fleet:
+    """One HTTP client per downstream service and the service token they share."""
+
+    def __init__(self, settings: Settings) -> None:
+        timeout = settings.downstream_timeout_seconds
+        self.users = ServiceClient("user-service", settings.user_service_url, read_timeout=timeout)
+        self.characters_http = ServiceClient(
+            "character-service", settings.character_service_url, read_timeout=timeout
+        )
+        self.conversations_http = ServiceClient(
+            "conversation-service", settings.conversation_service_url, read_timeout=timeout
+        )
+        self.llm_http = ServiceClient(LLM, settings.llm_service_url, read_timeout=timeout)
+        self.tokens = ServiceTokenProvider(
+            self.users,
+            client_id=settings.message_service_client_id,
+            client_secret=settings.message_service_client_secret.get_secret_value(),
+            scopes=SCOPES,
+        )
+        self.credits = CreditsClient(self.users, self.tokens, caller="message-service")
+        # Generation streams for minutes: no read timeout between chunks here (llm-service has its own).
+        self.llm_stream = httpx.AsyncClient(
+            base_url=settings.llm_service_url, timeout=httpx.Timeout(None, connect=3.0)
+        )
+
+    async def aclose(self) -> None:
+        for client in (self.users, self.characters_http, self.conversations_http, self.llm_http):
+            await client.aclose()
+        await self.llm_stream.aclose()
+
+    async def _token(self) -> str:
+        return await self.tokens.token()
+
+    async def conversation(self, conversation_id: str) -> dict[str, Any]:
+        try:
+            response = await self.conversations_http.get(
+                f"/api/v1/internal/conversations/{conversation_id}", token=await self._token()
+            )
+        except AppError as exc:
+            if exc.status_code == 404:
+                raise NotFoundError("Conversation not found", code="conversation_not_found") from exc
+            raise
+        body: dict[str, Any] = response.json()
+        return body
+
+    async def record_activity(self, conversation_id: str, message_id: str, at: str) -> None:
+        await self.conversations_http.post(
+            f"/api/v1/internal/conversations/{conversation_id}/activity",
+            json={"message_id": message_id, "at": at},
+            token=await self._token(),
+            idempotent=True,  # counted once per message id
+        )
+
+    async def deleted_conversations(self, since: str) -> dict[str, Any]:
+        response = await self.conversations_http.get(
+            "/api/v1/internal/conversations/deleted", params={"since": since}, token=await self._token()
+        )
+        body: dict[str, Any] = response.json()
+        return body
+
+    async def character(self, character_id: str) -> dict[str, Any]:
+        try:
+            response = await self.characters_http.get(
+                f"/api/v1/characters/{character_id}", token=await self._token()
+            )
+        except AppError as exc:
+            if exc.status_code == 404:
+                raise NotFoundError("Character not found", code="character_not_found") from exc
+            raise
+        body: dict[str, Any] = response.json()
+        return body
+
+    async def count_messages(self, character_id: str, messages: int, key: str) -> None:
+        await self.characters_http.post(
+            f"/api/v1/internal/characters/{character_id}/counters",
+            json={"messages": messages, "idempotency_key": key},
+            token=await self._token(),
+            idempotent=True,
+        )
+
+    async def context_length(self, model: str | None) -> int | None:
+        """The model's context length as llm-service reports it (None when it does not say)."""
+        path = f"/api/v1/models/{model}" if model else "/api/v1/models"
+        response = await self.llm_http.get(path, token=await self._token())
+        body = response.json()
+        entries = [body] if model else [m for m in body.get("data", []) if m.get("state") == "loaded"]
+        for entry in entries:
+            for key in ("loaded_context_length", "context_length", "max_context_length"):
+                if isinstance(entry.get(key), int):
+                    return int(entry[key])
+        return None
+
+    async def stream_chat(self, payload: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
+        """llm-service's chat completion as parsed SSE chunks; an error before or during the stream is
+        raised as an AppError naming llm-service (its code kept in `details.code`)."""
+        headers = {"Authorization": f"Bearer {await self._token()}"}
+        try:
+            async with aconnect_sse(
+                self.llm_stream, "POST", "/api/v1/chat/completions", json=payload, headers=headers
+            ) as source:
+                if source.response.status_code >= 400:
+                    await source.response.aread()
+                    raise _llm_error(source.response.status_code, _error_of(source.response.text))
+                async for event in source.aiter_sse():
+                    if event.data == "[DONE]":
+                        return
+                    chunk = json.loads(event.data)
+                    if "error" in chunk:
+                        raise _llm_error(502, chunk["error"])
+                    yield chunk
+        except httpx.HTTPError as exc:
+            raise BadGatewayError(
+                f"{LLM} failed: {exc.__class__.__name__}", code="llm_error", details={"service": LLM}
+            ) from exc
+
+
+def _error_of(text: str) -> dict[str, Any]:
+    try:
+        error = json.loads(text)["error"]
+        return error if isinstance(error, dict) else {"message": str(error)}
+    except (ValueError, KeyError, TypeError):
+        return {"message": text[:200]}
+
+
+def _llm_error(status: int, error: dict[str, Any]) -> AppError:
+    code = str(error.get("code") or "llm_error")
+    exc = AppError(
+        str(error.get("message") or "The model failed"),
+        code=code,
+        details={"service": LLM, **(error.get("details") or {})},
+    )
+    exc.status_code = status if status >= 400 else 502
+    return exc

@@ -1,0 +1,38 @@
+"""Everything a request or a job of message-service works with, made once at start-up."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from app.clients.fleet import Fleet
+from app.config import Settings
+from app.repositories.live import Live
+from app.repositories.messages import MessageRepository
+
+
+def now() -> datetime:
+    at = datetime.now(UTC)
+    return at.replace(microsecond=at.microsecond // 1000 * 1000)
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    messages: MessageRepository
+    live: Live
+    fleet: Fleet
+    # Jobs running in this process, by reply id: a plain (not streamed) send waits on its task.
+    jobs: dict[str, asyncio.Task[None]] = field(default_factory=dict)
+    background: set[asyncio.Task[None]] = field(default_factory=set)
+
+    def spawn(self, coroutine: object, *, reply_id: str | None = None) -> asyncio.Task[None]:
+        """Run `coroutine` apart from the request: a client that leaves does not stop it."""
+        task: asyncio.Task[None] = asyncio.ensure_future(coroutine)  # type: ignore[arg-type]
+        self.background.add(task)
+        task.add_done_callback(self.background.discard)
+        if reply_id is not None:
+            self.jobs[reply_id] = task
+            task.add_done_callback(lambda _: self.jobs.pop(reply_id, None))
+        return task

@@ -1,0 +1,82 @@
+"""message-service: the message tree, prompt building, generation jobs, credits, limits, analytics."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.responses import JSONResponse
+from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from app.api.v1 import conversations, messages
+from app.clients.fleet import Fleet
+from app.config import Settings, get_settings
+from app.core.runtime import Runtime
+from app.models import DOCUMENTS
+from app.repositories.live import Live
+from app.repositories.messages import MessageRepository
+from app.services import bookkeeping
+from chat_common.app import create_service_app
+from chat_common.auth import jwks_verifier
+from chat_common.errors import error_response
+from chat_common.mongo import install_mongodb_error_handlers, open_mongodb
+
+logger = logging.getLogger(__name__)
+
+
+async def _redis_unavailable(_: Request, exc: Exception) -> JSONResponse:
+    logger.warning("Redis is unavailable: %s: %s", exc.__class__.__name__, exc)
+    return error_response(503, "dependency_unavailable", "Redis is unavailable", {"service": "redis"})
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.token_verifier = jwks_verifier(settings)
+        redis = Redis.from_url(settings.redis_url, socket_timeout=5, socket_connect_timeout=3)
+        live = Live(redis, settings.redis_url, settings.redis_prefix, messages_per_minute=settings.messages_per_minute)
+        fleet = Fleet(settings)
+        app.state.readiness_checks["redis"] = live.ping
+        async with open_mongodb(app, settings, DOCUMENTS):
+            runtime = Runtime(settings, MessageRepository(app.state.mongodb), live, fleet)
+            app.state.runtime = runtime
+            sweeper = asyncio.ensure_future(bookkeeping.sweep_forever(runtime))
+            try:
+                yield
+            finally:
+                sweeper.cancel()
+                # Jobs still running finish on their own time elsewhere: their lease expires and the
+                # sweeper of another replica (or of the next start) fails them and frees their credits.
+                for task in list(runtime.background):
+                    task.cancel()
+                for task in [sweeper, *runtime.background]:
+                    with contextlib.suppress(asyncio.CancelledError, Exception):
+                        await task
+                await fleet.aclose()
+                await redis.aclose()
+
+    app = create_service_app(
+        settings,
+        title="message-service",
+        description="The message tree, prompt building, resumable generation jobs, credits and analytics.",
+        lifespan=lifespan,
+    )
+    install_mongodb_error_handlers(app)
+    for error in (RedisConnectionError, RedisTimeoutError):
+        app.add_exception_handler(error, _redis_unavailable)
+    api = APIRouter(prefix="/api/v1")
+    for module in (conversations, messages):
+        api.include_router(module.router)
+    app.include_router(api)
+    return app
+
+
+app = create_app()

@@ -1,0 +1,139 @@
+"""Redis: reply event streams, stop flags, the per-conversation generation lock, per-user limits and
+short-lived caches. Shared by every replica, so any of them can stream, stop or refuse."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from typing import Any
+
+from limits import RateLimitItemPerMinute
+from limits.aio.storage import RedisStorage
+from limits.aio.strategies import MovingWindowRateLimiter
+from redis.asyncio import Redis
+
+# Take a place among a user's running generations if fewer than the cap hold one (expired ones freed).
+_TAKE_SLOT = """
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
+if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[2]) then return 0 end
+redis.call('ZADD', KEYS[1], ARGV[3], ARGV[4])
+redis.call('PEXPIRE', KEYS[1], ARGV[5])
+return 1
+"""
+# Delete or extend a lock only while it is still ours.
+_RELEASE = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0"
+_RENEW = (
+    "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end return 0"
+)
+
+Event = tuple[str, str, dict[str, Any]]  # (id, name, data)
+
+
+class Live:
+    def __init__(self, redis: Redis, redis_url: str, prefix: str, *, messages_per_minute: int) -> None:
+        self.redis = redis
+        self.prefix = prefix
+        self.per_minute = RateLimitItemPerMinute(messages_per_minute)
+        storage = RedisStorage(f"async+{redis_url}", implementation="redispy", key_prefix=f"{prefix}:limits")
+        self.limiter = MovingWindowRateLimiter(storage)
+        self._take_slot = redis.register_script(_TAKE_SLOT)
+        self._release = redis.register_script(_RELEASE)
+        self._renew = redis.register_script(_RENEW)
+
+    def _key(self, *parts: str) -> str:
+        return ":".join((self.prefix, *parts))
+
+    async def ping(self) -> None:
+        await self.redis.ping()
+
+    # Limits.
+
+    async def hit_message_limit(self, user_id: str) -> tuple[bool, int, int]:
+        """Count a message against the user's per-minute window: (allowed, remaining, reset epoch s)."""
+        allowed = await self.limiter.hit(self.per_minute, "messages", user_id)
+        stats = await self.limiter.get_window_stats(self.per_minute, "messages", user_id)
+        return allowed, stats.remaining, int(stats.reset_time)
+
+    async def take_generation_slot(self, user_id: str, job_id: str, cap: int, lease_seconds: float) -> bool:
+        now_ms = int(time.time() * 1000)
+        expires = now_ms + int(lease_seconds * 1000)
+        key = self._key("running", user_id)
+        taken = await self._take_slot(keys=[key], args=[now_ms, cap, expires, job_id, int(lease_seconds * 2000)])
+        return bool(taken)
+
+    async def renew_generation_slot(self, user_id: str, job_id: str, lease_seconds: float) -> None:
+        expires = int((time.time() + lease_seconds) * 1000)
+        await self.redis.zadd(self._key("running", user_id), {job_id: expires}, xx=True)
+
+    async def free_generation_slot(self, user_id: str, job_id: str) -> None:
+        await self.redis.zrem(self._key("running", user_id), job_id)
+
+    async def lock_conversation(self, conversation_id: str, lease_seconds: float) -> str | None:
+        """One generation at a time per conversation: a token to release with, or None when held."""
+        token = uuid.uuid4().hex
+        key = self._key("generating", conversation_id)
+        taken = await self.redis.set(key, token, nx=True, px=int(lease_seconds * 1000))
+        return token if taken else None
+
+    async def renew_conversation_lock(self, conversation_id: str, token: str, lease_seconds: float) -> None:
+        await self._renew(keys=[self._key("generating", conversation_id)], args=[token, int(lease_seconds * 1000)])
+
+    async def unlock_conversation(self, conversation_id: str, token: str) -> None:
+        await self._release(keys=[self._key("generating", conversation_id)], args=[token])
+
+    # Reply streams.
+
+    async def publish(self, reply_id: str, name: str, data: dict[str, Any]) -> str:
+        entry = await self.redis.xadd(
+            self._key("stream", reply_id), {"event": name, "data": json.dumps(data, ensure_ascii=False)}
+        )
+        return entry.decode() if isinstance(entry, bytes) else str(entry)
+
+    async def retain(self, reply_id: str, seconds: int) -> None:
+        await self.redis.expire(self._key("stream", reply_id), seconds)
+
+    async def read(self, reply_id: str, after: str, block_ms: int) -> list[Event]:
+        """Events after the stream id `after` ("0" for all), waiting up to `block_ms` for some."""
+        found = await self.redis.xread({self._key("stream", reply_id): after}, block=block_ms, count=500)
+        events: list[Event] = []
+        for _, entries in found or []:
+            for entry_id, fields in entries:
+                ident = entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
+                name = fields[b"event"].decode() if b"event" in fields else fields["event"]
+                raw = fields[b"data"] if b"data" in fields else fields["data"]
+                events.append((ident, name, json.loads(raw)))
+        return events
+
+    async def stream_exists(self, reply_id: str) -> bool:
+        return bool(await self.redis.exists(self._key("stream", reply_id)))
+
+    async def request_stop(self, reply_id: str, seconds: int) -> None:
+        await self.redis.set(self._key("stop", reply_id), "1", ex=seconds)
+
+    async def stop_requested(self, reply_id: str) -> bool:
+        return bool(await self.redis.exists(self._key("stop", reply_id)))
+
+    # Caches.
+
+    async def cached(self, kind: str, key: str) -> Any:
+        raw = await self.redis.get(self._key("cache", kind, key))
+        return None if raw is None else json.loads(raw)
+
+    async def cache(self, kind: str, key: str, value: Any, seconds: float) -> None:
+        if seconds > 0:
+            await self.redis.set(
+                self._key("cache", kind, key), json.dumps(value), px=max(1, int(seconds * 1000))
+            )
+
+    async def forget(self, kind: str, key: str) -> None:
+        await self.redis.delete(self._key("cache", kind, key))
+
+    # Calibration and sweeps.
+
+    async def get_json(self, *parts: str) -> Any:
+        raw = await self.redis.get(self._key(*parts))
+        return None if raw is None else json.loads(raw)
+
+    async def set_json(self, value: Any, *parts: str) -> None:
+        await self.redis.set(self._key(*parts), json.dumps(value))

@@ -1,0 +1,177 @@
+"""Every query on the messages and conversation_states collections.
+
+Times are stored as integer milliseconds (chat_common.mongo.MongoTime); every change is a single-
+document update, conditional where a race matters (MONGODB.md rules 4 and 5).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from bson import ObjectId
+from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import BulkWriteError, DuplicateKeyError
+
+from app.models import ConversationState, Generation, Message
+from app.models.message import CreditsState, Status
+from chat_common.mongo import MONGO_CONTEXT, to_millis
+
+DUPLICATE_KEY = 11000
+
+
+def _stored(document: Message | ConversationState) -> dict[str, Any]:
+    return document.model_dump(by_alias=True, exclude_none=False, context=MONGO_CONTEXT)
+
+
+class MessageRepository:
+    def __init__(self, database: AsyncDatabase[dict[str, Any]]) -> None:
+        self.messages = database[Message.Settings.name]
+        self.states = database[ConversationState.Settings.name]
+
+    # Messages.
+
+    async def insert(self, message: Message) -> Message:
+        """Store a new message; its id (and unique key, unless set) are given here."""
+        message.id = message.id or ObjectId()
+        message.unique_key = message.unique_key or str(message.id)
+        await self.messages.insert_one(_stored(message))
+        return message
+
+    async def insert_greetings(self, greetings: list[Message]) -> None:
+        """Store greetings whose unique keys are not taken yet; the taken ones were stored by a
+        concurrent first read, which is what the keys are for."""
+        for greeting in greetings:
+            greeting.id = greeting.id or ObjectId()
+        try:
+            await self.messages.insert_many([_stored(g) for g in greetings], ordered=False)
+        except BulkWriteError as exc:
+            if any(error.get("code") != DUPLICATE_KEY for error in exc.details.get("writeErrors", [])):
+                raise
+        except DuplicateKeyError:
+            pass
+
+    async def get(self, message_id: ObjectId) -> Message | None:
+        raw = await self.messages.find_one({"_id": message_id})
+        return None if raw is None else Message.model_validate(raw)
+
+    async def get_by_str(self, message_id: str) -> Message | None:
+        return await self.get(ObjectId(message_id)) if ObjectId.is_valid(message_id) else None
+
+    async def for_conversation(self, conversation_id: str) -> list[Message]:
+        cursor = self.messages.find({"conversation_id": conversation_id})
+        return [Message.model_validate(raw) async for raw in cursor]
+
+    async def renew_lease(self, message_id: ObjectId, until: datetime) -> bool:
+        result = await self.messages.update_one(
+            {"_id": message_id, "status": "generating"}, {"$set": {"lease_until": to_millis(until)}}
+        )
+        return bool(result.modified_count)
+
+    async def finish(
+        self,
+        message_id: ObjectId,
+        *,
+        status: Status,
+        content: str,
+        reasoning: str | None,
+        generation: Generation,
+        at: datetime,
+    ) -> bool:
+        """Move a generating reply to its end state, once: False when it had already ended (the
+        sweeper found its lease expired, or another finish won)."""
+        result = await self.messages.update_one(
+            {"_id": message_id, "status": "generating"},
+            {
+                "$set": {
+                    "status": status,
+                    "content": content,
+                    "reasoning": reasoning,
+                    "generation": generation.model_dump(context=MONGO_CONTEXT),
+                    "lease_until": None,
+                    "followups_pending": True,
+                    "updated_at": to_millis(at),
+                }
+            },
+        )
+        return bool(result.modified_count)
+
+    async def restart(self, message_id: ObjectId, *, generation: Generation, lease_until: datetime, at: datetime) -> bool:
+        """A finished reply generating again (continue): False when it is generating already."""
+        result = await self.messages.update_one(
+            {"_id": message_id, "status": {"$in": ["completed", "stopped"]}},
+            {
+                "$set": {
+                    "status": "generating",
+                    "generation": generation.model_dump(context=MONGO_CONTEXT),
+                    "lease_until": to_millis(lease_until),
+                    "updated_at": to_millis(at),
+                }
+            },
+        )
+        return bool(result.modified_count)
+
+    async def set_credits(self, message_id: ObjectId, before: CreditsState, after: CreditsState) -> bool:
+        result = await self.messages.update_one(
+            {"_id": message_id, "generation.credits": before}, {"$set": {"generation.credits": after}}
+        )
+        return bool(result.modified_count)
+
+    async def expired_leases(self, now: datetime, limit: int = 100) -> list[Message]:
+        query = {"status": "generating", "lease_until": {"$lt": to_millis(now)}}
+        return [Message.model_validate(raw) async for raw in self.messages.find(query).limit(limit)]
+
+    async def with_credits(self, state: CreditsState, limit: int = 100) -> list[Message]:
+        query = {"generation.credits": state}
+        return [Message.model_validate(raw) async for raw in self.messages.find(query).limit(limit)]
+
+    async def with_followups_pending(self, limit: int = 100) -> list[Message]:
+        query = {"followups_pending": True}
+        return [Message.model_validate(raw) async for raw in self.messages.find(query).limit(limit)]
+
+    async def followups_done(self, message_id: ObjectId) -> None:
+        await self.messages.update_one({"_id": message_id}, {"$set": {"followups_pending": False}})
+
+    async def delete(self, message_ids: list[ObjectId]) -> int:
+        result = await self.messages.delete_many({"_id": {"$in": message_ids}})
+        return int(result.deleted_count)
+
+    async def delete_conversation(self, conversation_id: str) -> int:
+        result = await self.messages.delete_many({"conversation_id": conversation_id})
+        await self.states.delete_one({"_id": conversation_id})
+        return int(result.deleted_count)
+
+    # Conversation state.
+
+    async def state(self, conversation_id: str) -> ConversationState | None:
+        raw = await self.states.find_one({"_id": conversation_id})
+        return None if raw is None else ConversationState.model_validate(raw)
+
+    async def set_active_leaf(self, conversation_id: str, user_id: str, leaf_id: str, at: datetime) -> None:
+        await self.states.update_one(
+            {"_id": conversation_id},
+            {
+                "$set": {"active_leaf_id": leaf_id, "updated_at": to_millis(at)},
+                "$inc": {"version": 1},
+                "$setOnInsert": {"user_id": user_id},
+            },
+            upsert=True,
+        )
+
+    async def ensure_active_leaf(self, conversation_id: str, user_id: str, leaf_id: str, at: datetime) -> None:
+        """Set the active leaf unless the conversation has one (its first read)."""
+        try:
+            await self.states.update_one(
+                {"_id": conversation_id},
+                {
+                    "$setOnInsert": {
+                        "user_id": user_id,
+                        "active_leaf_id": leaf_id,
+                        "version": 1,
+                        "updated_at": to_millis(at),
+                    }
+                },
+                upsert=True,
+            )
+        except DuplicateKeyError:
+            pass  # a concurrent first read inserted it

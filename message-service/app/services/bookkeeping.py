@@ -1,0 +1,119 @@
+"""What a finished reply still owes the fleet: its credits settled at user-service, and the
+conversation's activity and the character's message counter told. Each step is recorded on the
+stored reply and retried by the sweeper until acknowledged, so a restart of any process resumes it;
+user-service's commit/release and the other services' counters are idempotent, so a retry never
+counts twice."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from datetime import timedelta
+
+from app.core.runtime import Runtime, now
+from app.models import Generation, Message
+from chat_common.errors import AppError
+
+logger = logging.getLogger(__name__)
+
+
+async def settle(rt: Runtime, reply: Message) -> bool:
+    """Commit (completed or stopped) or release (failed) the reply's reservation; False when
+    user-service could not be told (the sweeper retries)."""
+    generation = reply.generation
+    if generation is None or generation.reservation_id is None or reply.id is None:
+        return True
+    reservation = uuid.UUID(generation.reservation_id)
+    try:
+        if generation.credits == "commit_pending":
+            await rt.fleet.credits.commit(reservation, generation.cost)
+            return await rt.messages.set_credits(reply.id, "commit_pending", "committed")
+        if generation.credits == "release_pending":
+            await rt.fleet.credits.release(reservation)
+            return await rt.messages.set_credits(reply.id, "release_pending", "released")
+    except AppError as exc:
+        logger.warning("credits of reply %s not settled yet (%s): %s", reply.id, exc.code, exc.message)
+        return False
+    return True
+
+
+async def follow_up(rt: Runtime, reply: Message) -> bool:
+    """Tell conversation-service about the reply and its parent (activity, once per message id) and
+    character-service about them (message counter, once per key); False when either could not be."""
+    parent = await rt.messages.get_by_str(reply.parent_id) if reply.parent_id else None
+    counted = [reply] if parent is None or parent.role != "user" else [parent, reply]
+    try:
+        for message in counted:
+            at = message.created_at.isoformat()
+            await rt.fleet.record_activity(message.conversation_id, str(message.id), at)
+            await rt.fleet.count_messages(message.character_id, 1, f"message:{message.id}")
+    except AppError as exc:
+        logger.warning("follow-ups of reply %s not done yet (%s): %s", reply.id, exc.code, exc.message)
+        return False
+    assert reply.id is not None
+    await rt.messages.followups_done(reply.id)
+    return True
+
+
+async def fail_expired(rt: Runtime) -> int:
+    """Replies whose job stopped renewing its lease (its replica died): failed, reservation released."""
+    failed = 0
+    for reply in await rt.messages.expired_leases(now()):
+        assert reply.id is not None
+        generation = (reply.generation or Generation()).model_copy(
+            update={
+                "error_code": "generation_lost",
+                "error_message": "The generation stopped: the process running it went away",
+                "credits": "release_pending" if reply.generation and reply.generation.reservation_id else "none",
+                "cost": 0,
+            }
+        )
+        if await rt.messages.finish(
+            reply.id, status="failed", content=reply.content, reasoning=reply.reasoning, generation=generation, at=now()
+        ):
+            failed += 1
+            stored = await rt.messages.get(reply.id)
+            if stored is not None:
+                await settle(rt, stored)
+                await rt.live.publish(
+                    str(reply.id), "error", {"code": "generation_lost", "message": generation.error_message}
+                )
+                await rt.live.retain(str(reply.id), rt.settings.stream_retention_seconds)
+                await follow_up(rt, stored)
+    return failed
+
+
+async def retry_pending(rt: Runtime) -> None:
+    for state in ("commit_pending", "release_pending"):
+        for reply in await rt.messages.with_credits(state):  # type: ignore[arg-type]
+            await settle(rt, reply)
+    for reply in await rt.messages.with_followups_pending():
+        if reply.updated_at < now() - timedelta(seconds=rt.settings.sweep_interval_seconds):
+            await follow_up(rt, reply)
+
+
+async def purge_deleted(rt: Runtime) -> int:
+    """Messages of conversations conversation-service reports deleted, from where the last sweep
+    stopped (the cursor is kept in Redis)."""
+    purged = 0
+    cursor = await rt.live.get_json("sweep", "deleted-cursor") or ""
+    while True:
+        feed = await rt.fleet.deleted_conversations(cursor)
+        for item in feed["items"]:
+            purged += await rt.messages.delete_conversation(item["id"])
+            await rt.live.forget("conversation", item["id"])
+        if not feed["items"]:
+            return purged
+        cursor = feed["next_cursor"]
+        await rt.live.set_json(cursor, "sweep", "deleted-cursor")
+
+
+async def sweep_forever(rt: Runtime) -> None:
+    while True:
+        await asyncio.sleep(rt.settings.sweep_interval_seconds)
+        for step in (fail_expired, retry_pending, purge_deleted):
+            try:
+                await step(rt)
+            except Exception as exc:  # a backend away: the next round tries again
+                logger.warning("sweep step %s failed: %s", step.__name__, exc)

@@ -1,0 +1,64 @@
+"""Waiting for a reply to finish (plain sends), and impersonation (a suggestion, not stored)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+import uuid
+from typing import Any
+
+from app.core.runtime import Runtime
+from app.models import Message
+from app.schemas.message import Exchange, GenerationOptions, Suggestion, public
+from app.services import access, history, prompting, sending
+from chat_common.errors import AppError
+
+
+async def finished_exchange(rt: Runtime, reply: Message) -> Exchange:
+    """The reply once its job has ended, with the user message it answers."""
+    task = rt.jobs.get(str(reply.id))
+    if task is not None:
+        # shield: a client that leaves cancels this wait, never the job
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.shield(task)
+    stored = await rt.messages.get(reply.id)  # type: ignore[arg-type]
+    assert stored is not None
+    conversation = {"id": stored.conversation_id, "user_id": stored.user_id, "character_id": stored.character_id}
+    tree = await history.load_tree(rt, conversation)
+    parent = tree.get(stored.parent_id) if stored.parent_id else None
+    user_message = public(parent, tree) if parent is not None and parent.role == "user" else None
+    return Exchange(user_message=user_message, reply=public(tree.by_id[str(stored.id)], tree))
+
+
+async def impersonate(rt: Runtime, conversation: dict[str, Any], options: GenerationOptions) -> Suggestion:
+    """Generate the user's next message as their persona; paid like a reply, stored nowhere."""
+    _, path = await history.active_path(rt, conversation)
+    character = await access.character(rt, conversation["character_id"])
+    chosen = sending.generation_options(rt, options)
+    payload, _ = await prompting.payload(rt, conversation, character, path, chosen, impersonating=True)
+    reserved = rt.settings.cost_per_message + math.ceil(chosen["max_tokens"] * rt.settings.cost_per_1k_tokens / 1000)
+    key = f"impersonate:{uuid.uuid4().hex}"
+    reservation = await rt.fleet.credits.reserve(
+        user_id=conversation["user_id"],
+        amount=reserved,
+        idempotency_key=key,
+        reference=f"message-service impersonation in {conversation['id']}",
+        ttl_seconds=rt.settings.reservation_ttl_seconds,
+    )
+    text: list[str] = []
+    tokens = 0
+    try:
+        async for chunk in rt.fleet.stream_chat(payload):
+            for choice in chunk.get("choices") or []:
+                piece = (choice.get("delta") or {}).get("content")
+                if isinstance(piece, str):
+                    text.append(piece)
+            if isinstance(chunk.get("usage"), dict):
+                tokens = int(chunk["usage"].get("completion_tokens") or 0)
+    except AppError:
+        await rt.fleet.credits.release(reservation.id)
+        raise
+    cost = min(reserved, rt.settings.cost_per_message + math.ceil(tokens * rt.settings.cost_per_1k_tokens / 1000))
+    await rt.fleet.credits.commit(reservation.id, cost)
+    return Suggestion(content="".join(text).strip(), cost=cost)

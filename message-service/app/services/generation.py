@@ -1,0 +1,206 @@
+"""Generation jobs: a reply generated apart from the HTTP request that asked for it.
+
+Its pieces go to a Redis stream (any replica can stream them), a lease renewed while it runs tells
+the sweeper it is alive, and its end is written once (a conditional update from `generating`), then
+paid: the reservation is committed with the real cost, or released when it failed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from app.core.runtime import Runtime, now
+from app.models import Generation, Message, Usage
+from app.models.message import Status
+from app.schemas.message import public
+from app.services import bookkeeping, prompting
+from app.services.prompt import parse_context_overflow
+from chat_common.errors import AppError
+
+logger = logging.getLogger(__name__)
+
+STOP_CHECK_SECONDS = 0.2
+
+
+@dataclass
+class Job:
+    conversation: dict[str, Any]
+    reply: Message
+    payload: dict[str, Any]
+    lock_token: str
+    prefix: str = ""  # the text a continued reply already had
+    estimated_tokens: int = 0  # the prompt's estimate, to calibrate the estimator by LM Studio's count
+    model_key: str = "default"
+    # Builds the request again within a smaller context (LM Studio: "context length of only N tokens").
+    rebuild: Callable[[int], Awaitable[tuple[dict[str, Any], int]]] | None = None
+    started: float = field(default_factory=time.monotonic)
+
+
+def cost_of(rt: Runtime, completion_tokens: int) -> int:
+    settings = rt.settings
+    return settings.cost_per_message + math.ceil(completion_tokens * settings.cost_per_1k_tokens / 1000)
+
+
+@dataclass
+class _Progress:
+    text: list[str] = field(default_factory=list)
+    reasoning: list[str] = field(default_factory=list)
+    first_token_ms: int | None = None
+    finish_reason: str | None = None
+    model: str | None = None
+    usage: Usage | None = None
+    pieces: int = 0
+
+
+async def run(rt: Runtime, job: Job) -> None:
+    """Generate, store, pay, tell the others; whatever happens, end the reply and free its locks."""
+    reply_id = str(job.reply.id)
+    progress = _Progress()
+    status: Status = "completed"
+    error: AppError | None = None
+    keeper = asyncio.ensure_future(_keep_alive(rt, job))
+    try:
+        try:
+            status = await _generate(rt, job, progress)
+        except AppError as exc:
+            context = _overflow(exc) if progress.pieces == 0 and job.rebuild else None
+            if context is None or job.rebuild is None:
+                raise
+            job.payload, job.estimated_tokens = await job.rebuild(context)
+            status = await _generate(rt, job, progress)
+    except AppError as exc:
+        status, error = "failed", exc
+    except Exception as exc:  # a bug or an unexpected failure: the reply fails, nothing is lost
+        logger.exception("generation %s failed", reply_id)
+        status, error = "failed", AppError(f"Generation failed: {exc.__class__.__name__}", code="internal_error")
+    finally:
+        keeper.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await keeper
+    try:
+        await _finish(rt, job, progress, status, error)
+    finally:
+        await rt.live.unlock_conversation(job.conversation["id"], job.lock_token)
+        await rt.live.free_generation_slot(job.reply.user_id, reply_id)
+
+
+async def _generate(rt: Runtime, job: Job, progress: _Progress) -> Status:
+    reply_id = str(job.reply.id)
+    next_stop_check = 0.0
+    stream = rt.fleet.stream_chat(job.payload)
+    try:
+        async for chunk in stream:
+            _take(chunk, progress)
+            for name, text in _pieces(chunk):
+                if progress.first_token_ms is None:
+                    progress.first_token_ms = int((time.monotonic() - job.started) * 1000)
+                (progress.text if name == "delta" else progress.reasoning).append(text)
+                progress.pieces += 1
+                await rt.live.publish(reply_id, name, {"text": text})
+            if time.monotonic() >= next_stop_check:
+                next_stop_check = time.monotonic() + STOP_CHECK_SECONDS
+                if await rt.live.stop_requested(reply_id):
+                    return "stopped"
+    finally:
+        await stream.aclose()  # closing it closes the request to llm-service, which stops LM Studio
+    return "completed"
+
+
+def _overflow(exc: AppError) -> int | None:
+    """The context LM Studio says it has, when it refused the prompt as too long."""
+    if exc.code not in ("context_length_exceeded", "llm_error"):
+        return None
+    return parse_context_overflow(exc.message)
+
+
+def _take(chunk: dict[str, Any], progress: _Progress) -> None:
+    progress.model = chunk.get("model") or progress.model
+    for choice in chunk.get("choices") or []:
+        progress.finish_reason = choice.get("finish_reason") or progress.finish_reason
+    usage = chunk.get("usage")
+    if isinstance(usage, dict):
+        progress.usage = Usage(
+            prompt_tokens=int(usage.get("prompt_tokens") or 0),
+            completion_tokens=int(usage.get("completion_tokens") or 0),
+        )
+
+
+def _pieces(chunk: dict[str, Any]) -> list[tuple[str, str]]:
+    found = []
+    for choice in chunk.get("choices") or []:
+        delta = choice.get("delta") or {}
+        reasoning = delta.get("reasoning_content") or delta.get("reasoning")
+        if isinstance(reasoning, str) and reasoning:
+            found.append(("reasoning", reasoning))
+        if isinstance(delta.get("content"), str) and delta["content"]:
+            found.append(("delta", delta["content"]))
+    return found
+
+
+async def _keep_alive(rt: Runtime, job: Job) -> None:
+    """Renew the lease (MongoDB), the conversation lock and the user's slot (Redis) while running."""
+    lease = rt.settings.job_lease_seconds
+    while True:
+        await asyncio.sleep(lease / 3)
+        with contextlib.suppress(Exception):  # a missed renewal is retried; the lease is long enough
+            await rt.messages.renew_lease(job.reply.id, now() + timedelta(seconds=lease))  # type: ignore[arg-type]
+            await rt.live.renew_conversation_lock(job.conversation["id"], job.lock_token, lease)
+            await rt.live.renew_generation_slot(job.reply.user_id, str(job.reply.id), lease)
+
+
+async def _finish(rt: Runtime, job: Job, progress: _Progress, status: Status, error: AppError | None) -> None:
+    reply = job.reply
+    assert reply.id is not None and reply.generation is not None
+    generated = "".join(progress.text)
+    tokens = progress.usage.completion_tokens if progress.usage else 0
+    if not tokens and progress.pieces:
+        tokens = progress.pieces  # LM Studio sends about one token a piece when it reports no usage
+    paid = status != "failed"
+    cost = min(cost_of(rt, tokens), reply.generation.reserved) if paid else 0
+    generation = reply.generation.model_copy(
+        update={
+            "model": progress.model or reply.generation.model,
+            "usage": progress.usage or Usage(completion_tokens=tokens),
+            "latency_ms": int((time.monotonic() - job.started) * 1000),
+            "first_token_ms": progress.first_token_ms,
+            "finish_reason": "stop_requested" if status == "stopped" else progress.finish_reason,
+            "error_code": error.code if error else None,
+            "error_message": error.message if error else None,
+            "cost": cost,
+            "spent": reply.generation.spent + cost,
+            "credits": "commit_pending" if paid else "release_pending",
+        }
+    )
+    finished = await rt.messages.finish(
+        reply.id,
+        status=status,
+        content=job.prefix + generated,
+        reasoning="".join(progress.reasoning) or reply.reasoning,
+        generation=generation,
+        at=now(),
+    )
+    if not finished:
+        return  # the sweeper ended it first (its lease had expired) and settled it
+    stored = await rt.messages.get(reply.id)
+    assert stored is not None
+    await bookkeeping.settle(rt, stored)
+    if progress.usage and progress.usage.prompt_tokens:
+        with contextlib.suppress(Exception):  # calibration is a refinement, never a failure
+            await prompting.calibration(rt).record(job.model_key, job.estimated_tokens, progress.usage.prompt_tokens)
+    if error is not None:
+        details = error.details if isinstance(error.details, dict) else None
+        await rt.live.publish(
+            str(reply.id), "error", {"code": error.code, "message": error.message, "details": details}
+        )
+    else:
+        await rt.live.publish(str(reply.id), "message.completed", public(stored).model_dump(mode="json"))
+    await rt.live.retain(str(reply.id), rt.settings.stream_retention_seconds)
+    await bookkeeping.follow_up(rt, stored)

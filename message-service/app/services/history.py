@@ -1,0 +1,109 @@
+"""The conversation's message tree as its owner sees it: the active path, siblings, select, delete."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bson import ObjectId
+from bson.errors import InvalidId
+
+from app.core.runtime import Runtime, now
+from app.models import Message
+from app.services import access
+from app.services.tree import Tree
+from chat_common.errors import ConflictError, NotFoundError
+
+
+def message_not_found() -> NotFoundError:
+    return NotFoundError("Message not found", code="message_not_found")
+
+
+def new_message(conversation: dict[str, Any], **fields: Any) -> Message:
+    at = now()
+    values = {
+        "conversation_id": conversation["id"],
+        "user_id": conversation["user_id"],
+        "character_id": conversation["character_id"],
+        "unique_key": "",
+        "created_at": at,
+        "updated_at": at,
+        "day": at.strftime("%Y-%m-%d"),
+        **fields,
+    }
+    return Message(**values)
+
+
+async def load_tree(rt: Runtime, conversation: dict[str, Any]) -> Tree:
+    """The conversation's messages; on its first read, its greetings (the snapshot's greeting and
+    alternate greetings as sibling roots), created once however many read at once."""
+    messages = await rt.messages.for_conversation(conversation["id"])
+    if not messages:
+        snapshot = conversation.get("character") or {}
+        texts = [snapshot.get("greeting") or "", *(snapshot.get("alternate_greetings") or [])]
+        greetings = [
+            new_message(
+                conversation,
+                role="assistant",
+                content=text,
+                unique_key=f"{conversation['id']}:greeting:{n}",
+            )
+            for n, text in enumerate(texts)
+            if text
+        ]
+        if greetings:
+            await rt.messages.insert_greetings(greetings)
+            messages = await rt.messages.for_conversation(conversation["id"])
+            first = Tree(messages).roots[0]
+            await rt.messages.ensure_active_leaf(conversation["id"], conversation["user_id"], str(first.id), now())
+    return Tree(messages)
+
+
+async def active_path(rt: Runtime, conversation: dict[str, Any]) -> tuple[Tree, list[Message]]:
+    tree = await load_tree(rt, conversation)
+    state = await rt.messages.state(conversation["id"])
+    leaf = tree.active_leaf(state.active_leaf_id if state else None)
+    return tree, tree.path_to(str(leaf.id)) if leaf else []
+
+
+async def owned_message(rt: Runtime, message_id: str, user_id: str) -> tuple[Message, dict[str, Any]]:
+    """The user's message in a live conversation, and that conversation; else 404."""
+    try:
+        oid = ObjectId(message_id)
+    except (InvalidId, TypeError):
+        raise message_not_found() from None
+    message = await rt.messages.get(oid)
+    if message is None or message.user_id != user_id:
+        raise message_not_found()
+    try:
+        conversation = await access.conversation(rt, message.conversation_id, user_id)
+    except NotFoundError:
+        raise message_not_found() from None
+    return message, conversation
+
+
+async def select(rt: Runtime, message_id: str, user_id: str) -> tuple[Tree, list[Message]]:
+    """Make the message's branch the active path (its newest continuation)."""
+    message, conversation = await owned_message(rt, message_id, user_id)
+    tree = await load_tree(rt, conversation)
+    leaf = tree.newest_leaf_below(tree.by_id[str(message.id)])
+    await rt.messages.set_active_leaf(conversation["id"], user_id, str(leaf.id), now())
+    return tree, tree.path_to(str(leaf.id))
+
+
+async def delete(rt: Runtime, message_id: str, user_id: str) -> int:
+    """Delete the message and everything below it; the active path moves to what remains."""
+    message, conversation = await owned_message(rt, message_id, user_id)
+    tree = await load_tree(rt, conversation)
+    doomed = [message, *tree.descendants(message)]
+    if any(m.status == "generating" for m in doomed):
+        raise ConflictError("A reply is being generated in this branch: stop it first", code="generation_running")
+    state = await rt.messages.state(conversation["id"])
+    deleted = await rt.messages.delete([m.id for m in doomed if m.id is not None])
+    doomed_ids = {str(m.id) for m in doomed}
+    if state and state.active_leaf_id in doomed_ids:
+        remaining = Tree(m for m in tree.by_id.values() if str(m.id) not in doomed_ids)
+        parent = remaining.get(message.parent_id) if message.parent_id else None
+        leaf = remaining.newest_leaf_below(parent) if parent else remaining.active_leaf(None)
+        if leaf is not None:
+            await rt.messages.set_active_leaf(conversation["id"], user_id, str(leaf.id), now())
+    return deleted

@@ -1,0 +1,191 @@
+"""Starting a reply: limits, the conversation lock, credits reserved, messages stored, job started.
+
+Used by send, regenerate and continue. Whatever fails before the job starts gives back what was
+taken (reservation, lock, slot); nothing is stored unless the job starts.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import timedelta
+from typing import Any
+
+from bson import ObjectId
+
+from app.core.runtime import Runtime, now
+from app.models import Generation, Message
+from app.schemas.message import GenerationOptions, public
+from app.services import access, generation, prompting
+from app.services.history import new_message
+from app.services.tree import Tree
+from chat_common.errors import ConflictError, RateLimitedError
+
+
+def generation_options(rt: Runtime, options: GenerationOptions) -> dict[str, Any]:
+    settings = rt.settings
+    chosen: dict[str, Any] = {
+        "model": options.model or settings.default_model,
+        "temperature": settings.default_temperature if options.temperature is None else options.temperature,
+        "max_tokens": min(options.max_tokens or settings.default_max_tokens, settings.max_tokens_limit),
+    }
+    if options.top_p is not None:
+        chosen["top_p"] = options.top_p
+    if options.stop:
+        chosen["stop"] = list(options.stop)
+    return chosen
+
+
+async def check_message_limit(rt: Runtime, user_id: str) -> dict[str, str]:
+    """429 past MESSAGES_PER_MINUTE; the X-RateLimit-* headers either way."""
+    allowed, remaining, reset = await rt.live.hit_message_limit(user_id)
+    headers = {
+        "X-RateLimit-Limit": str(rt.settings.messages_per_minute),
+        "X-RateLimit-Remaining": str(max(0, remaining)),
+        "X-RateLimit-Reset": str(reset),
+    }
+    if not allowed:
+        retry_after = max(1, reset - int(now().timestamp()))
+        raise RateLimitedError(
+            f"At most {rt.settings.messages_per_minute} messages a minute",
+            retry_after=retry_after,
+            headers={**headers, "Retry-After": str(retry_after)},
+        )
+    return headers
+
+
+async def start_reply(
+    rt: Runtime,
+    *,
+    conversation: dict[str, Any],
+    tree: Tree,
+    parent: Message,
+    user_content: str | None,
+    options: GenerationOptions,
+    continue_of: Message | None = None,
+) -> tuple[Message | None, Message]:
+    """Reserve, store the user message (when `user_content`) and the reply, start the job. The reply
+    answers `parent` (or, continuing, extends `continue_of`)."""
+    user_id = conversation["user_id"]
+    chosen = generation_options(rt, options)
+    reply_id = continue_of.id if continue_of else ObjectId()
+    assert reply_id is not None
+    lease = rt.settings.job_lease_seconds
+    lock = await rt.live.lock_conversation(conversation["id"], lease)
+    if lock is None:
+        raise ConflictError("A reply is already being generated in this conversation", code="generation_in_progress")
+    try:
+        if not await rt.live.take_generation_slot(
+            user_id, str(reply_id), rt.settings.max_concurrent_generations, lease
+        ):
+            raise RateLimitedError(
+                f"At most {rt.settings.max_concurrent_generations} replies generating at once",
+                retry_after=2,
+                code="too_many_generations",
+            )
+        return await _reserve_and_start(rt, conversation, tree, parent, user_content, chosen, reply_id, lock, continue_of)
+    except BaseException:
+        await rt.live.unlock_conversation(conversation["id"], lock)
+        await rt.live.free_generation_slot(user_id, str(reply_id))
+        raise
+
+
+async def _reserve_and_start(
+    rt: Runtime,
+    conversation: dict[str, Any],
+    tree: Tree,
+    parent: Message,
+    user_content: str | None,
+    chosen: dict[str, Any],
+    reply_id: ObjectId,
+    lock: str,
+    continue_of: Message | None,
+) -> tuple[Message | None, Message]:
+    character = await access.character(rt, conversation["character_id"])
+    history = tree.path_to(str(parent.id))
+    user_message = None
+    if user_content is not None:
+        user_message = new_message(conversation, role="user", content=user_content, parent_id=str(parent.id))
+        user_message.id = ObjectId()
+        history = [*history, user_message]
+    continuing = continue_of is not None
+    payload, prompt = await prompting.payload(rt, conversation, character, history, chosen, continuing=continuing)
+
+    async def rebuild(context: int) -> tuple[dict[str, Any], int]:
+        retried, smaller = await prompting.payload(
+            rt, conversation, character, history, chosen, continuing=continuing, context=context
+        )
+        return retried, smaller.estimated_tokens
+
+    reserved = rt.settings.cost_per_message + math.ceil(chosen["max_tokens"] * rt.settings.cost_per_1k_tokens / 1000)
+    key = f"reply:{reply_id}" if continue_of is None else f"continue:{reply_id}:{continue_of.updated_at.timestamp()}"
+    reservation = await rt.fleet.credits.reserve(
+        user_id=conversation["user_id"],
+        amount=reserved,
+        idempotency_key=key,
+        reference=f"message-service reply {reply_id}",
+        ttl_seconds=rt.settings.reservation_ttl_seconds,
+    )
+    try:
+        reply = await _store(rt, conversation, parent, user_message, reply_id, chosen, reserved, str(reservation.id), continue_of)
+    except BaseException:
+        await rt.fleet.credits.release(reservation.id)
+        raise
+    job = generation.Job(
+        conversation=conversation,
+        reply=reply,
+        payload=payload,
+        lock_token=lock,
+        prefix=continue_of.content if continue_of else "",
+        estimated_tokens=prompt.estimated_tokens,
+        model_key=prompting.model_key(chosen),
+        rebuild=rebuild,
+    )
+    created = {"user_message": public(user_message, tree).model_dump(mode="json") if user_message else None}
+    await rt.live.publish(str(reply.id), "message.created", {**created, "reply_id": str(reply.id)})
+    rt.spawn(generation.run(rt, job), reply_id=str(reply.id))
+    return user_message, reply
+
+
+async def _store(
+    rt: Runtime,
+    conversation: dict[str, Any],
+    parent: Message,
+    user_message: Message | None,
+    reply_id: ObjectId,
+    chosen: dict[str, Any],
+    reserved: int,
+    reservation_id: str,
+    continue_of: Message | None,
+) -> Message:
+    at = now()
+    spent = continue_of.generation.spent if continue_of and continue_of.generation else 0
+    generation_info = Generation(
+        model=chosen.get("model"),
+        reserved=reserved,
+        reservation_id=reservation_id,
+        credits="reserved",
+        settings=chosen,
+        spent=spent,
+    )
+    lease_until = at + timedelta(seconds=rt.settings.job_lease_seconds)
+    if continue_of is not None:
+        if not await rt.messages.restart(continue_of.id, generation=generation_info, lease_until=lease_until, at=at):  # type: ignore[arg-type]
+            raise ConflictError("This reply is being generated already", code="generation_in_progress")
+        stored = await rt.messages.get(continue_of.id)  # type: ignore[arg-type]
+        assert stored is not None
+        return stored
+    if user_message is not None:
+        await rt.messages.insert(user_message)
+    reply = new_message(
+        conversation,
+        role="assistant",
+        content="",
+        parent_id=str(user_message.id if user_message else parent.id),
+        status="generating",
+        generation=generation_info,
+        lease_until=lease_until,
+    )
+    reply.id = reply_id
+    await rt.messages.insert(reply)
+    await rt.messages.set_active_leaf(conversation["id"], conversation["user_id"], str(reply_id), at)
+    return reply
