@@ -212,7 +212,7 @@ def test_the_itemization_is_json_with_sections_budget_and_what_was_dropped() -> 
     assert item["dropped"] == {"turns": 0, "examples": 0, "lore": []}
     sections = {section["name"]: section for section in item["sections"]}
     assert set(sections) >= {"system", "character", "persona", "lore_before_char", "history", "new_message"}
-    assert sections["lore_before_char"]["detail"] == "greeting lore"
+    assert sections["lore_before_char"]["detail"] == "sent: greeting lore"
     assert sections["post_history_instructions"]["tokens"] > 0
     assert item["messages"][-1]["content"] == "Be brief."
 

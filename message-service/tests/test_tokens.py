@@ -74,6 +74,14 @@ def test_messages_carry_a_per_message_overhead_and_the_reply_priming() -> None:
     assert estimator.estimate_messages([]) == 3
 
 
+def test_a_cautious_estimator_counts_more_tokens_for_the_same_text() -> None:
+    estimator = TokenEstimator(chars_per_token=3.5)
+
+    assert estimator.cautious().estimate("x" * 350) > estimator.estimate("x" * 350)
+    densest = TokenEstimator(chars_per_token=MIN_CHARS_PER_TOKEN)
+    assert densest.cautious().chars_per_token == MIN_CHARS_PER_TOKEN
+
+
 async def test_a_model_never_seen_gets_the_default_ratio(store: CalibrationStore) -> None:
     estimator = await store.get("unknown-model")
 

@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 from app.services import lorebook
+from app.services.prompt_fit import SEPARATOR, Costs, Fit, Parts, fit_parts
 from app.services.prompt_text import Turn, parse_examples, replace_original, substitute
 from app.services.tokens import TokenEstimator
 from chat_common.errors import UnprocessableError
@@ -44,8 +45,6 @@ IMPERSONATE_PROMPT = (
     "Write {{user}}'s next message in this chat, as {{user}} would, in first person. Write only "
     "{{user}}'s message; never write for {{char}}."
 )
-SEPARATOR = "\n\n"
-MIN_RECENT_TURNS = 2  # the newest turns before the new message outrank examples and lore
 
 
 def _text(value: Any) -> str:
@@ -176,22 +175,6 @@ def parse_context_overflow(error_message: str) -> int | None:
     return None
 
 
-@dataclass
-class _Parts:
-    """The texts of one prompt, names substituted, before fitting."""
-
-    main: str
-    character: str
-    persona: str
-    post_history: str
-    instruction: str
-    protected: Turn | None
-    earlier: list[Turn]
-    examples: list[list[Turn]]
-    lore: list[lorebook.LoreEntry]
-    lore_over_book_budget: list[str]
-
-
 def _character_definition(card: Card, sub: Callable[[str], str]) -> str:
     labelled = (
         ("{{char}}'s description", card.description),
@@ -207,7 +190,7 @@ def _persona_text(persona: Persona, sub: Callable[[str], str]) -> str:
     return sub(f"{{{{user}}}}'s persona: {description}") if description else ""
 
 
-def _parts(card: Card, persona: Persona, history: Sequence[Turn], mode: Mode, est: TokenEstimator) -> _Parts:
+def _parts(card: Card, persona: Persona, history: Sequence[Turn], mode: Mode, est: TokenEstimator) -> Parts:
     char, user = card.name or "Character", persona.name.strip() or "User"
 
     def sub(text: str) -> str:
@@ -218,7 +201,7 @@ def _parts(card: Card, persona: Persona, history: Sequence[Turn], mode: Mode, es
     turns = [Turn(turn.role, sub(turn.content)) for turn in history]
     protected = turns[-1] if mode != "impersonate" and turns else None
     selected, over = lorebook.select_entries(card.character_book, [t.content for t in turns], est.estimate)
-    return _Parts(
+    return Parts(
         main=sub(main or DEFAULT_MAIN_PROMPT).strip(),
         character=_character_definition(card, sub),
         persona=_persona_text(persona, sub),
@@ -228,82 +211,11 @@ def _parts(card: Card, persona: Persona, history: Sequence[Turn], mode: Mode, es
         earlier=turns[:-1] if protected else turns,
         examples=parse_examples(card.example_dialogues, char=char, user=user),
         lore=[lorebook.LoreEntry(**{**asdict(e), "content": sub(e.content)}) for e in selected],
-        lore_over_book_budget=[entry.name for entry in over],
+        lore_over_budget=over,
     )
 
 
-@dataclass
-class _Fit:
-    """What was kept once the budget was applied."""
-
-    earlier_kept: int  # the newest `earlier_kept` earlier turns are sent
-    example_blocks: int  # the first `example_blocks` example blocks are sent
-    lore: list[lorebook.LoreEntry]
-    lore_dropped: list[str]
-
-
-class _Costs:
-    def __init__(self, est: TokenEstimator) -> None:
-        self.est = est
-
-    def part(self, text: str) -> int:
-        """A part of the system message, its separator included (0 when empty)."""
-        return self.est.estimate(text) + self.est.estimate(SEPARATOR) if text else 0
-
-    def message(self, text: str) -> int:
-        return self.est.estimate_message(text) if text else 0
-
-    def turns(self, turns: Sequence[Turn]) -> int:
-        return sum(self.est.estimate_message(turn.content) for turn in turns)
-
-    def fixed(self, parts: _Parts) -> int:
-        system = self.est.message_overhead + sum(map(self.part, (parts.main, parts.character, parts.persona)))
-        protected = self.message(parts.protected.content) if parts.protected else 0
-        tail = self.message(parts.post_history) + self.message(parts.instruction)
-        return self.est.reply_priming + system + protected + tail
-
-
-def _newest_turns_that_fit(turns: Sequence[Turn], start: int, room: int, costs: _Costs) -> tuple[int, int]:
-    """(how many of the newest turns fit, counting from `start` already kept, room left)."""
-    kept = start
-    while kept < len(turns):
-        cost = costs.turns([turns[-1 - kept]])
-        if cost > room:
-            break
-        room -= cost
-        kept += 1
-    return kept, room
-
-
-def _fit(parts: _Parts, room: int, costs: _Costs) -> _Fit:
-    recent = parts.earlier[-MIN_RECENT_TURNS:]
-    kept_recent, room = _newest_turns_that_fit(recent, 0, room, costs)
-
-    lore = list(parts.lore)
-    lore_cost = sum(costs.part(entry.content) for entry in lore)
-    lore_dropped = []
-    for entry in lorebook.drop_order(parts.lore):
-        if lore_cost <= room:
-            break
-        lore.remove(entry)
-        lore_dropped.append(entry.name)
-        lore_cost -= costs.part(entry.content)
-    room -= lore_cost
-
-    blocks = 0
-    for block in parts.examples:
-        if costs.turns(block) > room:
-            break
-        room -= costs.turns(block)
-        blocks += 1
-
-    earlier_kept = kept_recent
-    if kept_recent == len(recent):
-        earlier_kept, room = _newest_turns_that_fit(parts.earlier, kept_recent, room, costs)
-    return _Fit(earlier_kept, blocks, lore, parts.lore_over_book_budget + lore_dropped)
-
-
-def _system_message(parts: _Parts, fit: _Fit) -> str:
+def _system_message(parts: Parts, fit: Fit) -> str:
     before = [e.content for e in fit.lore if e.position == "before_char"]
     after = [e.content for e in fit.lore if e.position == "after_char"]
     texts = [parts.main, *before, parts.character, *after, parts.persona]
@@ -314,7 +226,7 @@ def _message(role: str, content: str) -> dict[str, str]:
     return {"role": role, "content": content}
 
 
-def _messages(parts: _Parts, fit: _Fit, mode: Mode) -> list[dict[str, str]]:
+def _messages(parts: Parts, fit: Fit, mode: Mode) -> list[dict[str, str]]:
     messages = [_message("system", _system_message(parts, fit))]
     messages += [_message(t.role, t.content) for block in parts.examples[: fit.example_blocks] for t in block]
     earlier = parts.earlier[len(parts.earlier) - fit.earlier_kept :]
@@ -327,42 +239,47 @@ def _messages(parts: _Parts, fit: _Fit, mode: Mode) -> list[dict[str, str]]:
     return messages + protected + post + instruction
 
 
-def _sections(parts: _Parts, fit: _Fit, costs: _Costs) -> list[Section]:
-    def lore_section(name: str, position: str) -> Section:
-        entries = [e for e in parts.lore if e.position == position]
-        kept = [e for e in fit.lore if e.position == position]
-        detail = ", ".join(e.name for e in kept)
-        return Section(name, sum(costs.part(e.content) for e in kept), bool(kept) or not entries, detail)
+def _lore_section(name: str, position: str, parts: Parts, fit: Fit, costs: Costs) -> Section | None:
+    candidates = sorted([*parts.lore, *parts.lore_over_budget], key=lambda e: e.insertion_order)
+    triggered = [e for e in candidates if e.position == position]
+    sent = [e for e in fit.lore if e.position == position]
+    if not triggered:
+        return None
+    detail = f"sent: {', '.join(e.name for e in sent) or 'none'}"
+    if left := [e.name for e in triggered if e not in sent]:
+        detail += f"; dropped: {', '.join(left)}"
+    return Section(name, sum(costs.part(e.content) for e in sent), bool(sent), detail)
 
+
+def _counted(
+    name: str, sent: Sequence[Turn], count: int, total: int, costs: Costs, what: str
+) -> Section | None:
+    if not total:
+        return None
+    return Section(name, costs.turns(sent), bool(count), f"{count} of {total} {what} sent")
+
+
+def _sections(parts: Parts, fit: Fit, costs: Costs, mode: Mode) -> list[Section]:
+    """The itemization: one section per part that exists; `kept` when any of it was sent."""
     earlier = parts.earlier[len(parts.earlier) - fit.earlier_kept :]
-    sent_examples = parts.examples[: fit.example_blocks]
+    example_turns = [turn for block in parts.examples[: fit.example_blocks] for turn in block]
     sections = [
         Section("system", costs.part(parts.main), True, "main prompt"),
-        lore_section("lore_before_char", "before_char"),
+        _lore_section("lore_before_char", "before_char", parts, fit, costs),
         Section("character", costs.part(parts.character), True, "description, personality, scenario"),
-        lore_section("lore_after_char", "after_char"),
-        Section("persona", costs.part(parts.persona), bool(parts.persona)),
-        Section(
-            "examples",
-            sum(costs.turns(block) for block in sent_examples),
-            fit.example_blocks == len(parts.examples),
-            f"{fit.example_blocks} of {len(parts.examples)} example blocks sent",
-        ),
-        Section(
-            "history",
-            costs.turns(earlier),
-            fit.earlier_kept == len(parts.earlier),
-            f"{fit.earlier_kept} of {len(parts.earlier)} earlier turns sent",
-        ),
+        _lore_section("lore_after_char", "after_char", parts, fit, costs),
+        Section("persona", costs.part(parts.persona), True) if parts.persona else None,
+        _counted("examples", example_turns, fit.example_blocks, len(parts.examples), costs, "example blocks"),
+        _counted("history", earlier, len(earlier), len(parts.earlier), costs, "earlier turns"),
     ]
     if parts.protected:
-        name = "continued_reply" if parts.protected.role == "assistant" else "new_message"
+        name = "continued_reply" if mode == "continue" else "new_message"
         sections.append(Section(name, costs.message(parts.protected.content), True))
     if parts.post_history:
         sections.append(Section("post_history_instructions", costs.message(parts.post_history), True))
     if parts.instruction:
         sections.append(Section("impersonate_instruction", costs.message(parts.instruction), True))
-    return sections
+    return [section for section in sections if section is not None]
 
 
 def build_prompt(
@@ -385,19 +302,19 @@ def build_prompt(
         raise ValueError(f"mode {mode!r} needs a history ending with the turn to answer or continue")
     budget = context_length - max_tokens
     parts = _parts(card, persona, history, mode, estimator)
-    costs = _Costs(estimator)
+    costs = Costs(estimator)
     fixed = costs.fixed(parts)
     if fixed > budget:
         raise PromptTooLongError(
             required=fixed, budget=budget, context_length=context_length, max_tokens=max_tokens
         )
-    fit = _fit(parts, budget - fixed, costs)
+    fit = fit_parts(parts, budget - fixed, costs)
     messages = _messages(parts, fit, mode)
     char, user = card.name or "Character", persona.name.strip() or "User"
     return Prompt(
         messages=messages,
         stop=[f"\n{char}:"] if mode == "impersonate" else [f"\n{user}:"],
-        sections=_sections(parts, fit, costs),
+        sections=_sections(parts, fit, costs, mode),
         budget=budget,
         estimated_tokens=estimator.estimate_messages(messages),
         context_length=context_length,

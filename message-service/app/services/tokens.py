@@ -44,6 +44,11 @@ class TokenEstimator:
         other = len(text) - dense
         return max(1, dense + math.ceil(other / self.chars_per_token))
 
+    def cautious(self, margin: float = 0.15) -> TokenEstimator:
+        """The same estimator counting `margin` more tokens, for a retry after a context overflow."""
+        ratio = clamp_ratio(self.chars_per_token / (1 + margin))
+        return TokenEstimator(ratio, self.message_overhead, self.reply_priming)
+
     def estimate_message(self, content: str) -> int:
         return self.estimate(content) + self.message_overhead
 
