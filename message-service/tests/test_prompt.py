@@ -155,6 +155,15 @@ def test_impersonate_asks_for_the_users_next_message_and_stops_at_the_character(
     assert prompt.messages[-2] == {"role": "assistant", "content": "Welcome aboard, Alex."}
 
 
+def test_impersonate_works_on_an_empty_history() -> None:
+    prompt = build_prompt(
+        make_card(), PERSONA, [], context_length=4096, max_tokens=256, estimator=ESTIMATOR, mode="impersonate"
+    )
+
+    assert [message["role"] for message in prompt.messages] == ["system", "system"]
+    assert prompt.dropped == {"turns": 0, "examples": 0, "lore": []}
+
+
 def test_continue_sends_the_reply_to_extend_last_after_the_instructions() -> None:
     card = make_card(post_history_instructions="Be vivid.")
     history = [

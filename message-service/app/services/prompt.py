@@ -69,8 +69,9 @@ class Card:
     @classmethod
     def from_character(cls, character: Mapping[str, Any]) -> Card:
         """From character-service's character JSON; a raw V2 card (`data`, `first_mes`...) reads too."""
-        data = character.get("data") if isinstance(character.get("data"), dict) else character
-        assert isinstance(data, Mapping)
+        data = character.get("data")
+        if not isinstance(data, Mapping):
+            data = character
         book = data.get("character_book")
         return cls(
             name=_text(data.get("name")).strip(),
