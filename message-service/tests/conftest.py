@@ -53,8 +53,12 @@ def user_service(postgres_url: str, redis_url: str, data_dir: Path) -> Iterator[
 
 
 @pytest.fixture(scope="session")
-def character_service(postgres_url: str, user_service: ServiceProcess, data_dir: Path) -> Iterator[ServiceProcess]:
-    with run_character_service(postgres_url, f"{user_service.url}/.well-known/jwks.json", data_dir) as service:
+def character_service(
+    postgres_url: str, user_service: ServiceProcess, data_dir: Path
+) -> Iterator[ServiceProcess]:
+    with run_character_service(
+        postgres_url, f"{user_service.url}/.well-known/jwks.json", data_dir
+    ) as service:
         yield service
 
 
@@ -67,7 +71,9 @@ def conversation_service(
 
 
 @pytest.fixture(scope="session")
-def llm_service(standin: StandinProcess, user_service: ServiceProcess, data_dir: Path) -> Iterator[ServiceProcess]:
+def llm_service(
+    standin: StandinProcess, user_service: ServiceProcess, data_dir: Path
+) -> Iterator[ServiceProcess]:
     with run_llm_service(standin.url, user_service.url, data_dir) as service:
         yield service
 
@@ -146,7 +152,12 @@ def bob(user_service: ServiceProcess) -> FleetUser:
 class Fleet:
     """Calls to the other services, as a test sets the scene."""
 
-    def __init__(self, user_service: ServiceProcess, character_service: ServiceProcess, conversation_service: ServiceProcess) -> None:
+    def __init__(
+        self,
+        user_service: ServiceProcess,
+        character_service: ServiceProcess,
+        conversation_service: ServiceProcess,
+    ) -> None:
         self.users = user_service.url
         self.characters = character_service.url
         self.conversations = conversation_service.url
@@ -160,11 +171,15 @@ class Fleet:
             "visibility": "private",
             **fields,
         }
-        response = httpx.post(f"{self.characters}/api/v1/characters", json=body, headers=owner.headers, timeout=10)
+        response = httpx.post(
+            f"{self.characters}/api/v1/characters", json=body, headers=owner.headers, timeout=10
+        )
         assert response.status_code == 201, response.text
         return dict(response.json())
 
-    def conversation(self, owner: FleetUser, character_id: str | None = None, **fields: Any) -> dict[str, Any]:
+    def conversation(
+        self, owner: FleetUser, character_id: str | None = None, **fields: Any
+    ) -> dict[str, Any]:
         character_id = character_id or self.character(owner)["id"]
         response = httpx.post(
             f"{self.conversations}/api/v1/conversations",
@@ -193,7 +208,10 @@ class Fleet:
 
     def ledger(self, owner: FleetUser) -> list[dict[str, Any]]:
         response = httpx.get(
-            f"{self.users}/api/v1/credits/transactions", params={"limit": 100}, headers=owner.headers, timeout=10
+            f"{self.users}/api/v1/credits/transactions",
+            params={"limit": 100},
+            headers=owner.headers,
+            timeout=10,
         )
         return list(response.json()["items"])
 

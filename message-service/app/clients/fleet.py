@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Any
 
 import httpx
@@ -118,7 +118,7 @@ class Fleet:
                     return int(entry[key])
         return None
 
-    async def stream_chat(self, payload: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
+    async def stream_chat(self, payload: dict[str, Any]) -> AsyncGenerator[dict[str, Any], None]:
         """llm-service's chat completion as parsed SSE chunks; an error before or during the stream is
         raised as an AppError naming llm-service (its code kept in `details.code`)."""
         headers = {"Authorization": f"Bearer {await self._token()}"}

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 from app.clients.fleet import Fleet
 from app.config import Settings
@@ -27,9 +29,11 @@ class Runtime:
     jobs: dict[str, asyncio.Task[None]] = field(default_factory=dict)
     background: set[asyncio.Task[None]] = field(default_factory=set)
 
-    def spawn(self, coroutine: object, *, reply_id: str | None = None) -> asyncio.Task[None]:
+    def spawn(
+        self, coroutine: Coroutine[Any, Any, None], *, reply_id: str | None = None
+    ) -> asyncio.Task[None]:
         """Run `coroutine` apart from the request: a client that leaves does not stop it."""
-        task: asyncio.Task[None] = asyncio.ensure_future(coroutine)  # type: ignore[arg-type]
+        task = asyncio.ensure_future(coroutine)
         self.background.add(task)
         task.add_done_callback(self.background.discard)
         if reply_id is not None:

@@ -24,7 +24,8 @@ return 1
 # Delete or extend a lock only while it is still ours.
 _RELEASE = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0"
 _RENEW = (
-    "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end return 0"
+    "if redis.call('GET', KEYS[1]) == ARGV[1] then "
+    "return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end return 0"
 )
 
 Event = tuple[str, str, dict[str, Any]]  # (id, name, data)
@@ -59,7 +60,9 @@ class Live:
         now_ms = int(time.time() * 1000)
         expires = now_ms + int(lease_seconds * 1000)
         key = self._key("running", user_id)
-        taken = await self._take_slot(keys=[key], args=[now_ms, cap, expires, job_id, int(lease_seconds * 2000)])
+        taken = await self._take_slot(
+            keys=[key], args=[now_ms, cap, expires, job_id, int(lease_seconds * 2000)]
+        )
         return bool(taken)
 
     async def renew_generation_slot(self, user_id: str, job_id: str, lease_seconds: float) -> None:
@@ -77,7 +80,9 @@ class Live:
         return token if taken else None
 
     async def renew_conversation_lock(self, conversation_id: str, token: str, lease_seconds: float) -> None:
-        await self._renew(keys=[self._key("generating", conversation_id)], args=[token, int(lease_seconds * 1000)])
+        await self._renew(
+            keys=[self._key("generating", conversation_id)], args=[token, int(lease_seconds * 1000)]
+        )
 
     async def unlock_conversation(self, conversation_id: str, token: str) -> None:
         await self._release(keys=[self._key("generating", conversation_id)], args=[token])
@@ -95,14 +100,11 @@ class Live:
 
     async def read(self, reply_id: str, after: str, block_ms: int) -> list[Event]:
         """Events after the stream id `after` ("0" for all), waiting up to `block_ms` for some."""
-        found = await self.redis.xread({self._key("stream", reply_id): after}, block=block_ms, count=500)
+        found: Any = await self.redis.xread({self._key("stream", reply_id): after}, block=block_ms, count=500)
         events: list[Event] = []
         for _, entries in found or []:
             for entry_id, fields in entries:
-                ident = entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
-                name = fields[b"event"].decode() if b"event" in fields else fields["event"]
-                raw = fields[b"data"] if b"data" in fields else fields["data"]
-                events.append((ident, name, json.loads(raw)))
+                events.append((entry_id.decode(), fields[b"event"].decode(), json.loads(fields[b"data"])))
         return events
 
     async def stream_exists(self, reply_id: str) -> bool:

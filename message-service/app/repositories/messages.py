@@ -6,9 +6,11 @@ document update, conditional where a race matters (MONGODB.md rules 4 and 5).
 
 from __future__ import annotations
 
+import contextlib
 from datetime import datetime
 from typing import Any
 
+from beanie import PydanticObjectId
 from bson import ObjectId
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError, DuplicateKeyError
@@ -21,7 +23,8 @@ DUPLICATE_KEY = 11000
 
 
 def _stored(document: Message | ConversationState) -> dict[str, Any]:
-    return document.model_dump(by_alias=True, exclude_none=False, context=MONGO_CONTEXT)
+    stored: dict[str, Any] = document.model_dump(by_alias=True, context=MONGO_CONTEXT)
+    return stored
 
 
 class MessageRepository:
@@ -33,7 +36,7 @@ class MessageRepository:
 
     async def insert(self, message: Message) -> Message:
         """Store a new message; its id (and unique key, unless set) are given here."""
-        message.id = message.id or ObjectId()
+        message.id = message.id or PydanticObjectId()
         message.unique_key = message.unique_key or str(message.id)
         await self.messages.insert_one(_stored(message))
         return message
@@ -42,7 +45,7 @@ class MessageRepository:
         """Store greetings whose unique keys are not taken yet; the taken ones were stored by a
         concurrent first read, which is what the keys are for."""
         for greeting in greetings:
-            greeting.id = greeting.id or ObjectId()
+            greeting.id = greeting.id or PydanticObjectId()
         try:
             await self.messages.insert_many([_stored(g) for g in greetings], ordered=False)
         except BulkWriteError as exc:
@@ -96,7 +99,9 @@ class MessageRepository:
         )
         return bool(result.modified_count)
 
-    async def restart(self, message_id: ObjectId, *, generation: Generation, lease_until: datetime, at: datetime) -> bool:
+    async def restart(
+        self, message_id: ObjectId, *, generation: Generation, lease_until: datetime, at: datetime
+    ) -> bool:
         """A finished reply generating again (continue): False when it is generating already."""
         result = await self.messages.update_one(
             {"_id": message_id, "status": {"$in": ["completed", "stopped"]}},
@@ -158,9 +163,12 @@ class MessageRepository:
             upsert=True,
         )
 
-    async def ensure_active_leaf(self, conversation_id: str, user_id: str, leaf_id: str, at: datetime) -> None:
-        """Set the active leaf unless the conversation has one (its first read)."""
-        try:
+    async def ensure_active_leaf(
+        self, conversation_id: str, user_id: str, leaf_id: str, at: datetime
+    ) -> None:
+        """Set the active leaf unless the conversation has one (its first read); a concurrent first
+        read may have inserted it (a duplicate key), which is as good."""
+        with contextlib.suppress(DuplicateKeyError):
             await self.states.update_one(
                 {"_id": conversation_id},
                 {
@@ -173,5 +181,3 @@ class MessageRepository:
                 },
                 upsert=True,
             )
-        except DuplicateKeyError:
-            pass  # a concurrent first read inserted it

@@ -87,7 +87,9 @@ class Suggestion(BaseModel):
     cost: int
 
 
-def public(message: Message, tree: Tree | None = None, *, siblings: tuple[int, int] | None = None) -> MessagePublic:
+def public(
+    message: Message, tree: Tree | None = None, *, siblings: tuple[int, int] | None = None
+) -> MessagePublic:
     index, count = siblings or (tree.sibling_position(message) if tree else (0, 1))
     generation: dict[str, Any] | None = None
     if message.generation is not None:

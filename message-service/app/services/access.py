@@ -17,7 +17,7 @@ async def conversation(rt: Runtime, conversation_id: str, user_id: str) -> dict[
     """The user's live conversation, else 404 (someone else's, deleted, or unknown alike)."""
     if not _looks_like_object_id(conversation_id):
         raise _gone()
-    found = await rt.live.cached("conversation", conversation_id)
+    found: dict[str, Any] | None = await rt.live.cached("conversation", conversation_id)
     if found is None:
         found = await rt.fleet.conversation(conversation_id)
         await rt.live.cache("conversation", conversation_id, found, rt.settings.conversation_cache_seconds)
@@ -27,7 +27,7 @@ async def conversation(rt: Runtime, conversation_id: str, user_id: str) -> dict[
 
 
 async def character(rt: Runtime, character_id: str) -> dict[str, Any]:
-    found = await rt.live.cached("character", character_id)
+    found: dict[str, Any] | None = await rt.live.cached("character", character_id)
     if found is None:
         found = await rt.fleet.character(character_id)
         await rt.live.cache("character", character_id, found, rt.settings.character_cache_seconds)

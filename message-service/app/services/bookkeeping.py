@@ -65,12 +65,19 @@ async def fail_expired(rt: Runtime) -> int:
             update={
                 "error_code": "generation_lost",
                 "error_message": "The generation stopped: the process running it went away",
-                "credits": "release_pending" if reply.generation and reply.generation.reservation_id else "none",
+                "credits": "release_pending"
+                if reply.generation and reply.generation.reservation_id
+                else "none",
                 "cost": 0,
             }
         )
         if await rt.messages.finish(
-            reply.id, status="failed", content=reply.content, reasoning=reply.reasoning, generation=generation, at=now()
+            reply.id,
+            status="failed",
+            content=reply.content,
+            reasoning=reply.reasoning,
+            generation=generation,
+            at=now(),
         ):
             failed += 1
             stored = await rt.messages.get(reply.id)

@@ -24,7 +24,11 @@ async def finished_exchange(rt: Runtime, reply: Message) -> Exchange:
             await asyncio.shield(task)
     stored = await rt.messages.get(reply.id)  # type: ignore[arg-type]
     assert stored is not None
-    conversation = {"id": stored.conversation_id, "user_id": stored.user_id, "character_id": stored.character_id}
+    conversation = {
+        "id": stored.conversation_id,
+        "user_id": stored.user_id,
+        "character_id": stored.character_id,
+    }
     tree = await history.load_tree(rt, conversation)
     parent = tree.get(stored.parent_id) if stored.parent_id else None
     user_message = public(parent, tree) if parent is not None and parent.role == "user" else None
@@ -37,7 +41,9 @@ async def impersonate(rt: Runtime, conversation: dict[str, Any], options: Genera
     character = await access.character(rt, conversation["character_id"])
     chosen = sending.generation_options(rt, options)
     payload, _ = await prompting.payload(rt, conversation, character, path, chosen, impersonating=True)
-    reserved = rt.settings.cost_per_message + math.ceil(chosen["max_tokens"] * rt.settings.cost_per_1k_tokens / 1000)
+    reserved = rt.settings.cost_per_message + math.ceil(
+        chosen["max_tokens"] * rt.settings.cost_per_1k_tokens / 1000
+    )
     key = f"impersonate:{uuid.uuid4().hex}"
     reservation = await rt.fleet.credits.reserve(
         user_id=conversation["user_id"],
@@ -59,6 +65,8 @@ async def impersonate(rt: Runtime, conversation: dict[str, Any], options: Genera
     except AppError:
         await rt.fleet.credits.release(reservation.id)
         raise
-    cost = min(reserved, rt.settings.cost_per_message + math.ceil(tokens * rt.settings.cost_per_1k_tokens / 1000))
+    cost = min(
+        reserved, rt.settings.cost_per_message + math.ceil(tokens * rt.settings.cost_per_1k_tokens / 1000)
+    )
     await rt.fleet.credits.commit(reservation.id, cost)
     return Suggestion(content="".join(text).strip(), cost=cost)

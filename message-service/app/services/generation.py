@@ -18,7 +18,7 @@ from datetime import timedelta
 from typing import Any
 
 from app.core.runtime import Runtime, now
-from app.models import Generation, Message, Usage
+from app.models import Message, Usage
 from app.models.message import Status
 from app.schemas.message import public
 from app.services import bookkeeping, prompting
@@ -80,7 +80,10 @@ async def run(rt: Runtime, job: Job) -> None:
         status, error = "failed", exc
     except Exception as exc:  # a bug or an unexpected failure: the reply fails, nothing is lost
         logger.exception("generation %s failed", reply_id)
-        status, error = "failed", AppError(f"Generation failed: {exc.__class__.__name__}", code="internal_error")
+        status, error = (
+            "failed",
+            AppError(f"Generation failed: {exc.__class__.__name__}", code="internal_error"),
+        )
     finally:
         keeper.cancel()
         with contextlib.suppress(asyncio.CancelledError):
@@ -194,7 +197,9 @@ async def _finish(rt: Runtime, job: Job, progress: _Progress, status: Status, er
     await bookkeeping.settle(rt, stored)
     if progress.usage and progress.usage.prompt_tokens:
         with contextlib.suppress(Exception):  # calibration is a refinement, never a failure
-            await prompting.calibration(rt).record(job.model_key, job.estimated_tokens, progress.usage.prompt_tokens)
+            await prompting.calibration(rt).record(
+                job.model_key, job.estimated_tokens, progress.usage.prompt_tokens
+            )
     if error is not None:
         details = error.details if isinstance(error.details, dict) else None
         await rt.live.publish(

@@ -54,7 +54,9 @@ async def load_tree(rt: Runtime, conversation: dict[str, Any]) -> Tree:
             await rt.messages.insert_greetings(greetings)
             messages = await rt.messages.for_conversation(conversation["id"])
             first = Tree(messages).roots[0]
-            await rt.messages.ensure_active_leaf(conversation["id"], conversation["user_id"], str(first.id), now())
+            await rt.messages.ensure_active_leaf(
+                conversation["id"], conversation["user_id"], str(first.id), now()
+            )
     return Tree(messages)
 
 
@@ -96,7 +98,9 @@ async def delete(rt: Runtime, message_id: str, user_id: str) -> int:
     tree = await load_tree(rt, conversation)
     doomed = [message, *tree.descendants(message)]
     if any(m.status == "generating" for m in doomed):
-        raise ConflictError("A reply is being generated in this branch: stop it first", code="generation_running")
+        raise ConflictError(
+            "A reply is being generated in this branch: stop it first", code="generation_running"
+        )
     state = await rt.messages.state(conversation["id"])
     deleted = await rt.messages.delete([m.id for m in doomed if m.id is not None])
     doomed_ids = {str(m.id) for m in doomed}

@@ -10,7 +10,7 @@ import math
 from datetime import timedelta
 from typing import Any
 
-from bson import ObjectId
+from beanie import PydanticObjectId
 
 from app.core.runtime import Runtime, now
 from app.models import Generation, Message
@@ -67,12 +67,14 @@ async def start_reply(
     answers `parent` (or, continuing, extends `continue_of`)."""
     user_id = conversation["user_id"]
     chosen = generation_options(rt, options)
-    reply_id = continue_of.id if continue_of else ObjectId()
+    reply_id = continue_of.id if continue_of else PydanticObjectId()
     assert reply_id is not None
     lease = rt.settings.job_lease_seconds
     lock = await rt.live.lock_conversation(conversation["id"], lease)
     if lock is None:
-        raise ConflictError("A reply is already being generated in this conversation", code="generation_in_progress")
+        raise ConflictError(
+            "A reply is already being generated in this conversation", code="generation_in_progress"
+        )
     try:
         if not await rt.live.take_generation_slot(
             user_id, str(reply_id), rt.settings.max_concurrent_generations, lease
@@ -82,7 +84,9 @@ async def start_reply(
                 retry_after=2,
                 code="too_many_generations",
             )
-        return await _reserve_and_start(rt, conversation, tree, parent, user_content, chosen, reply_id, lock, continue_of)
+        return await _reserve_and_start(
+            rt, conversation, tree, parent, user_content, chosen, reply_id, lock, continue_of
+        )
     except BaseException:
         await rt.live.unlock_conversation(conversation["id"], lock)
         await rt.live.free_generation_slot(user_id, str(reply_id))
@@ -96,7 +100,7 @@ async def _reserve_and_start(
     parent: Message,
     user_content: str | None,
     chosen: dict[str, Any],
-    reply_id: ObjectId,
+    reply_id: PydanticObjectId,
     lock: str,
     continue_of: Message | None,
 ) -> tuple[Message | None, Message]:
@@ -105,10 +109,12 @@ async def _reserve_and_start(
     user_message = None
     if user_content is not None:
         user_message = new_message(conversation, role="user", content=user_content, parent_id=str(parent.id))
-        user_message.id = ObjectId()
+        user_message.id = PydanticObjectId()
         history = [*history, user_message]
     continuing = continue_of is not None
-    payload, prompt = await prompting.payload(rt, conversation, character, history, chosen, continuing=continuing)
+    payload, prompt = await prompting.payload(
+        rt, conversation, character, history, chosen, continuing=continuing
+    )
 
     async def rebuild(context: int) -> tuple[dict[str, Any], int]:
         retried, smaller = await prompting.payload(
@@ -116,8 +122,14 @@ async def _reserve_and_start(
         )
         return retried, smaller.estimated_tokens
 
-    reserved = rt.settings.cost_per_message + math.ceil(chosen["max_tokens"] * rt.settings.cost_per_1k_tokens / 1000)
-    key = f"reply:{reply_id}" if continue_of is None else f"continue:{reply_id}:{continue_of.updated_at.timestamp()}"
+    reserved = rt.settings.cost_per_message + math.ceil(
+        chosen["max_tokens"] * rt.settings.cost_per_1k_tokens / 1000
+    )
+    key = (
+        f"reply:{reply_id}"
+        if continue_of is None
+        else f"continue:{reply_id}:{continue_of.updated_at.timestamp()}"
+    )
     reservation = await rt.fleet.credits.reserve(
         user_id=conversation["user_id"],
         amount=reserved,
@@ -126,7 +138,17 @@ async def _reserve_and_start(
         ttl_seconds=rt.settings.reservation_ttl_seconds,
     )
     try:
-        reply = await _store(rt, conversation, parent, user_message, reply_id, chosen, reserved, str(reservation.id), continue_of)
+        reply = await _store(
+            rt,
+            conversation,
+            parent,
+            user_message,
+            reply_id,
+            chosen,
+            reserved,
+            str(reservation.id),
+            continue_of,
+        )
     except BaseException:
         await rt.fleet.credits.release(reservation.id)
         raise
@@ -140,7 +162,10 @@ async def _reserve_and_start(
         model_key=prompting.model_key(chosen),
         rebuild=rebuild,
     )
-    created = {"user_message": public(user_message, tree).model_dump(mode="json") if user_message else None}
+    created: dict[str, Any] = {"user_message": None}
+    if user_message is not None:
+        others = len(tree.children[str(parent.id)])  # the new message is the newest of its siblings
+        created["user_message"] = public(user_message, siblings=(others, others + 1)).model_dump(mode="json")
     await rt.live.publish(str(reply.id), "message.created", {**created, "reply_id": str(reply.id)})
     rt.spawn(generation.run(rt, job), reply_id=str(reply.id))
     return user_message, reply
@@ -151,7 +176,7 @@ async def _store(
     conversation: dict[str, Any],
     parent: Message,
     user_message: Message | None,
-    reply_id: ObjectId,
+    reply_id: PydanticObjectId,
     chosen: dict[str, Any],
     reserved: int,
     reservation_id: str,
@@ -169,9 +194,12 @@ async def _store(
     )
     lease_until = at + timedelta(seconds=rt.settings.job_lease_seconds)
     if continue_of is not None:
-        if not await rt.messages.restart(continue_of.id, generation=generation_info, lease_until=lease_until, at=at):  # type: ignore[arg-type]
+        assert continue_of.id is not None
+        if not await rt.messages.restart(
+            continue_of.id, generation=generation_info, lease_until=lease_until, at=at
+        ):
             raise ConflictError("This reply is being generated already", code="generation_in_progress")
-        stored = await rt.messages.get(continue_of.id)  # type: ignore[arg-type]
+        stored = await rt.messages.get(continue_of.id)
         assert stored is not None
         return stored
     if user_message is not None:

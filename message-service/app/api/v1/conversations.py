@@ -19,7 +19,10 @@ router = APIRouter(prefix="/conversations/{conversation_id}", tags=["messages"])
 Responses = dict[int | str, dict[str, Any]]
 SEND_RESPONSES: Responses = {
     201: {"description": "Both messages, once the reply is complete"},
-    200: {"description": "With `stream: true` or `Accept: text/event-stream`: SSE", "content": {"text/event-stream": {}}},
+    200: {
+        "description": "With `stream: true` or `Accept: text/event-stream`: SSE",
+        "content": {"text/event-stream": {}},
+    },
     402: {"description": "Not enough credits (`details.balance`, `details.needed`); nothing stored"},
     404: {"description": "No such conversation of yours"},
     409: {"description": "A reply is already being generated in this conversation"},
@@ -31,7 +34,9 @@ def wants_stream(options: GenerationOptions, accept: str | None) -> bool:
     return options.stream or "text/event-stream" in (accept or "")
 
 
-@router.post("/messages", status_code=status.HTTP_201_CREATED, response_model=Exchange, responses=SEND_RESPONSES)
+@router.post(
+    "/messages", status_code=status.HTTP_201_CREATED, response_model=Exchange, responses=SEND_RESPONSES
+)
 async def send_message(
     conversation_id: str,
     data: MessageCreate,
@@ -88,7 +93,9 @@ async def list_messages(
         start = ids.index(after) + 1
         end = min(len(path), start + limit)
     return MessagePage(
-        items=[public(m, tree) for m in path[start:end]], has_more_before=start > 0, has_more_after=end < len(path)
+        items=[public(m, tree) for m in path[start:end]],
+        has_more_before=start > 0,
+        has_more_after=end < len(path),
     )
 
 

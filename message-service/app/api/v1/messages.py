@@ -49,7 +49,12 @@ async def regenerate(
         raise ConflictError("Only a reply to a message can be regenerated", code="not_a_reply")
     await sending.check_message_limit(rt, user.user_id)
     _, reply = await sending.start_reply(
-        rt, conversation=conversation, tree=tree, parent=tree.by_id[message.parent_id], user_content=None, options=options
+        rt,
+        conversation=conversation,
+        tree=tree,
+        parent=tree.by_id[message.parent_id],
+        user_content=None,
+        options=options,
     )
     return await _reply_started(rt, reply, options, accept)
 
@@ -66,7 +71,9 @@ async def continue_reply(
     message, conversation = await history.owned_message(rt, message_id, user.user_id)
     tree, path = await history.active_path(rt, conversation)
     if message.role != "assistant" or message.parent_id is None or not path or path[-1].id != message.id:
-        raise ConflictError("Only the last reply of the active path can be continued", code="not_the_last_reply")
+        raise ConflictError(
+            "Only the last reply of the active path can be continued", code="not_the_last_reply"
+        )
     if message.status == "generating":
         raise ConflictError("This reply is being generated already", code="generation_in_progress")
     await sending.check_message_limit(rt, user.user_id)

@@ -138,7 +138,9 @@ def run_conversation_service(
 
 
 @contextmanager
-def run_llm_service(lmstudio_url: str, user_service_url: str, data_dir: Path, **env: str) -> Iterator[ServiceProcess]:
+def run_llm_service(
+    lmstudio_url: str, user_service_url: str, data_dir: Path, **env: str
+) -> Iterator[ServiceProcess]:
     """A real llm-service in front of `lmstudio_url` (the stand-in), paid through user-service."""
     values = {
         "ENVIRONMENT": "test",
