@@ -7,34 +7,27 @@ has a stand-in.
 
 from __future__ import annotations
 
-import asyncio
 import json
-import uuid
-from collections.abc import AsyncIterator, Coroutine, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import httpx
 import pytest
 
 from app.config import Settings
 from app.main import create_app
-from chat_common.testing import ServiceProcess, create_database, serve_app, serve_service
+from chat_common.testing import ServiceProcess, fleet, serve_app
+from chat_common.testing.fleet import ADMIN, login
 from lmstudio_client.testing import StandinProcess, run_standin
-
-T = TypeVar("T")
 
 ECHO = "lmstudio-standin/echo-7b"
 MINI = "lmstudio-standin/echo-mini"
 EMBED = "lmstudio-standin/embed-small"
 
-USER_SERVICE_DIR = Path(__file__).resolve().parents[2] / "user-service"
 INITIAL_CREDITS = 1000
-ADMIN = {"username": "root@example.com", "password": "Admin-pass-2024"}
-PASSWORD = "Sturdy-pass-2024"
 # A cost model that makes bills easy to check: 2 credits a request and 1 per generated token.
 COSTS: dict[str, Any] = {
     "direct_cost_per_request": 2,
@@ -56,35 +49,16 @@ def fresh_standin(standin: StandinProcess) -> None:
     standin.reset()
 
 
-def run_sync(coroutine: Coroutine[Any, Any, T]) -> T:
-    """Run a coroutine to the end from sync code, even when called inside a running event loop."""
-    with ThreadPoolExecutor(1) as pool:
-        return pool.submit(asyncio.run, coroutine).result()
-
-
 @contextmanager
 def run_user_service(
     postgres_url: str, redis_url: str, data_dir: Path, database_url: str | None = None, **env_overrides: str
 ) -> Iterator[ServiceProcess]:
-    """A real user-service process on its own fresh database (`database_url`, or a new one)."""
-    env = {
-        "ENVIRONMENT": "test",
-        "DATABASE_URL": database_url or run_sync(create_database(postgres_url, "users")),
-        "REDIS_URL": redis_url,
-        "REDIS_PREFIX": f"llm-test-{uuid.uuid4().hex[:8]}",
-        "DATA_DIR": str(data_dir),
-        "JSON_LOGS": "false",
-        "BCRYPT_ROUNDS": "4",
-        "INITIAL_CREDITS": str(INITIAL_CREDITS),
-        "LOGIN_ACCOUNT_LIMIT": "1000/minute",
-        "LOGIN_IP_LIMIT": "100000/minute",
-        "RESERVATION_SWEEP_SECONDS": "3600",
-        "FIRST_ADMIN_EMAIL": ADMIN["username"],
-        "FIRST_ADMIN_PASSWORD": ADMIN["password"],
-        "FIRST_ADMIN_USERNAME": "root",
-        **env_overrides,
-    }
-    with serve_service(USER_SERVICE_DIR, env, log_path=data_dir / "user-service.log") as service:
+    """A real user-service process on its own fresh database (`database_url`, or a new one), every
+    account starting with INITIAL_CREDITS."""
+    env = {"INITIAL_CREDITS": str(INITIAL_CREDITS), **env_overrides}
+    with fleet.run_user_service(
+        postgres_url, redis_url, data_dir, database_url=database_url, **env
+    ) as service:
         yield service
 
 
@@ -160,28 +134,9 @@ class Account:
         return list(reversed(response.json()["items"]))
 
 
-def login(user_service_url: str, username: str, password: str) -> str:
-    response = httpx.post(
-        f"{user_service_url}/api/v1/auth/token",
-        data={"username": username, "password": password},
-        timeout=10,
-    )
-    assert response.status_code == 200, response.text
-    return str(response.json()["access_token"])
-
-
 def register(user_service_url: str) -> Account:
-    suffix = uuid.uuid4().hex[:10]
-    body = {
-        "email": f"llm{suffix}@example.com",
-        "username": f"llm{suffix}",
-        "display_name": f"LLM user {suffix}",
-        "password": PASSWORD,
-    }
-    created = httpx.post(f"{user_service_url}/api/v1/auth/register", json=body, timeout=10)
-    assert created.status_code == 201, created.text
-    token = login(user_service_url, body["username"], PASSWORD)
-    return Account(created.json()["id"], token, user_service_url)
+    user = fleet.register_user(user_service_url, "llm")
+    return Account(user.id, user.token, user_service_url)
 
 
 @pytest.fixture

@@ -24,8 +24,9 @@ import pytest
 
 from app.main import create_app
 from chat_common.testing import ServiceProcess, create_database, serve_app
+from chat_common.testing.fleet import run_sync
 from lmstudio_client.testing import StandinProcess
-from tests.conftest import INITIAL_CREDITS, chat_body, make_settings, register, run_sync, run_user_service
+from tests.conftest import INITIAL_CREDITS, chat_body, make_settings, register, run_user_service
 from tests.test_billing import RESERVED, STORY, STORY_COST, ledger_moves
 
 T = TypeVar("T")
