@@ -99,9 +99,10 @@ class ConversationRepository:
         return _document(raw)
 
     async def count_message(self, conversation_id: ObjectId, message_id: str) -> bool:
-        """Count a message once: False when this message id was counted already."""
+        """Count a message once in a live conversation: False when this message id was counted already
+        (or the conversation is deleted)."""
         result = await self.collection.update_one(
-            {"_id": conversation_id, "counted_message_ids": {"$nin": [message_id]}},
+            {"_id": conversation_id, "deleted_at": None, "counted_message_ids": {"$nin": [message_id]}},
             {"$inc": {"message_count": 1}, "$push": {"counted_message_ids": message_id}},
         )
         return bool(result.modified_count)

@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
 
 from app.models import CharacterSnapshot, Conversation, PersonaSnapshot
 from app.models.conversation import Status
@@ -78,7 +78,11 @@ class ActivityCreate(InputModel):
     model_config = ConfigDict(extra="forbid")
 
     message_id: MessageId
-    at: datetime | None = Field(default=None, description="When the message was stored; default: now")
+    # With its offset: a time without one is ambiguous (it would be read in the host's zone).
+    at: AwareDatetime | None = Field(
+        default=None,
+        description="When the message was stored, with its offset; default: now, and never later",
+    )
 
 
 class ActivityResult(BaseModel):

@@ -14,7 +14,7 @@ from app.models import CharacterSnapshot, Conversation, PersonaSnapshot
 from app.models.conversation import Status
 from app.repositories.conversations import ConversationRepository
 from app.schemas.conversation import ConversationCreate, ConversationUpdate
-from chat_common.errors import AppError, NotFoundError
+from chat_common.errors import AppError, ConflictError, NotFoundError
 from chat_common.mongo import parse_object_id
 
 
@@ -199,12 +199,20 @@ async def record_activity(
     at: datetime | None,
     clock: Clock,
 ) -> tuple[Conversation, bool]:
-    """Count a stored message once per message id and move the last-message time forward."""
+    """Count a stored message once per message id and move the last-message time forward (to `at`, but
+    never past now: a time in the future would keep the conversation on top of the list for good).
+    A deleted conversation takes no more activity (409)."""
     oid = conversation_oid(conversation_id)
     counted = await repository.count_message(oid, message_id)
-    if not counted and await repository.get(oid) is None:
-        raise _not_found()
-    await repository.advance_last_message(oid, at or clock.now())
+    if not counted:
+        existing = await repository.get(oid)
+        if existing is None:
+            raise _not_found()
+        if existing.deleted_at is not None:
+            raise ConflictError("The conversation was deleted", code="conversation_deleted")
+    now = clock.now()
+    if counted or at is not None:  # a repeat without its time must not move the times to now
+        await repository.advance_last_message(oid, min(at, now) if at is not None else now)
     return await get_any(repository, conversation_id), counted
 
 
