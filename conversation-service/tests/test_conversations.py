@@ -209,6 +209,20 @@ async def test_concurrent_patches_with_the_same_if_match_let_exactly_one_win(
     assert (await client.get(path, headers=alice.headers)).json()["version"] == 2
 
 
+async def test_concurrent_patches_without_if_match_all_apply_and_none_is_412(
+    client: httpx.AsyncClient, start_conversation, alice: FleetUser
+) -> None:
+    conversation = await start_conversation(alice)
+    path = f"/api/v1/conversations/{conversation['id']}"
+
+    responses = await asyncio.gather(
+        *(client.patch(path, json={"title": f"t{i}"}, headers=alice.headers) for i in range(20))
+    )
+
+    assert [r.status_code for r in responses] == [200] * 20
+    assert (await client.get(path, headers=alice.headers)).json()["version"] == 21
+
+
 async def test_refresh_character_copies_the_edited_character(
     client: httpx.AsyncClient,
     characters: httpx.AsyncClient,

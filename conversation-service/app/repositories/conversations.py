@@ -87,11 +87,15 @@ class ConversationRepository:
         return int(found[0]["n"]) if found else 0
 
     async def compare_and_set(
-        self, conversation_id: ObjectId, user_id: str, version: int, changes: dict[str, Any]
+        self, conversation_id: ObjectId, user_id: str, version: int | None, changes: dict[str, Any]
     ) -> Conversation | None:
-        """Apply `changes` if the live conversation is still at `version`; the new document, or None."""
+        """Apply `changes` if the conversation is live and still at `version` (any version when None);
+        the new document, or None."""
+        query: dict[str, Any] = {"_id": conversation_id, "user_id": user_id, "deleted_at": None}
+        if version is not None:
+            query["version"] = version
         raw = await self.collection.find_one_and_update(
-            {"_id": conversation_id, "user_id": user_id, "deleted_at": None, "version": version},
+            query,
             {"$set": {name: _stored(value) for name, value in changes.items()}, "$inc": {"version": 1}},
             projection=_WITHOUT_MESSAGE_IDS,
             return_document=ReturnDocument.AFTER,

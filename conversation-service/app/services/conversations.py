@@ -106,14 +106,20 @@ def check_precondition(conversation: Conversation, if_match: list[int] | None) -
 
 
 async def _apply(
-    repository: ConversationRepository, conversation: Conversation, changes: dict[str, Any], clock: Clock
+    repository: ConversationRepository,
+    conversation: Conversation,
+    changes: dict[str, Any],
+    clock: Clock,
+    *,
+    if_match: list[int] | None,
 ) -> Conversation:
-    """Compare-and-set on the version read; a concurrent change in between is a 412."""
+    """Apply `changes`. With If-Match, a compare-and-set on the version read: a concurrent change in
+    between is a 412. Without it the client asked for no precondition, and the changes are values
+    (not computed from what was read), so they apply to whatever version is current."""
     assert conversation.id is not None
     changes["updated_at"] = clock.now()
-    updated = await repository.compare_and_set(
-        conversation.id, conversation.user_id, conversation.version, changes
-    )
+    version = None if if_match is None else conversation.version
+    updated = await repository.compare_and_set(conversation.id, conversation.user_id, version, changes)
     if updated is not None:
         return updated
     current = await repository.get_live(conversation.id, conversation.user_id)
@@ -150,7 +156,7 @@ async def update(
         changes["persona"] = persona
     if not changes:
         return conversation
-    return await _apply(repository, conversation, changes, clock)
+    return await _apply(repository, conversation, changes, clock, if_match=if_match)
 
 
 async def refresh_character(
@@ -167,7 +173,7 @@ async def refresh_character(
     conversation = await get_owned(repository, conversation_id, user_id)
     check_precondition(conversation, if_match)
     character = await characters.snapshot(conversation.character_id, token=token)
-    return await _apply(repository, conversation, {"character": character}, clock)
+    return await _apply(repository, conversation, {"character": character}, clock, if_match=if_match)
 
 
 def deleted_key(at: datetime, conversation_id: ObjectId) -> str:
