@@ -192,6 +192,19 @@ async def test_a_stale_if_match_is_412_and_changes_nothing(
     assert current.json()["title"] == "one" and current.json()["version"] == 2
 
 
+async def test_a_weak_if_match_never_matches(
+    client: httpx.AsyncClient, start_conversation, alice: FleetUser
+) -> None:
+    conversation = await start_conversation(alice)
+    path = f"/api/v1/conversations/{conversation['id']}"
+
+    weak = await client.patch(path, json={"title": "two"}, headers={**alice.headers, "If-Match": 'W/"1"'})
+    current = await client.get(path, headers=alice.headers)
+
+    assert weak.status_code == 412  # If-Match compares strongly (RFC 9110 13.1.1)
+    assert current.json()["version"] == 1
+
+
 async def test_concurrent_patches_with_the_same_if_match_let_exactly_one_win(
     client: httpx.AsyncClient, start_conversation, alice: FleetUser
 ) -> None:

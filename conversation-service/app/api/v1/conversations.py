@@ -17,7 +17,7 @@ from chat_common.pagination import Page, PageDep
 
 router = APIRouter(prefix="/conversations", tags=["conversations"])
 
-_ENTITY_TAG = re.compile(r'^\s*(?:W/)?"?(\d{1,18})"?\s*$')
+_ENTITY_TAG = re.compile(r'^\s*"?(\d{1,18})"?\s*$')  # no W/: If-Match compares strongly
 IfMatch = Annotated[
     str | None,
     Header(
