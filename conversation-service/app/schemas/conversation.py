@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import unicodedata
 import uuid
 from datetime import datetime
 from typing import Annotated, Any
@@ -15,9 +16,20 @@ from chat_common.validation import InputModel
 MAX_TITLE_LENGTH = 200
 
 
+# Bidirectional embeddings, overrides and isolates: they reorder what follows them on screen, so a
+# title could show text other than it holds. Line and paragraph separators break a one-line title.
+_REORDERING = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u2028\u2029")
+# Characters that show nothing on their own (format characters such as zero-width spaces, spaces).
+_INVISIBLE = frozenset({"Cf", "Zs", "Zl", "Zp", "Cc"})
+
+
 def _printable(value: str) -> str:
     if any(ord(ch) < 32 or 0x7F <= ord(ch) < 0xA0 for ch in value):
         raise ValueError("must not contain control characters")
+    if any(ch in _REORDERING for ch in value):
+        raise ValueError("must not contain direction overrides or line separators")
+    if all(unicodedata.category(ch) in _INVISIBLE for ch in value):
+        raise ValueError("must contain a visible character")
     return value
 
 
