@@ -282,3 +282,19 @@ async def test_activity_on_a_deleted_conversation_is_409_and_counts_nothing(
     assert [fresh.status_code, repeat.status_code] == [409, 409]
     assert fresh.json()["error"]["code"] == "conversation_deleted"
     assert read.json()["message_count"] == 1
+
+
+async def test_activity_before_1970_is_422_and_the_conversation_stays_readable(
+    client: httpx.AsyncClient, start_conversation, alice: FleetUser, writer_headers: dict[str, str]
+) -> None:
+    conversation = await start_conversation(alice)
+    path = f"/api/v1/internal/conversations/{conversation['id']}/activity"
+
+    # In UTC this is in year 0, which no datetime can hold: stored, it made every read a 500.
+    ancient = await client.post(
+        path, json={"message_id": "m1", "at": "0001-01-01T00:00:00+01:00"}, headers=writer_headers
+    )
+    read = await client.get(f"/api/v1/conversations/{conversation['id']}", headers=alice.headers)
+
+    assert ancient.status_code == 422 and ancient.json()["error"]["code"] == "validation_error"
+    assert read.status_code == 200 and read.json()["message_count"] == 0

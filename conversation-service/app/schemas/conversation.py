@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import unicodedata
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
@@ -30,6 +30,16 @@ def _printable(value: str) -> str:
         raise ValueError("must not contain direction overrides or line separators")
     if all(unicodedata.category(ch) in _INVISIBLE for ch in value):
         raise ValueError("must contain a visible character")
+    return value
+
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _since_epoch(value: datetime) -> datetime:
+    # Times are stored as milliseconds since the epoch; before it, some (year 0 in UTC) cannot be read back.
+    if value < EPOCH:
+        raise ValueError("must not be before 1970-01-01T00:00:00Z")
     return value
 
 
@@ -91,9 +101,9 @@ class ActivityCreate(InputModel):
 
     message_id: MessageId
     # With its offset: a time without one is ambiguous (it would be read in the host's zone).
-    at: AwareDatetime | None = Field(
+    at: Annotated[AwareDatetime, AfterValidator(_since_epoch)] | None = Field(
         default=None,
-        description="When the message was stored, with its offset; default: now, and never later",
+        description="When the message was stored, with its offset, from 1970; default: now, never later",
     )
 
 
