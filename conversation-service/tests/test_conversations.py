@@ -279,3 +279,19 @@ async def test_delete_hides_the_conversation_from_its_owner_at_once(
     assert deleted.status_code == 204
     assert again.status_code == 404 and read.status_code == 404 and patched.status_code == 404
     assert listed.json()["total"] == 0
+
+
+async def test_delete_with_a_stale_if_match_is_412_and_deletes_nothing(
+    client: httpx.AsyncClient, start_conversation, alice: FleetUser
+) -> None:
+    conversation = await start_conversation(alice)
+    path = f"/api/v1/conversations/{conversation['id']}"
+    await client.patch(path, json={"title": "changed"}, headers=alice.headers)
+
+    stale = await client.delete(path, headers={**alice.headers, "If-Match": '"1"'})
+    read = await client.get(path, headers=alice.headers)
+    current = await client.delete(path, headers={**alice.headers, "If-Match": '"2"'})
+
+    assert stale.status_code == 412 and stale.json()["error"]["code"] == "precondition_failed"
+    assert read.status_code == 200
+    assert current.status_code == 204

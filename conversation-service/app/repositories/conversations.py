@@ -126,9 +126,15 @@ class ConversationRepository:
                 {"_id": conversation_id, field: {"$lt": at_ms}}, {"$set": {field: at_ms}}
             )
 
-    async def mark_deleted(self, conversation_id: ObjectId, user_id: str, at: datetime, key: str) -> bool:
+    async def mark_deleted(
+        self, conversation_id: ObjectId, user_id: str, at: datetime, key: str, *, version: int | None
+    ) -> bool:
+        """Soft-delete the live conversation (only at `version` unless None); False when nothing was."""
+        query: dict[str, Any] = {"_id": conversation_id, "user_id": user_id, "deleted_at": None}
+        if version is not None:
+            query["version"] = version
         result = await self.collection.update_one(
-            {"_id": conversation_id, "user_id": user_id, "deleted_at": None},
+            query,
             {
                 "$set": {"deleted_at": to_millis(at), "deleted_key": key, "updated_at": to_millis(at)},
                 "$inc": {"version": 1},

@@ -181,12 +181,30 @@ def deleted_key(at: datetime, conversation_id: ObjectId) -> str:
 
 
 async def delete(
-    repository: ConversationRepository, *, conversation_id: str, user_id: str, clock: Clock
+    repository: ConversationRepository,
+    *,
+    conversation_id: str,
+    user_id: str,
+    if_match: list[int] | None,
+    clock: Clock,
 ) -> None:
+    """Soft delete; with If-Match, only the version the client read (412 otherwise)."""
     oid = conversation_oid(conversation_id)
+    version = None
+    if if_match is not None:
+        conversation = await get_owned(repository, conversation_id, user_id)
+        check_precondition(conversation, if_match)
+        version = conversation.version
     now = clock.now()
-    if not await repository.mark_deleted(oid, user_id, now, deleted_key(now, oid)):
+    if await repository.mark_deleted(oid, user_id, now, deleted_key(now, oid), version=version):
+        return
+    current = await repository.get_live(oid, user_id)
+    if current is None:
         raise _not_found()
+    raise PreconditionFailedError(
+        f"The conversation changed while this request ran: it is at version {current.version}",
+        details={"version": current.version},
+    )
 
 
 async def get_any(repository: ConversationRepository, conversation_id: str) -> Conversation:
