@@ -192,6 +192,19 @@ async def test_a_stale_if_match_is_412_and_changes_nothing(
     assert current.json()["title"] == "one" and current.json()["version"] == 2
 
 
+async def test_a_weak_if_match_never_matches(
+    client: httpx.AsyncClient, start_conversation, alice: FleetUser
+) -> None:
+    conversation = await start_conversation(alice)
+    path = f"/api/v1/conversations/{conversation['id']}"
+
+    weak = await client.patch(path, json={"title": "two"}, headers={**alice.headers, "If-Match": 'W/"1"'})
+    current = await client.get(path, headers=alice.headers)
+
+    assert weak.status_code == 412  # If-Match compares strongly (RFC 9110 13.1.1)
+    assert current.json()["version"] == 1
+
+
 async def test_concurrent_patches_with_the_same_if_match_let_exactly_one_win(
     client: httpx.AsyncClient, start_conversation, alice: FleetUser
 ) -> None:
@@ -207,6 +220,20 @@ async def test_concurrent_patches_with_the_same_if_match_let_exactly_one_win(
 
     assert sorted(r.status_code for r in responses) == [200] + [412] * 9
     assert (await client.get(path, headers=alice.headers)).json()["version"] == 2
+
+
+async def test_concurrent_patches_without_if_match_all_apply_and_none_is_412(
+    client: httpx.AsyncClient, start_conversation, alice: FleetUser
+) -> None:
+    conversation = await start_conversation(alice)
+    path = f"/api/v1/conversations/{conversation['id']}"
+
+    responses = await asyncio.gather(
+        *(client.patch(path, json={"title": f"t{i}"}, headers=alice.headers) for i in range(20))
+    )
+
+    assert [r.status_code for r in responses] == [200] * 20
+    assert (await client.get(path, headers=alice.headers)).json()["version"] == 21
 
 
 async def test_refresh_character_copies_the_edited_character(
@@ -252,3 +279,19 @@ async def test_delete_hides_the_conversation_from_its_owner_at_once(
     assert deleted.status_code == 204
     assert again.status_code == 404 and read.status_code == 404 and patched.status_code == 404
     assert listed.json()["total"] == 0
+
+
+async def test_delete_with_a_stale_if_match_is_412_and_deletes_nothing(
+    client: httpx.AsyncClient, start_conversation, alice: FleetUser
+) -> None:
+    conversation = await start_conversation(alice)
+    path = f"/api/v1/conversations/{conversation['id']}"
+    await client.patch(path, json={"title": "changed"}, headers=alice.headers)
+
+    stale = await client.delete(path, headers={**alice.headers, "If-Match": '"1"'})
+    read = await client.get(path, headers=alice.headers)
+    current = await client.delete(path, headers={**alice.headers, "If-Match": '"2"'})
+
+    assert stale.status_code == 412 and stale.json()["error"]["code"] == "precondition_failed"
+    assert read.status_code == 200
+    assert current.status_code == 204

@@ -28,6 +28,7 @@ class CounterTrouble:
         self.target = target
         self.mode = "pass"
         self.counter_calls = 0
+        self.counter_paths: list[str] = []
 
     def app(self) -> FastAPI:
         proxy = FastAPI()
@@ -37,6 +38,7 @@ class CounterTrouble:
             is_counter = path.endswith("/counters")
             if is_counter:
                 self.counter_calls += 1
+                self.counter_paths.append(path)
                 if self.mode == "refuse":
                     return Response(status_code=503)
             headers = {k: v for k, v in request.headers.items() if k.lower() in FORWARDED_HEADERS}
@@ -152,6 +154,32 @@ async def test_a_lost_acknowledgement_is_retried_without_counting_twice(
 
     assert created.status_code == 201
     assert await _conversation_count(characters, alice, character["id"]) == 1
+
+
+async def test_a_counter_for_a_deleted_character_is_given_up_not_retried_forever(
+    troubled_app: tuple[FastAPI, str],
+    trouble: tuple[CounterTrouble, str],
+    characters: httpx.AsyncClient,
+    alice: FleetUser,
+    make_character,
+) -> None:
+    proxy, _ = trouble
+    _, url = troubled_app
+    character = await make_character(alice)
+    proxy.mode = "refuse"
+
+    async with httpx.AsyncClient(base_url=url, timeout=30) as service:
+        created = await service.post(
+            "/api/v1/conversations", json={"character_id": character["id"]}, headers=alice.headers
+        )
+        deleted = await characters.delete(f"/api/v1/characters/{character['id']}", headers=alice.headers)
+        proxy.mode = "pass"  # character-service answers again: 404, the character is gone
+        await asyncio.sleep(1.0)
+        calls = sum(character["id"] in path for path in proxy.counter_paths)
+        await asyncio.sleep(1.0)  # three more retry intervals
+
+    assert created.status_code == 201 and deleted.status_code == 204
+    assert sum(character["id"] in path for path in proxy.counter_paths) == calls
 
 
 async def _calls_at_least(proxy: CounterTrouble, calls: int) -> bool:

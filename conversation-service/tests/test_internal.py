@@ -100,12 +100,17 @@ async def test_the_same_message_id_counts_once_even_when_sent_at_once(
 
 
 async def test_activity_moves_the_conversation_to_the_top_and_never_back_in_time(
-    client: httpx.AsyncClient, start_conversation, alice: FleetUser, writer_headers: dict[str, str]
+    app: FastAPI,
+    client: httpx.AsyncClient,
+    start_conversation,
+    alice: FleetUser,
+    writer_headers: dict[str, str],
 ) -> None:
     older = await start_conversation(alice, title="older")
     await start_conversation(alice, title="newer")
     path = f"/api/v1/internal/conversations/{older['id']}/activity"
     later = datetime.now(UTC) + timedelta(minutes=5)
+    app.state.clock.advance(600)  # `later` is in the service's past: activity never moves past now
 
     await client.post(path, json={"message_id": "m2", "at": later.isoformat()}, headers=writer_headers)
     await client.post(
@@ -208,3 +213,88 @@ async def test_a_service_reading_an_unknown_conversation_gets_404(
         )
         assert response.status_code == 404
         assert response.json()["error"]["code"] == "conversation_not_found"
+
+
+async def test_activity_at_without_a_timezone_is_422(
+    client: httpx.AsyncClient, start_conversation, alice: FleetUser, writer_headers: dict[str, str]
+) -> None:
+    conversation = await start_conversation(alice)
+    path = f"/api/v1/internal/conversations/{conversation['id']}/activity"
+
+    naive = await client.post(
+        path, json={"message_id": "m1", "at": "2026-01-02T10:00:00"}, headers=writer_headers
+    )
+    read = await client.get(f"/api/v1/conversations/{conversation['id']}", headers=alice.headers)
+
+    assert naive.status_code == 422 and naive.json()["error"]["code"] == "validation_error"
+    assert read.json()["message_count"] == 0
+
+
+async def test_activity_in_the_future_counts_as_now_so_it_cannot_pin_the_conversation_on_top(
+    client: httpx.AsyncClient, start_conversation, alice: FleetUser, writer_headers: dict[str, str]
+) -> None:
+    conversation = await start_conversation(alice)
+    path = f"/api/v1/internal/conversations/{conversation['id']}/activity"
+
+    future = await client.post(
+        path, json={"message_id": "m1", "at": "9999-12-31T23:59:59Z"}, headers=writer_headers
+    )
+    after = datetime.now(UTC) + timedelta(seconds=5)
+
+    assert future.status_code == 200
+    assert datetime.fromisoformat(future.json()["last_message_at"]) < after
+
+
+async def test_a_repeated_message_id_without_at_changes_nothing(
+    app: FastAPI,
+    client: httpx.AsyncClient,
+    start_conversation,
+    alice: FleetUser,
+    writer_headers: dict[str, str],
+) -> None:
+    conversation = await start_conversation(alice)
+    path = f"/api/v1/internal/conversations/{conversation['id']}/activity"
+    first = await client.post(path, json={"message_id": "m1"}, headers=writer_headers)
+    app.state.clock.advance(3600)
+
+    repeat = await client.post(path, json={"message_id": "m1"}, headers=writer_headers)
+
+    assert repeat.json()["counted"] is False
+    assert repeat.json()["last_message_at"] == first.json()["last_message_at"]
+
+
+async def test_activity_on_a_deleted_conversation_is_409_and_counts_nothing(
+    client: httpx.AsyncClient,
+    start_conversation,
+    alice: FleetUser,
+    writer_headers: dict[str, str],
+    reader_headers: dict[str, str],
+) -> None:
+    conversation = await start_conversation(alice)
+    path = f"/api/v1/internal/conversations/{conversation['id']}"
+    await client.post(f"{path}/activity", json={"message_id": "m1"}, headers=writer_headers)
+    await client.delete(f"/api/v1/conversations/{conversation['id']}", headers=alice.headers)
+
+    fresh = await client.post(f"{path}/activity", json={"message_id": "m2"}, headers=writer_headers)
+    repeat = await client.post(f"{path}/activity", json={"message_id": "m1"}, headers=writer_headers)
+    read = await client.get(path, headers=reader_headers)
+
+    assert [fresh.status_code, repeat.status_code] == [409, 409]
+    assert fresh.json()["error"]["code"] == "conversation_deleted"
+    assert read.json()["message_count"] == 1
+
+
+async def test_activity_before_1970_is_422_and_the_conversation_stays_readable(
+    client: httpx.AsyncClient, start_conversation, alice: FleetUser, writer_headers: dict[str, str]
+) -> None:
+    conversation = await start_conversation(alice)
+    path = f"/api/v1/internal/conversations/{conversation['id']}/activity"
+
+    # In UTC this is in year 0, which no datetime can hold: stored, it made every read a 500.
+    ancient = await client.post(
+        path, json={"message_id": "m1", "at": "0001-01-01T00:00:00+01:00"}, headers=writer_headers
+    )
+    read = await client.get(f"/api/v1/conversations/{conversation['id']}", headers=alice.headers)
+
+    assert ancient.status_code == 422 and ancient.json()["error"]["code"] == "validation_error"
+    assert read.status_code == 200 and read.json()["message_count"] == 0

@@ -65,6 +65,32 @@ async def test_unusual_but_valid_titles_are_kept(
 
 
 @pytest.mark.parametrize(
+    "title",
+    ["\u200b", "\ufeff \u200d", "evil\u202eexe.txt", "isolate\u2066x\u2069", "two\u2028lines", "p\u2029q"],
+)
+async def test_invisible_and_direction_overriding_titles_are_422(
+    client: httpx.AsyncClient, start_conversation, alice: FleetUser, title: str
+) -> None:
+    conversation = await start_conversation(alice, title="kept")
+    path = f"/api/v1/conversations/{conversation['id']}"
+
+    response = await client.patch(path, json={"title": title}, headers=alice.headers)
+
+    assert_error(response, 422, "validation_error")
+    assert (await client.get(path, headers=alice.headers)).json()["title"] == "kept"
+
+
+async def test_emoji_sequences_with_joiners_are_valid_titles(
+    client: httpx.AsyncClient, start_conversation, alice: FleetUser
+) -> None:
+    title = "👩\u200d🚀 family 👨\u200d👩\u200d👧 ❤\ufe0f العربية"
+
+    conversation = await start_conversation(alice, title=title)
+
+    assert conversation["title"] == title
+
+
+@pytest.mark.parametrize(
     "body",
     [
         {"version": 7},

@@ -10,13 +10,18 @@ from typing import Protocol
 from app.models import CharacterSnapshot, PersonaSnapshot
 
 
+class CharacterGoneError(Exception):
+    """The character no longer exists (deleted or unknown): its counter cannot be changed, ever."""
+
+
 class CharacterDirectory(Protocol):
     async def snapshot(self, character_id: str, *, token: str) -> CharacterSnapshot:
         """The character as the caller (whose token this is) may see it; 404 when it may not."""
         ...
 
     async def count_conversation(self, character_id: str, *, key: str) -> None:
-        """Add one to the character's conversation counter, once per `key` however often retried."""
+        """Add one to the character's conversation counter, once per `key` however often retried;
+        CharacterGoneError when the character is gone."""
         ...
 
 

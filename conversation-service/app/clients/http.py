@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from app.clients.directories import CharacterGoneError
 from app.config import Settings
 from app.models import CharacterSnapshot, PersonaSnapshot
 from chat_common.errors import AppError, NotFoundError
@@ -60,12 +61,17 @@ class HttpCharacterDirectory:
         )
 
     async def count_conversation(self, character_id: str, *, key: str) -> None:
-        await self.clients.characters.post(
-            f"/api/v1/internal/characters/{character_id}/counters",
-            json={"conversations": 1, "idempotency_key": key},
-            token=await self.clients.tokens.token(),
-            idempotent=True,  # the key makes a repeat count once
-        )
+        try:
+            await self.clients.characters.post(
+                f"/api/v1/internal/characters/{character_id}/counters",
+                json={"conversations": 1, "idempotency_key": key},
+                token=await self.clients.tokens.token(),
+                idempotent=True,  # the key makes a repeat count once
+            )
+        except AppError as exc:
+            if exc.status_code == 404:
+                raise CharacterGoneError(character_id) from exc
+            raise
 
 
 class HttpPersonaDirectory:

@@ -87,11 +87,15 @@ class ConversationRepository:
         return int(found[0]["n"]) if found else 0
 
     async def compare_and_set(
-        self, conversation_id: ObjectId, user_id: str, version: int, changes: dict[str, Any]
+        self, conversation_id: ObjectId, user_id: str, version: int | None, changes: dict[str, Any]
     ) -> Conversation | None:
-        """Apply `changes` if the live conversation is still at `version`; the new document, or None."""
+        """Apply `changes` if the conversation is live and still at `version` (any version when None);
+        the new document, or None."""
+        query: dict[str, Any] = {"_id": conversation_id, "user_id": user_id, "deleted_at": None}
+        if version is not None:
+            query["version"] = version
         raw = await self.collection.find_one_and_update(
-            {"_id": conversation_id, "user_id": user_id, "deleted_at": None, "version": version},
+            query,
             {"$set": {name: _stored(value) for name, value in changes.items()}, "$inc": {"version": 1}},
             projection=_WITHOUT_MESSAGE_IDS,
             return_document=ReturnDocument.AFTER,
@@ -99,9 +103,10 @@ class ConversationRepository:
         return _document(raw)
 
     async def count_message(self, conversation_id: ObjectId, message_id: str) -> bool:
-        """Count a message once: False when this message id was counted already."""
+        """Count a message once in a live conversation: False when this message id was counted already
+        (or the conversation is deleted)."""
         result = await self.collection.update_one(
-            {"_id": conversation_id, "counted_message_ids": {"$nin": [message_id]}},
+            {"_id": conversation_id, "deleted_at": None, "counted_message_ids": {"$nin": [message_id]}},
             {"$inc": {"message_count": 1}, "$push": {"counted_message_ids": message_id}},
         )
         return bool(result.modified_count)
@@ -121,9 +126,15 @@ class ConversationRepository:
                 {"_id": conversation_id, field: {"$lt": at_ms}}, {"$set": {field: at_ms}}
             )
 
-    async def mark_deleted(self, conversation_id: ObjectId, user_id: str, at: datetime, key: str) -> bool:
+    async def mark_deleted(
+        self, conversation_id: ObjectId, user_id: str, at: datetime, key: str, *, version: int | None
+    ) -> bool:
+        """Soft-delete the live conversation (only at `version` unless None); False when nothing was."""
+        query: dict[str, Any] = {"_id": conversation_id, "user_id": user_id, "deleted_at": None}
+        if version is not None:
+            query["version"] = version
         result = await self.collection.update_one(
-            {"_id": conversation_id, "user_id": user_id, "deleted_at": None},
+            query,
             {
                 "$set": {"deleted_at": to_millis(at), "deleted_key": key, "updated_at": to_millis(at)},
                 "$inc": {"version": 1},

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import unicodedata
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
 
 from app.models import CharacterSnapshot, Conversation, PersonaSnapshot
 from app.models.conversation import Status
@@ -15,9 +16,30 @@ from chat_common.validation import InputModel
 MAX_TITLE_LENGTH = 200
 
 
+# Bidirectional embeddings, overrides and isolates: they reorder what follows them on screen, so a
+# title could show text other than it holds. Line and paragraph separators break a one-line title.
+_REORDERING = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u2028\u2029")
+# Characters that show nothing on their own (format characters such as zero-width spaces, spaces).
+_INVISIBLE = frozenset({"Cf", "Zs", "Zl", "Zp", "Cc"})
+
+
 def _printable(value: str) -> str:
     if any(ord(ch) < 32 or 0x7F <= ord(ch) < 0xA0 for ch in value):
         raise ValueError("must not contain control characters")
+    if any(ch in _REORDERING for ch in value):
+        raise ValueError("must not contain direction overrides or line separators")
+    if all(unicodedata.category(ch) in _INVISIBLE for ch in value):
+        raise ValueError("must contain a visible character")
+    return value
+
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _since_epoch(value: datetime) -> datetime:
+    # Times are stored as milliseconds since the epoch; before it, some (year 0 in UTC) cannot be read back.
+    if value < EPOCH:
+        raise ValueError("must not be before 1970-01-01T00:00:00Z")
     return value
 
 
@@ -78,7 +100,11 @@ class ActivityCreate(InputModel):
     model_config = ConfigDict(extra="forbid")
 
     message_id: MessageId
-    at: datetime | None = Field(default=None, description="When the message was stored; default: now")
+    # With its offset: a time without one is ambiguous (it would be read in the host's zone).
+    at: Annotated[AwareDatetime, AfterValidator(_since_epoch)] | None = Field(
+        default=None,
+        description="When the message was stored, with its offset, from 1970; default: now, never later",
+    )
 
 
 class ActivityResult(BaseModel):

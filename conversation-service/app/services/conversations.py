@@ -14,7 +14,7 @@ from app.models import CharacterSnapshot, Conversation, PersonaSnapshot
 from app.models.conversation import Status
 from app.repositories.conversations import ConversationRepository
 from app.schemas.conversation import ConversationCreate, ConversationUpdate
-from chat_common.errors import AppError, NotFoundError
+from chat_common.errors import AppError, ConflictError, NotFoundError
 from chat_common.mongo import parse_object_id
 
 
@@ -106,14 +106,20 @@ def check_precondition(conversation: Conversation, if_match: list[int] | None) -
 
 
 async def _apply(
-    repository: ConversationRepository, conversation: Conversation, changes: dict[str, Any], clock: Clock
+    repository: ConversationRepository,
+    conversation: Conversation,
+    changes: dict[str, Any],
+    clock: Clock,
+    *,
+    if_match: list[int] | None,
 ) -> Conversation:
-    """Compare-and-set on the version read; a concurrent change in between is a 412."""
+    """Apply `changes`. With If-Match, a compare-and-set on the version read: a concurrent change in
+    between is a 412. Without it the client asked for no precondition, and the changes are values
+    (not computed from what was read), so they apply to whatever version is current."""
     assert conversation.id is not None
     changes["updated_at"] = clock.now()
-    updated = await repository.compare_and_set(
-        conversation.id, conversation.user_id, conversation.version, changes
-    )
+    version = None if if_match is None else conversation.version
+    updated = await repository.compare_and_set(conversation.id, conversation.user_id, version, changes)
     if updated is not None:
         return updated
     current = await repository.get_live(conversation.id, conversation.user_id)
@@ -150,7 +156,7 @@ async def update(
         changes["persona"] = persona
     if not changes:
         return conversation
-    return await _apply(repository, conversation, changes, clock)
+    return await _apply(repository, conversation, changes, clock, if_match=if_match)
 
 
 async def refresh_character(
@@ -167,7 +173,7 @@ async def refresh_character(
     conversation = await get_owned(repository, conversation_id, user_id)
     check_precondition(conversation, if_match)
     character = await characters.snapshot(conversation.character_id, token=token)
-    return await _apply(repository, conversation, {"character": character}, clock)
+    return await _apply(repository, conversation, {"character": character}, clock, if_match=if_match)
 
 
 def deleted_key(at: datetime, conversation_id: ObjectId) -> str:
@@ -175,12 +181,30 @@ def deleted_key(at: datetime, conversation_id: ObjectId) -> str:
 
 
 async def delete(
-    repository: ConversationRepository, *, conversation_id: str, user_id: str, clock: Clock
+    repository: ConversationRepository,
+    *,
+    conversation_id: str,
+    user_id: str,
+    if_match: list[int] | None,
+    clock: Clock,
 ) -> None:
+    """Soft delete; with If-Match, only the version the client read (412 otherwise)."""
     oid = conversation_oid(conversation_id)
+    version = None
+    if if_match is not None:
+        conversation = await get_owned(repository, conversation_id, user_id)
+        check_precondition(conversation, if_match)
+        version = conversation.version
     now = clock.now()
-    if not await repository.mark_deleted(oid, user_id, now, deleted_key(now, oid)):
+    if await repository.mark_deleted(oid, user_id, now, deleted_key(now, oid), version=version):
+        return
+    current = await repository.get_live(oid, user_id)
+    if current is None:
         raise _not_found()
+    raise PreconditionFailedError(
+        f"The conversation changed while this request ran: it is at version {current.version}",
+        details={"version": current.version},
+    )
 
 
 async def get_any(repository: ConversationRepository, conversation_id: str) -> Conversation:
@@ -199,12 +223,20 @@ async def record_activity(
     at: datetime | None,
     clock: Clock,
 ) -> tuple[Conversation, bool]:
-    """Count a stored message once per message id and move the last-message time forward."""
+    """Count a stored message once per message id and move the last-message time forward (to `at`, but
+    never past now: a time in the future would keep the conversation on top of the list for good).
+    A deleted conversation takes no more activity (409)."""
     oid = conversation_oid(conversation_id)
     counted = await repository.count_message(oid, message_id)
-    if not counted and await repository.get(oid) is None:
-        raise _not_found()
-    await repository.advance_last_message(oid, at or clock.now())
+    if not counted:
+        existing = await repository.get(oid)
+        if existing is None:
+            raise _not_found()
+        if existing.deleted_at is not None:
+            raise ConflictError("The conversation was deleted", code="conversation_deleted")
+    now = clock.now()
+    if counted or at is not None:  # a repeat without its time must not move the times to now
+        await repository.advance_last_message(oid, min(at, now) if at is not None else now)
     return await get_any(repository, conversation_id), counted
 
 

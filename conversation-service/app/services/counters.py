@@ -15,7 +15,7 @@ from datetime import timedelta
 from bson import ObjectId
 from prometheus_client import CollectorRegistry, Counter
 
-from app.clients.directories import CharacterDirectory
+from app.clients.directories import CharacterDirectory, CharacterGoneError
 from app.core.clock import Clock
 from app.repositories.conversations import ConversationRepository
 
@@ -45,6 +45,11 @@ class CharacterCounter:
             "Conversation-counter updates character-service did not acknowledge (each is retried)",
             registry=registry,
         )
+        self.given_up = Counter(
+            "character_counter_given_up",
+            "Conversation-counter updates dropped because the character was deleted (never retried)",
+            registry=registry,
+        )
         self.acknowledged = Counter(
             "character_counter_updates",
             "Conversation-counter updates character-service acknowledged",
@@ -61,6 +66,10 @@ class CharacterCounter:
         try:
             await self.characters.count_conversation(character_id, key=f"conversation:{conversation_id}")
             await self.conversations.mark_counted(conversation_id)
+        except CharacterGoneError:
+            # Retrying could never succeed, and a pending conversation that always fails would hold a
+            # place in every retry batch for good: settle it.
+            return await self._give_up(conversation_id, character_id)
         except Exception as exc:  # any failure: the conversation stays pending and is retried
             self.failures.inc()
             logger.warning(
@@ -72,6 +81,18 @@ class CharacterCounter:
             return False
         self.acknowledged.inc()
         return True
+
+    async def _give_up(self, conversation_id: ObjectId, character_id: str) -> bool:
+        try:
+            await self.conversations.mark_counted(conversation_id)
+        except Exception as exc:  # MongoDB away: the next pass meets the 404 again
+            logger.warning("could not settle the counter of conversation %s: %s", conversation_id, exc)
+            return False
+        self.given_up.inc()
+        logger.warning(
+            "character %s is gone: conversation %s is not counted (given up)", character_id, conversation_id
+        )
+        return False
 
     async def retry_pending(self) -> int:
         """One pass over conversations still pending (older than the retry interval, so that the

@@ -17,7 +17,7 @@ from chat_common.pagination import Page, PageDep
 
 router = APIRouter(prefix="/conversations", tags=["conversations"])
 
-_ENTITY_TAG = re.compile(r'^\s*(?:W/)?"?(\d{1,18})"?\s*$')
+_ENTITY_TAG = re.compile(r'^\s*"?(\d{1,18})"?\s*$')  # no W/: If-Match compares strongly
 IfMatch = Annotated[
     str | None,
     Header(
@@ -162,12 +162,20 @@ async def refresh_character(
     return _with_etag(response, public(conversation))
 
 
-@router.delete("/{conversation_id}", status_code=status.HTTP_204_NO_CONTENT, responses=NOT_FOUND)
+@router.delete("/{conversation_id}", status_code=status.HTTP_204_NO_CONTENT, responses={**NOT_FOUND, **STALE})
 async def delete_conversation(
-    conversation_id: str, user: CurrentUser, clock: ClockDep, conversations: ConversationsDep
+    conversation_id: str,
+    user: CurrentUser,
+    clock: ClockDep,
+    conversations: ConversationsDep,
+    if_match: IfMatch = None,
 ) -> Response:
     """Delete it: gone for you at once; message-service removes its messages."""
     await conversation_service.delete(
-        conversations, conversation_id=conversation_id, user_id=user.user_id, clock=clock
+        conversations,
+        conversation_id=conversation_id,
+        user_id=user.user_id,
+        if_match=if_match_versions(if_match),
+        clock=clock,
     )
     return Response(status_code=status.HTTP_204_NO_CONTENT)
