@@ -7,6 +7,7 @@ counts twice."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable
 import logging
 import uuid
 from datetime import timedelta
@@ -46,14 +47,27 @@ async def follow_up(rt: Runtime, reply: Message) -> bool:
     try:
         for message in counted:
             at = message.created_at.isoformat()
-            await rt.fleet.record_activity(message.conversation_id, str(message.id), at)
-            await rt.fleet.count_messages(message.character_id, 1, f"message:{message.id}")
+            await _final_unless_outage(rt.fleet.record_activity(message.conversation_id, str(message.id), at))
+            await _final_unless_outage(
+                rt.fleet.count_messages(message.character_id, 1, f"message:{message.id}")
+            )
     except AppError as exc:
         logger.warning("follow-ups of reply %s not done yet (%s): %s", reply.id, exc.code, exc.message)
         return False
     assert reply.id is not None
     await rt.messages.followups_done(reply.id)
     return True
+
+
+async def _final_unless_outage(call: Awaitable[None]) -> None:
+    """A refusal (4xx: the conversation or character deleted meanwhile) is final: retrying cannot
+    change it, so it is logged and the follow-up counts as done. Outages (5xx) are raised to retry."""
+    try:
+        await call
+    except AppError as exc:
+        if exc.status_code >= 500:
+            raise
+        logger.info("follow-up refused for good (%s): %s", exc.code, exc.message)
 
 
 async def fail_expired(rt: Runtime) -> int:
