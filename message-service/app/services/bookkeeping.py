@@ -7,9 +7,9 @@ counts twice."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable
 import logging
 import uuid
+from collections.abc import Awaitable
 from datetime import timedelta
 
 from app.core.runtime import Runtime, now
