@@ -120,9 +120,10 @@ def test_message_service_compose_sets_every_url_it_reads_and_starts_on_them(
     urls = {name.upper() for name in settings_class.model_fields if name.endswith("_url")}
     assert urls <= set(environment), urls - set(environment)
     [spec] = [spec for spec in SERVICES if spec.name == "message-service"]
-    assert environment["REDIS_PREFIX"] == spec.env(COMPOSE_BACKENDS | {s.name: "" for s in SERVICES})[
-        "REDIS_PREFIX"
-    ]
+    assert (
+        environment["REDIS_PREFIX"]
+        == spec.env(COMPOSE_BACKENDS | {s.name: "" for s in SERVICES})["REDIS_PREFIX"]
+    )
 
     settings = settings_class(_env_file=None)
 
