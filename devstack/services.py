@@ -62,4 +62,19 @@ SERVICES: list[ServiceSpec] = [
         },
         needs=("lmstudio",),
     ),
+    ServiceSpec(
+        "message-service",
+        8009,
+        lambda urls: {
+            **jwks(urls),
+            "MONGODB_URL": urls["mongodb"],
+            "REDIS_URL": urls["redis"],
+            "REDIS_PREFIX": "message-service",  # apart from user-service's keys on the same Redis
+            "USER_SERVICE_URL": urls["user-service"],  # credits (service token)
+            "CHARACTER_SERVICE_URL": urls["character-service"],  # the card and message counters
+            "CONVERSATION_SERVICE_URL": urls["conversation-service"],  # ownership, activity, deletions
+            "LLM_SERVICE_URL": urls["llm-service"],  # replies (llm:generate)
+        },
+        needs=("mongodb", "redis"),
+    ),
 ]

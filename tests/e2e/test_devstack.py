@@ -18,6 +18,7 @@ import httpx
 from chat_common.embedded import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
+SERVICES = ("user-service", "character-service", "conversation-service", "llm-service", "message-service")
 BACKEND_VARIABLES = ("DATABASE_URL", "REDIS_URL", "MONGODB_URL", "LMSTUDIO_BASE_URL")
 
 
@@ -27,7 +28,7 @@ def devstack(state_dir: Path) -> Iterator[dict[str, str]]:
     env["BCRYPT_ROUNDS"] = "10"
     # the services' fixed ports (8024...) may be taken on this machine: move them on purpose
     ports: set[int] = set()
-    while len(ports) < 5:
+    while len(ports) < 6:
         ports.add(free_port())
     *service_ports, lmstudio_port = sorted(ports)
     env |= {
@@ -35,6 +36,7 @@ def devstack(state_dir: Path) -> Iterator[dict[str, str]]:
         "CHARACTER_SERVICE_PORT": str(service_ports[1]),
         "CONVERSATION_SERVICE_PORT": str(service_ports[2]),
         "LLM_SERVICE_PORT": str(service_ports[3]),
+        "MESSAGE_SERVICE_PORT": str(service_ports[4]),
     }
     process = subprocess.Popen(
         [
@@ -92,14 +94,14 @@ def test_devstack_serves_the_fleet_and_keeps_data_across_restarts(tmp_path: Path
         base = urls["user-service"]
         assert urls["postgres"].startswith("postgresql://") and urls["redis"].startswith("redis://")
         assert urls["mongodb"].startswith("mongodb://")
-        for service in ("user-service", "character-service", "conversation-service", "llm-service"):
+        for service in SERVICES:
             for path in ("/docs", "/health", "/ready", "/metrics"):
                 assert httpx.get(urls[service] + path, timeout=10).status_code == 200, (service, path)
         assert httpx.post(f"{base}/api/v1/auth/register", json=user, timeout=10).status_code == 201
         token = httpx.post(f"{base}/api/v1/auth/token", data=login_form, timeout=10).json()["access_token"]
         created = httpx.post(
             f"{urls['character-service']}/api/v1/characters",
-            json={"name": "Restart Survivor"},
+            json={"name": "Restart Survivor", "greeting": "Still here, {{user}}."},
             headers={"Authorization": f"Bearer {token}"},
             timeout=10,
         )
@@ -113,6 +115,17 @@ def test_devstack_serves_the_fleet_and_keeps_data_across_restarts(tmp_path: Path
         assert started.status_code == 201, started.text
         # told in the background, with conversation-service's service token
         assert wait_for_conversation_count(urls["character-service"], created.json()["id"], token) == 1
+        # message-service answers the greeting through llm-service and the stand-in, paid in credits
+        sent = httpx.post(
+            f"{urls['message-service']}/api/v1/conversations/{started.json()['id']}/messages",
+            json={"content": "hello message-service", "max_tokens": 32},
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=60,
+        )
+        assert sent.status_code == 201, sent.text
+        reply = sent.json()["reply"]
+        assert reply["status"] == "completed" and reply["content"].startswith("You said:"), reply
+        assert reply["generation"]["cost"] >= 1
 
     with devstack(tmp_path) as urls:
         login = httpx.post(f"{urls['user-service']}/api/v1/auth/token", data=login_form, timeout=10)
@@ -128,6 +141,18 @@ def test_devstack_serves_the_fleet_and_keeps_data_across_restarts(tmp_path: Path
         assert [(c["title"], c["character"]["name"]) for c in conversations] == [
             ("Before the restart", "Restart Survivor")
         ]
+        # and message-service kept the greeting, the message and its reply
+        messages = httpx.get(
+            f"{urls['message-service']}/api/v1/conversations/{conversations[0]['id']}/messages",
+            headers=auth,
+            timeout=10,
+        ).json()["items"]
+        assert [(m["role"], m["status"]) for m in messages] == [
+            ("assistant", "completed"),
+            ("user", "completed"),
+            ("assistant", "completed"),
+        ]
+        assert messages[1]["content"] == "hello message-service"
         reply = httpx.post(
             f"{urls['llm-service']}/api/v1/chat/completions",
             json={"messages": [{"role": "user", "content": "hello fleet"}]},

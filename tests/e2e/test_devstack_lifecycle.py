@@ -28,8 +28,9 @@ PORT_VARIABLES = (
     "CHARACTER_SERVICE_PORT",
     "CONVERSATION_SERVICE_PORT",
     "LLM_SERVICE_PORT",
+    "MESSAGE_SERVICE_PORT",
 )
-SERVICES = ("user-service", "character-service", "conversation-service", "llm-service")
+SERVICES = ("user-service", "character-service", "conversation-service", "llm-service", "message-service")
 
 Proc = tuple[int, int, str]  # pid, start time (clock ticks since boot), command line
 

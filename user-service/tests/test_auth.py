@@ -246,7 +246,11 @@ async def test_service_token_by_client_credentials(client: AsyncClient) -> None:
 @pytest.mark.parametrize(
     ("client_id", "scope"),
     [
-        ("message-service", "conversations:read conversations:write"),
+        (  # every scope of message-service's app/clients/fleet.py SCOPES
+            "message-service",
+            "credits:write characters:read_private characters:counters conversations:read "
+            "conversations:write llm:generate",
+        ),
         ("conversation-service", "characters:counters personas:read"),
     ],
 )
