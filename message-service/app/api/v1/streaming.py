@@ -13,7 +13,9 @@ from app.models import Message
 from app.schemas.message import public
 
 TERMINAL = frozenset({"message.completed", "error"})
-BLOCK_MS = 15_000
+# A blocking read must return before the Redis client's socket timeout (5 s, app/main.py), which
+# would otherwise end the stream with an error while the model is merely slow.
+BLOCK_MS = 2_000
 
 
 def _event(ident: str, name: str, data: dict[str, Any]) -> dict[str, str]:
