@@ -16,7 +16,9 @@ from redis.asyncio import Redis
 from app.config import Settings
 from chat_common.testing import ServiceProcess
 from chat_common.testing.fleet import ADMIN, FleetUser, login
+from lmstudio_client.testing import StandinProcess
 from tests.conftest import DATABASE, Fleet
+from tests.test_chat import sse_events
 
 ME = "/api/v1/analytics/me"
 
@@ -232,3 +234,42 @@ async def test_a_deleted_conversation_is_404_at_once_then_purged_once_and_no_lon
     await asyncio.sleep(settings.sweep_interval_seconds * 4)
     assert await messages.count_documents({"conversation_id": doomed["id"]}) == 1
     await messages.delete_one({"_id": stray.inserted_id})
+
+
+async def test_a_reply_generating_when_its_conversation_is_purged_ends_and_gives_the_credits_back(
+    client: httpx.AsyncClient,
+    fleet: Fleet,
+    alice: FleetUser,
+    standin: StandinProcess,
+    messages: AsyncCollection[dict[str, Any]],
+) -> None:
+    standin.configure(first_token_delay=3)
+    conversation = fleet.conversation(alice)
+    before = fleet.balance(alice)
+    sending = asyncio.ensure_future(
+        client.post(
+            f"/api/v1/conversations/{conversation['id']}/messages",
+            json={"content": "Tell me a long story", "max_tokens": 64, "stream": True},
+            headers=alice.headers,
+        )
+    )
+
+    async def generating() -> bool:
+        return (
+            await messages.find_one({"conversation_id": conversation["id"], "status": "generating"})
+            is not None
+        )
+
+    await until(generating)
+    fleet.delete_conversation(alice, conversation["id"])
+    response = await asyncio.wait_for(sending, 20)
+
+    assert await messages.count_documents({"conversation_id": conversation["id"]}) == 0
+    events = sse_events(response.text)
+    assert events[-1][1] == "error" and events[-1][2]["code"] == "conversation_deleted", events[-1]
+    await until(lambda: _balance_is(fleet, alice, before))
+    assert [e["kind"] for e in fleet.ledger(alice)][:2] == ["released", "reservation"]
+
+
+async def _balance_is(fleet: Fleet, user: FleetUser, balance: int) -> bool:
+    return fleet.balance(user) == balance
