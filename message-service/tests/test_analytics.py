@@ -273,3 +273,12 @@ async def test_a_reply_generating_when_its_conversation_is_purged_ends_and_gives
 
 async def _balance_is(fleet: Fleet, user: FleetUser, balance: int) -> bool:
     return fleet.balance(user) == balance
+
+
+async def test_the_default_range_stops_at_the_first_day_of_the_calendar(
+    client: httpx.AsyncClient, alice: FleetUser
+) -> None:
+    response = await client.get(ME, params={"to": "0001-01-05"}, headers=alice.headers)
+
+    assert response.status_code == 200, response.text
+    assert [d["day"] for d in response.json()["days"]][0] == "0001-01-01"

@@ -44,11 +44,16 @@ def _parse_day(name: str, value: str) -> date:
     raise UnprocessableError(f"{name}: a day as YYYY-MM-DD", details={"field": name, "value": value})
 
 
-def day_range(first: str | None, last: str | None, *, today: date | None = None) -> tuple[date, date]:
+def day_range(first: str | None, last: str | None) -> tuple[date, date]:
     """`from` and `to` (both included): by default the last 30 days up to today (UTC); `to` defaults
     to today, `from` to 29 days before `to`; at most 366 days."""
-    end = _parse_day("to", last) if last is not None else (today or now().date())
-    start = _parse_day("from", first) if first is not None else end - timedelta(days=DEFAULT_DAYS - 1)
+    end = _parse_day("to", last) if last is not None else now().date()
+    if first is not None:
+        start = _parse_day("from", first)
+    elif end > date.min + timedelta(days=DEFAULT_DAYS):
+        start = end - timedelta(days=DEFAULT_DAYS - 1)
+    else:
+        start = date.min
     if start > end:
         raise UnprocessableError("from: must not be after to", details={"from": str(start), "to": str(end)})
     if (end - start).days + 1 > MAX_DAYS:
