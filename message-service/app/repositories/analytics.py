@@ -1,10 +1,11 @@
 """Aggregations over the stored messages, per UTC day, for analytics.
 
 Every stage stays inside what nx-27017 and MongoDB 7 both serve (MONGODB.md): `$match` on string
-fields (the precomputed `day` rather than date arithmetic), `$group` on ONE field with `$sum`/`$addToSet`,
-`$facet`, `$count`. Measured on nx-27017 0.8.1: a `$group` `_id` that is a document of several fields
-is not evaluated (every row lands in one group), an `$or` beside other fields in one `$match` ignores
-them (so the `$or` gets its own `$match`), and `$sum` over a missing field gives null, not 0.
+fields (the precomputed `day` rather than date arithmetic), `$group` on ONE field with `$sum` or
+`$addToSet`, `$project` with `$size`, `$facet`, `$count`. Measured on nx-27017 0.8.1: a `$group`
+`_id` that is a document of several fields is not evaluated (every row lands in one group), an `$or`
+beside other fields in one `$match` ignores them (so the `$or` gets its own `$match`), and `$sum`
+over a missing field gives null, not 0.
 
 A greeting is stored as an assistant message without a generation; it is not counted: only the
 user's messages and the generated replies (which always carry `generation.credits`) are.
@@ -49,9 +50,14 @@ def _usage_facets() -> dict[str, list[dict[str, Any]]]:
     }
 
 
-def _per_day_set(field: str) -> list[dict[str, Any]]:
-    """Per day, the different values of `field` (their number is the set's size)."""
-    return [{"$group": {"_id": "$day", "values": {"$addToSet": f"${field}"}}}]
+def _per_day_distinct(field: str) -> list[dict[str, Any]]:
+    """Per day, how many different values `field` takes. The sets are sized in the pipeline
+    (`$project` `$size`, served by both servers) so that the `$facet` result, one document that
+    MongoDB caps at 16 MB, holds numbers rather than every user id of every day."""
+    return [
+        {"$group": {"_id": "$day", "values": {"$addToSet": f"${field}"}}},
+        {"$project": {"n": {"$size": "$values"}}},
+    ]
 
 
 def _distinct_count(field: str) -> list[dict[str, Any]]:
@@ -92,8 +98,8 @@ class AnalyticsRepository:
             _in_days(first, last, character_id=character_id),
             {
                 **_usage_facets(),
-                "day_users": _per_day_set("user_id"),
-                "day_conversations": _per_day_set("conversation_id"),
+                "day_users": _per_day_distinct("user_id"),
+                "day_conversations": _per_day_distinct("conversation_id"),
                 "users": _distinct_count("user_id"),
                 "conversations": _distinct_count("conversation_id"),
                 "latency": _timing("latency_ms"),
@@ -109,7 +115,7 @@ class AnalyticsRepository:
             _in_days(first, last),
             {
                 **_usage_facets(),
-                "day_users": _per_day_set("user_id"),
+                "day_users": _per_day_distinct("user_id"),
                 "users": _distinct_count("user_id"),
                 "conversations": _distinct_count("conversation_id"),
                 "characters": _distinct_count("character_id"),

@@ -94,9 +94,9 @@ def _total(usages: Iterable[Usage]) -> Usage:
     return total
 
 
-def _set_sizes(rows: Iterable[dict[str, Any]]) -> dict[str, int]:
-    """Per-day sets (`$addToSet`) as the number of their values each day."""
-    return {row["_id"]: len(row["values"]) for row in rows}
+def _by_day(rows: Iterable[dict[str, Any]]) -> dict[str, int]:
+    """Per-day counts (`_id` the day, `n` the count) by day."""
+    return {row["_id"]: int(row["n"]) for row in rows}
 
 
 def _averages(rows: list[dict[str, Any]]) -> tuple[dict[str, float], float | None]:
@@ -148,8 +148,8 @@ async def character(
     days = _days(start, end)
     found = await rt.analytics.character(character_id, days[0], days[-1])
     usage = _usage(found, days)
-    users = _set_sizes(found.get("day_users", []))
-    conversations = _set_sizes(found.get("day_conversations", []))
+    users = _by_day(found.get("day_users", []))
+    conversations = _by_day(found.get("day_conversations", []))
     latency, latency_overall = _averages(found.get("latency", []))
     first_token, first_token_overall = _averages(found.get("first_token", []))
     return CharacterAnalytics(
@@ -181,7 +181,7 @@ async def overview(rt: Runtime, start: date, end: date) -> Overview:
     days = _days(start, end)
     found = await rt.analytics.overview(days[0], days[-1])
     usage = _usage(found, days)
-    active = _set_sizes(found.get("day_users", []))
+    active = _by_day(found.get("day_users", []))
     return Overview(
         from_=days[0],
         to=days[-1],
