@@ -14,11 +14,12 @@ from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from app.api.v1 import conversations, messages
+from app.api.v1 import analytics, conversations, messages
 from app.clients.fleet import Fleet
 from app.config import Settings, get_settings
 from app.core.runtime import Runtime
 from app.models import DOCUMENTS
+from app.repositories.analytics import AnalyticsRepository
 from app.repositories.live import Live
 from app.repositories.messages import MessageRepository
 from app.services import bookkeeping
@@ -48,7 +49,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         fleet = Fleet(settings)
         app.state.readiness_checks["redis"] = live.ping
         async with open_mongodb(app, settings, DOCUMENTS):
-            runtime = Runtime(settings, MessageRepository(app.state.mongodb), live, fleet)
+            database = app.state.mongodb
+            runtime = Runtime(
+                settings, MessageRepository(database), live, fleet, AnalyticsRepository(database)
+            )
             app.state.runtime = runtime
             sweeper = asyncio.ensure_future(bookkeeping.sweep_forever(runtime))
             try:
@@ -75,7 +79,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for error in (RedisConnectionError, RedisTimeoutError):
         app.add_exception_handler(error, _redis_unavailable)
     api = APIRouter(prefix="/api/v1")
-    for module in (conversations, messages):
+    for module in (conversations, messages, analytics):
         api.include_router(module.router)
     app.include_router(api)
     return app

@@ -10,6 +10,7 @@ from typing import Any
 
 from app.clients.fleet import Fleet
 from app.config import Settings
+from app.repositories.analytics import AnalyticsRepository
 from app.repositories.live import Live
 from app.repositories.messages import MessageRepository
 
@@ -25,6 +26,7 @@ class Runtime:
     messages: MessageRepository
     live: Live
     fleet: Fleet
+    analytics: AnalyticsRepository
     # Jobs running in this process, by reply id: a plain (not streamed) send waits on its task.
     jobs: dict[str, asyncio.Task[None]] = field(default_factory=dict)
     background: set[asyncio.Task[None]] = field(default_factory=set)

@@ -39,6 +39,21 @@ async def settle(rt: Runtime, reply: Message) -> bool:
     return True
 
 
+async def release_purged(rt: Runtime, reply: Message) -> None:
+    """Release the reservation of a reply that was purged with its deleted conversation while it was
+    generating: nothing of it is stored, so nothing is charged. There is no stored reply to retry
+    from: when user-service cannot be told now, the reservation expires there (its TTL)."""
+    generation = reply.generation
+    if generation is None or generation.reservation_id is None:
+        return
+    try:
+        await rt.fleet.credits.release(uuid.UUID(generation.reservation_id))
+    except AppError as exc:
+        logger.warning(
+            "reservation of purged reply %s not released (%s): %s", reply.id, exc.code, exc.message
+        )
+
+
 async def follow_up(rt: Runtime, reply: Message) -> bool:
     """Tell conversation-service about the reply and its parent (activity, once per message id) and
     character-service about them (message counter, once per key); False when either could not be."""

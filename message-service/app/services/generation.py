@@ -28,6 +28,8 @@ from chat_common.errors import AppError
 logger = logging.getLogger(__name__)
 
 STOP_CHECK_SECONDS = 0.2
+# The end of a reply purged with its deleted conversation while it generated (or was being read).
+GONE = {"code": "conversation_deleted", "message": "The conversation was deleted"}
 
 
 @dataclass
@@ -148,6 +150,14 @@ def _pieces(chunk: dict[str, Any]) -> list[tuple[str, str]]:
     return found
 
 
+async def _purged(rt: Runtime, reply: Message) -> None:
+    """The reply's conversation was deleted and its messages purged while it generated: it is not
+    paid, and whoever streams it hears so."""
+    await bookkeeping.release_purged(rt, reply)
+    await rt.live.publish(str(reply.id), "error", GONE)
+    await rt.live.retain(str(reply.id), rt.settings.stream_retention_seconds)
+
+
 async def _keep_alive(rt: Runtime, job: Job) -> None:
     """Renew the lease (MongoDB), the conversation lock and the user's slot (Redis) while running."""
     lease = rt.settings.job_lease_seconds
@@ -190,10 +200,12 @@ async def _finish(rt: Runtime, job: Job, progress: _Progress, status: Status, er
         generation=generation,
         at=now(),
     )
+    stored = await rt.messages.get(reply.id)
+    if stored is None:  # its conversation was deleted and purged meanwhile
+        await _purged(rt, reply)
+        return
     if not finished:
         return  # the sweeper ended it first (its lease had expired) and settled it
-    stored = await rt.messages.get(reply.id)
-    assert stored is not None
     await bookkeeping.settle(rt, stored)
     if progress.usage and progress.usage.prompt_tokens:
         with contextlib.suppress(Exception):  # calibration is a refinement, never a failure

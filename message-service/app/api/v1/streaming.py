@@ -11,9 +11,12 @@ from sse_starlette.sse import EventSourceResponse
 from app.core.runtime import Runtime
 from app.models import Message
 from app.schemas.message import public
+from app.services.generation import GONE
 
 TERMINAL = frozenset({"message.completed", "error"})
-BLOCK_MS = 15_000
+# A blocking read must return before the Redis client's socket timeout (5 s, app/main.py), which
+# would otherwise end the stream with an error while the model is merely slow.
+BLOCK_MS = 2_000
 
 
 def _event(ident: str, name: str, data: dict[str, Any]) -> dict[str, str]:
@@ -25,8 +28,11 @@ async def _from_stream(rt: Runtime, reply_id: str, after: str) -> AsyncIterator[
         events = await rt.live.read(reply_id, after, BLOCK_MS)
         if not events:
             reply = await rt.messages.get_by_str(reply_id)
-            if reply is None or reply.status != "generating":
-                if reply is not None and not await rt.live.stream_exists(reply_id):
+            if reply is None:  # purged with its deleted conversation while it was being read
+                yield {"event": "error", "data": json.dumps(GONE)}
+                return
+            if reply.status != "generating":
+                if not await rt.live.stream_exists(reply_id):
                     for replayed in _replay(reply, after):
                         yield replayed
                 return
