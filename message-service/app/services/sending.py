@@ -199,6 +199,7 @@ async def _store(
             continue_of.id, generation=generation_info, lease_until=lease_until, at=at
         ):
             raise ConflictError("This reply is being generated already", code="generation_in_progress")
+        await rt.live.restart_reply(str(continue_of.id))
         stored = await rt.messages.get(continue_of.id)
         assert stored is not None
         return stored

@@ -10,12 +10,20 @@ from app.api.v1.conversations import wants_stream
 from app.api.v1.streaming import sse
 from app.core.deps import RuntimeDep
 from app.core.runtime import now
-from app.schemas.message import Exchange, GenerationOptions, MessageEdit, MessagePage, MessagePublic, public
+from app.schemas.message import (
+    Branch,
+    Exchange,
+    GenerationOptions,
+    MessageEdit,
+    MessagePage,
+    MessagePublic,
+    public,
+)
 from app.services import history, sending
 from app.services.exchanges import finished_exchange
 from app.services.history import new_message
 from chat_common.auth import CurrentUser
-from chat_common.errors import ConflictError
+from chat_common.errors import ConflictError, UnprocessableError
 
 router = APIRouter(prefix="/messages/{message_id}", tags=["messages"])
 
@@ -96,7 +104,7 @@ async def select(message_id: str, user: CurrentUser, rt: RuntimeDep) -> MessageP
     return MessagePage(items=[public(m, tree) for m in path], has_more_before=False, has_more_after=False)
 
 
-@router.patch("", status_code=status.HTTP_201_CREATED, response_model=Exchange)
+@router.patch("", status_code=status.HTTP_201_CREATED, response_model=Branch)
 async def edit(
     message_id: str,
     data: MessageEdit,
@@ -106,6 +114,8 @@ async def edit(
 ) -> Any:
     """Edit a message of yours as a branch: a new sibling with the new text (the old one stays), and
     with `regenerate: true` a new reply to it."""
+    if len(data.content) > rt.settings.max_message_chars:
+        raise UnprocessableError(f"content: at most {rt.settings.max_message_chars} characters")
     message, conversation = await history.owned_message(rt, message_id, user.user_id)
     if message.role != "user":
         raise ConflictError("Only your own messages can be edited", code="not_a_user_message")
