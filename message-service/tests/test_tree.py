@@ -5,19 +5,23 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
 import pytest
+from beanie import PydanticObjectId
 from fastapi import FastAPI
 
 from app.config import Settings
 from app.main import create_app
+from app.models import Message
+from app.services.tree import Tree
 from chat_common.testing import ServiceProcess, serve_app
 from chat_common.testing.fleet import FleetUser
 from lmstudio_client.testing import StandinProcess
 from tests.conftest import Fleet, make_settings
-from tests.test_chat import _settled, _until, sse_events
+from tests.test_chat import _settled, sse_events
 
 FAST = {"max_tokens": 8}
 
@@ -76,6 +80,29 @@ def chat(client: httpx.AsyncClient, alice: FleetUser) -> Chat:
 
 def _cost(settings: Settings, completion_tokens: int) -> int:
     return settings.cost_per_message + -(-completion_tokens * settings.cost_per_1k_tokens // 1000)
+
+
+# The greetings.
+
+
+def test_greetings_keep_the_card_order_whichever_first_read_stored_them() -> None:
+    at = datetime(2026, 1, 1, tzinfo=UTC)
+
+    def greeting(n: int, seconds: int) -> Message:
+        return Message.model_construct(
+            id=PydanticObjectId(),
+            parent_id=None,
+            unique_key=f"c1:greeting:{n}",
+            created_at=at + timedelta(seconds=seconds),
+        )
+
+    # a concurrent first read with an earlier clock stored the alternate greeting, another the greeting
+    alternate, first = greeting(1, 0), greeting(0, 5)
+
+    tree = Tree([alternate, first])
+
+    assert [str(m.id) for m in tree.roots] == [str(first.id), str(alternate.id)]
+    assert tree.active_leaf(None) is first
 
 
 # Regenerate.
@@ -381,6 +408,28 @@ async def test_delete_while_a_reply_generates_is_409(
     assert (await chat.path_ids(conversation["id"]))[-1] == reply_id
 
 
+async def test_deleting_another_branch_while_a_reply_generates_is_409_until_it_ends(
+    chat: Chat, fleet: Fleet, alice: FleetUser, standin: StandinProcess
+) -> None:
+    conversation = fleet.conversation(alice)
+    first = await chat.send(conversation["id"], "Hello")
+    other = (await chat.post(first["reply"]["id"], "regenerate")).json()["reply"]
+    standin.configure(tokens_per_second=20)
+    sending = asyncio.ensure_future(chat.send(conversation["id"], "one two three four five six seven eight"))
+    reply_id = await _generating_reply(chat, conversation["id"])
+
+    # the generating reply answers `other`; deleting its older sibling could race the reply's storing
+    during = await chat.delete(first["reply"]["id"])
+    await chat.client.post(f"/api/v1/messages/{reply_id}/stop", headers=alice.headers)
+    await sending
+    after = await chat.delete(first["reply"]["id"])
+
+    assert during.status_code == 409 and during.json()["error"]["code"] == "generation_in_progress"
+    assert after.status_code == 204, after.text
+    assert (await chat.path_ids(conversation["id"]))[-1] == reply_id
+    assert [s["id"] for s in await chat.siblings(other["id"])] == [other["id"]]
+
+
 # The active path's pages.
 
 
@@ -492,5 +541,3 @@ async def _generating_reply(chat: Chat, conversation_id: str) -> str:
         await asyncio.sleep(0.05)
     raise AssertionError("no reply started generating within 5 s")
 
-
-__all__ = ["Chat", "_until"]
