@@ -105,6 +105,24 @@ def test_greetings_keep_the_card_order_whichever_first_read_stored_them() -> Non
     assert tree.active_leaf(None) is first
 
 
+async def test_a_character_without_greetings_is_answered_from_the_first_message(
+    chat: Chat, fleet: Fleet, alice: FleetUser
+) -> None:
+    character = fleet.character(alice, greeting="", alternate_greetings=[])
+    conversation = fleet.conversation(alice, character["id"])
+    assert (await chat.path(conversation["id"]))["items"] == []
+
+    sent = await chat.send(conversation["id"], "Hello")
+    edited = await chat.edit(sent["user_message"]["id"], "Hi", regenerate=True)
+
+    assert sent["user_message"]["parent_id"] is None and sent["reply"]["status"] == "completed"
+    assert edited.status_code == 201, edited.text
+    branch = edited.json()
+    assert branch["user_message"]["parent_id"] is None
+    assert (branch["user_message"]["sibling_index"], branch["user_message"]["sibling_count"]) == (1, 2)
+    assert await chat.path_ids(conversation["id"]) == [branch["user_message"]["id"], branch["reply"]["id"]]
+
+
 # Regenerate.
 
 

@@ -58,13 +58,14 @@ async def start_reply(
     *,
     conversation: dict[str, Any],
     tree: Tree,
-    parent: Message,
+    parent: Message | None,
     user_content: str | None,
     options: GenerationOptions,
     continue_of: Message | None = None,
 ) -> tuple[Message | None, Message]:
     """Reserve, store the user message (when `user_content`) and the reply, start the job. The reply
-    answers `parent` (or, continuing, extends `continue_of`)."""
+    answers `parent` (or, continuing, extends `continue_of`); a user message without a parent is a
+    root (a character without greetings)."""
     user_id = conversation["user_id"]
     chosen = generation_options(rt, options)
     reply_id = continue_of.id if continue_of else PydanticObjectId()
@@ -97,7 +98,7 @@ async def _reserve_and_start(
     rt: Runtime,
     conversation: dict[str, Any],
     tree: Tree,
-    parent: Message,
+    parent: Message | None,
     user_content: str | None,
     chosen: dict[str, Any],
     reply_id: PydanticObjectId,
@@ -105,10 +106,11 @@ async def _reserve_and_start(
     continue_of: Message | None,
 ) -> tuple[Message | None, Message]:
     character = await access.character(rt, conversation["character_id"])
-    history = tree.path_to(str(parent.id))
+    parent_id = str(parent.id) if parent is not None else None
+    history = tree.path_to(parent_id) if parent_id else []
     user_message = None
     if user_content is not None:
-        user_message = new_message(conversation, role="user", content=user_content, parent_id=str(parent.id))
+        user_message = new_message(conversation, role="user", content=user_content, parent_id=parent_id)
         user_message.id = PydanticObjectId()
         history = [*history, user_message]
     continuing = continue_of is not None
@@ -164,7 +166,7 @@ async def _reserve_and_start(
     )
     created: dict[str, Any] = {"user_message": None}
     if user_message is not None:
-        others = len(tree.children[str(parent.id)])  # the new message is the newest of its siblings
+        others = len(tree.children[parent_id])  # the new message is the newest of its siblings
         created["user_message"] = public(user_message, siblings=(others, others + 1)).model_dump(mode="json")
     await rt.live.publish(str(reply.id), "message.created", {**created, "reply_id": str(reply.id)})
     rt.spawn(generation.run(rt, job), reply_id=str(reply.id))
@@ -174,7 +176,7 @@ async def _reserve_and_start(
 async def _store(
     rt: Runtime,
     conversation: dict[str, Any],
-    parent: Message,
+    parent: Message | None,
     user_message: Message | None,
     reply_id: PydanticObjectId,
     chosen: dict[str, Any],
@@ -205,11 +207,13 @@ async def _store(
         return stored
     if user_message is not None:
         await rt.messages.insert(user_message)
+    answered = user_message or parent
+    assert answered is not None, "a reply answers a message"
     reply = new_message(
         conversation,
         role="assistant",
         content="",
-        parent_id=str(user_message.id if user_message else parent.id),
+        parent_id=str(answered.id),
         status="generating",
         generation=generation_info,
         lease_until=lease_until,

@@ -120,9 +120,7 @@ async def edit(
     if message.role != "user":
         raise ConflictError("Only your own messages can be edited", code="not_a_user_message")
     tree = await history.load_tree(rt, conversation)
-    parent = tree.by_id.get(message.parent_id) if message.parent_id else None
-    if parent is None:
-        raise ConflictError("This message has no parent to branch from", code="not_a_user_message")
+    parent = tree.by_id.get(message.parent_id) if message.parent_id else None  # None: a root
     if data.regenerate:
         await sending.check_message_limit(rt, user.user_id)
         _, reply = await sending.start_reply(
@@ -130,7 +128,7 @@ async def edit(
         )
         return await _reply_started(rt, reply, data, accept)
     branch = await rt.messages.insert(
-        new_message(conversation, role="user", content=data.content, parent_id=str(parent.id))
+        new_message(conversation, role="user", content=data.content, parent_id=message.parent_id)
     )
     await rt.messages.set_active_leaf(conversation["id"], user.user_id, str(branch.id), now())
     tree = await history.load_tree(rt, conversation)
