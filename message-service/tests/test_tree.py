@@ -146,7 +146,9 @@ async def test_regenerate_adds_an_active_sibling_reply_and_charges_its_cost(
     await _settled(fleet, alice, before - cost)
 
 
-async def test_regenerating_a_user_message_or_a_greeting_is_409(chat: Chat, fleet: Fleet, alice: FleetUser) -> None:
+async def test_regenerating_a_user_message_or_a_greeting_is_409(
+    chat: Chat, fleet: Fleet, alice: FleetUser
+) -> None:
     conversation = fleet.conversation(alice)
     sent = await chat.send(conversation["id"], "Hello")
     greeting_id = (await chat.path_ids(conversation["id"]))[0]
@@ -200,7 +202,9 @@ async def test_continue_extends_the_last_reply_and_charges_only_the_continuation
     priced: Chat, fleet: Fleet, alice: FleetUser
 ) -> None:
     conversation = fleet.conversation(alice)
-    first = (await priced.send(conversation["id"], "Tell me a long story about the sky", max_tokens=3))["reply"]
+    first = (await priced.send(conversation["id"], "Tell me a long story about the sky", max_tokens=3))[
+        "reply"
+    ]
     before = fleet.balance(alice)
 
     response = await priced.post(first["id"], "continue", max_tokens=2)
@@ -387,7 +391,9 @@ async def test_delete_removes_the_message_and_its_descendants_and_the_path_falls
 
     assert response.status_code == 204, response.text
     for gone in (other["id"], deeper["user_message"]["id"], deeper["reply"]["id"]):
-        assert (await chat.client.get(f"/api/v1/messages/{gone}/siblings", headers=chat.user.headers)).status_code == 404
+        assert (
+            await chat.client.get(f"/api/v1/messages/{gone}/siblings", headers=chat.user.headers)
+        ).status_code == 404
     ids = await chat.path_ids(conversation["id"])
     assert ids[-2:] == [first["user_message"]["id"], first["reply"]["id"]]
     reply = (await chat.path(conversation["id"]))["items"][-1]
@@ -479,7 +485,9 @@ async def test_the_path_pages_with_before_and_after_and_says_what_is_left(
     assert page(none_after) == ([], True, False)
 
 
-async def test_an_unknown_cursor_or_a_bad_limit_is_refused(chat: Chat, fleet: Fleet, alice: FleetUser) -> None:
+async def test_an_unknown_cursor_or_a_bad_limit_is_refused(
+    chat: Chat, fleet: Fleet, alice: FleetUser
+) -> None:
     conversation = fleet.conversation(alice)
     sent = await chat.send(conversation["id"], "Hello")
     off_path = (await chat.post(sent["reply"]["id"], "regenerate")).json()["reply"]
@@ -558,4 +566,3 @@ async def _generating_reply(chat: Chat, conversation_id: str) -> str:
             return found[0]
         await asyncio.sleep(0.05)
     raise AssertionError("no reply started generating within 5 s")
-

@@ -76,7 +76,9 @@ class Model:
         self.deleted.update(doomed)
         if self.leaf in doomed:
             roots = self.children.get(None, [])
-            self.leaf = self.newest_leaf_below(parent) if parent is not None else self.newest_leaf_below(roots[0])
+            self.leaf = (
+                self.newest_leaf_below(parent) if parent is not None else self.newest_leaf_below(roots[0])
+            )
 
     def sibling_position(self, message_id: str) -> tuple[int, int]:
         siblings = self.children[self.parent[message_id]]
@@ -86,7 +88,9 @@ class Model:
 class Driver:
     """The API calls of one random run, each updating the model as the service should."""
 
-    def __init__(self, client: httpx.AsyncClient, user: FleetUser, conversation_id: str, rng: random.Random) -> None:
+    def __init__(
+        self, client: httpx.AsyncClient, user: FleetUser, conversation_id: str, rng: random.Random
+    ) -> None:
         self.client = client
         self.headers = user.headers
         self.conversation_id = conversation_id
@@ -102,7 +106,9 @@ class Driver:
 
     async def path(self) -> list[dict[str, Any]]:
         response = await self.client.get(
-            f"/api/v1/conversations/{self.conversation_id}/messages", params={"limit": 200}, headers=self.headers
+            f"/api/v1/conversations/{self.conversation_id}/messages",
+            params={"limit": 200},
+            headers=self.headers,
         )
         assert response.status_code == 200, response.text
         assert not response.json()["has_more_before"]
@@ -204,7 +210,9 @@ class Driver:
         return f"delete {target}"
 
     async def _post(self, message_id: str, action: str) -> httpx.Response:
-        return await self.client.post(f"/api/v1/messages/{message_id}/{action}", json=OPTIONS, headers=self.headers)
+        return await self.client.post(
+            f"/api/v1/messages/{message_id}/{action}", json=OPTIONS, headers=self.headers
+        )
 
     async def check(self, deleted_now: set[str]) -> None:
         items = await self.path()
@@ -218,7 +226,9 @@ class Driver:
             position = (message["sibling_index"], message["sibling_count"])
             assert position == self.model.sibling_position(message["id"])
             assert siblings[message["sibling_index"]]["id"] == message["id"]
-            assert all((s["sibling_index"], s["sibling_count"]) == (n, len(siblings)) for n, s in enumerate(siblings))
+            assert all(
+                (s["sibling_index"], s["sibling_count"]) == (n, len(siblings)) for n, s in enumerate(siblings)
+            )
         gone = await asyncio.gather(
             *(self.client.get(f"/api/v1/messages/{m}/siblings", headers=self.headers) for m in deleted_now)
         )

@@ -114,7 +114,9 @@ def generation_in_progress() -> ConflictError:
 async def _delete_branch(rt: Runtime, conversation: dict[str, Any], message: Message) -> int:
     tree = await load_tree(rt, conversation)
     doomed = [message, *tree.descendants(message)]
-    if any(m.status == "generating" for m in doomed):  # a job whose replica died: its lock lapsed, its lease not yet
+    if any(
+        m.status == "generating" for m in doomed
+    ):  # a job whose replica died: its lock lapsed, its lease not yet
         raise generation_in_progress()
     state = await rt.messages.state(conversation["id"])
     deleted = await rt.messages.delete([m.id for m in doomed if m.id is not None])
@@ -124,5 +126,7 @@ async def _delete_branch(rt: Runtime, conversation: dict[str, Any], message: Mes
         parent = remaining.get(message.parent_id) if message.parent_id else None
         leaf = remaining.newest_leaf_below(parent) if parent else remaining.active_leaf(None)
         if leaf is not None:
-            await rt.messages.set_active_leaf(conversation["id"], conversation["user_id"], str(leaf.id), now())
+            await rt.messages.set_active_leaf(
+                conversation["id"], conversation["user_id"], str(leaf.id), now()
+            )
     return deleted
