@@ -501,10 +501,13 @@ async def test_an_unknown_cursor_or_a_bad_limit_is_refused(
     limits = [
         await chat.client.get(base, params={"limit": limit}, headers=alice.headers) for limit in (0, 201, "x")
     ]
+    cursor = sent["user_message"]["id"]
+    both = await chat.client.get(base, params={"before": cursor, "after": cursor}, headers=alice.headers)
 
     assert [r.status_code for r in responses] == [404, 404, 404], off_path
     assert {r.json()["error"]["code"] for r in responses} == {"message_not_found"}
     assert [r.status_code for r in limits] == [422, 422, 422]
+    assert both.status_code == 422, both.text
 
 
 # The prompt and impersonation.

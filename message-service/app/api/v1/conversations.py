@@ -78,6 +78,8 @@ async def list_messages(
 ) -> MessagePage:
     """The active path, oldest first (the newest `limit` unless `before`/`after` say otherwise), each
     message with its sibling index and count for swipe arrows."""
+    if before is not None and after is not None:
+        raise UnprocessableError("Give before or after, not both")
     conversation = await access.conversation(rt, conversation_id, user.user_id)
     tree, path = await history.active_path(rt, conversation)
     ids = [str(m.id) for m in path]
