@@ -84,6 +84,8 @@ async def continue_reply(
         )
     if message.status == "generating":
         raise ConflictError("This reply is being generated already", code="generation_in_progress")
+    if message.status == "failed":
+        raise ConflictError("A failed reply can not be continued: regenerate it", code="not_continuable")
     await sending.check_message_limit(rt, user.user_id)
     _, reply = await sending.start_reply(
         rt,
