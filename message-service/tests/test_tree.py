@@ -380,6 +380,25 @@ async def test_editing_a_reply_is_409(chat: Chat, fleet: Fleet, alice: FleetUser
     assert len(await chat.siblings(sent["reply"]["id"])) == 1
 
 
+async def test_editing_while_a_reply_generates_is_409(
+    chat: Chat, fleet: Fleet, alice: FleetUser, standin: StandinProcess
+) -> None:
+    conversation = fleet.conversation(alice)
+    first = await chat.send(conversation["id"], "Hello")
+    standin.configure(tokens_per_second=20)
+    sending = asyncio.ensure_future(chat.send(conversation["id"], "one two three four five six seven eight"))
+    reply_id = await _generating_reply(chat, conversation["id"])
+
+    during = await chat.edit(first["user_message"]["id"], "Hello there")
+    await chat.client.post(f"/api/v1/messages/{reply_id}/stop", headers=alice.headers)
+    await sending
+    after = await chat.edit(first["user_message"]["id"], "Hello there")
+
+    assert during.status_code == 409 and during.json()["error"]["code"] == "generation_in_progress"
+    assert after.status_code == 201, after.text
+    assert len(await chat.siblings(first["user_message"]["id"])) == 2
+
+
 async def test_an_edit_longer_than_the_message_limit_is_422(
     chat: Chat, fleet: Fleet, alice: FleetUser, settings: Settings
 ) -> None:

@@ -92,6 +92,27 @@ async def select(rt: Runtime, message_id: str, user_id: str) -> tuple[Tree, list
     return tree, tree.path_to(str(leaf.id))
 
 
+async def add_branch(
+    rt: Runtime, conversation: dict[str, Any], message: Message, content: str
+) -> tuple[Tree, Message]:
+    """A sibling of the user's message with new text, made the active leaf. Under the conversation's
+    lock, as deletes are, so that it never lands under a branch being deleted."""
+    lock = await rt.live.lock_conversation(conversation["id"], rt.settings.job_lease_seconds)
+    if lock is None:
+        raise generation_in_progress()
+    try:
+        if message.parent_id and await rt.messages.get_by_str(message.parent_id) is None:
+            raise message_not_found()
+        branch = await rt.messages.insert(
+            new_message(conversation, role="user", content=content, parent_id=message.parent_id)
+        )
+        await rt.messages.set_active_leaf(conversation["id"], conversation["user_id"], str(branch.id), now())
+    finally:
+        await rt.live.unlock_conversation(conversation["id"], lock)
+    tree = await load_tree(rt, conversation)
+    return tree, tree.by_id[str(branch.id)]
+
+
 async def delete(rt: Runtime, message_id: str, user_id: str) -> int:
     """Delete the message and everything below it; the active path moves to what remains. Never while
     a reply is generating in the conversation: that reply's messages could land under what is deleted."""

@@ -16,7 +16,7 @@ from app.core.runtime import Runtime, now
 from app.models import Generation, Message
 from app.schemas.message import GenerationOptions, public
 from app.services import access, generation, prompting
-from app.services.history import new_message
+from app.services.history import message_not_found, new_message
 from app.services.tree import Tree
 from chat_common.errors import ConflictError, RateLimitedError
 
@@ -77,6 +77,9 @@ async def start_reply(
             "A reply is already being generated in this conversation", code="generation_in_progress"
         )
     try:
+        # under the lock no delete runs: a parent deleted since the tree was read stays deleted
+        if parent is not None and await rt.messages.get_by_str(str(parent.id)) is None:
+            raise message_not_found()
         if not await rt.live.take_generation_slot(
             user_id, str(reply_id), rt.settings.max_concurrent_generations, lease
         ):

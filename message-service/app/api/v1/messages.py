@@ -9,7 +9,6 @@ from fastapi import APIRouter, Header, Response, status
 from app.api.v1.conversations import wants_stream
 from app.api.v1.streaming import sse
 from app.core.deps import RuntimeDep
-from app.core.runtime import now
 from app.schemas.message import (
     Branch,
     Exchange,
@@ -21,7 +20,6 @@ from app.schemas.message import (
 )
 from app.services import history, sending
 from app.services.exchanges import finished_exchange
-from app.services.history import new_message
 from chat_common.auth import CurrentUser
 from chat_common.errors import ConflictError, UnprocessableError
 
@@ -129,12 +127,8 @@ async def edit(
             rt, conversation=conversation, tree=tree, parent=parent, user_content=data.content, options=data
         )
         return await _reply_started(rt, reply, data, accept)
-    branch = await rt.messages.insert(
-        new_message(conversation, role="user", content=data.content, parent_id=message.parent_id)
-    )
-    await rt.messages.set_active_leaf(conversation["id"], user.user_id, str(branch.id), now())
-    tree = await history.load_tree(rt, conversation)
-    return {"user_message": public(tree.by_id[str(branch.id)], tree), "reply": None}
+    tree, branch = await history.add_branch(rt, conversation, message, data.content)
+    return Branch(user_message=public(branch, tree), reply=None)
 
 
 @router.delete("", status_code=status.HTTP_204_NO_CONTENT)
