@@ -489,6 +489,28 @@ async def test_deleting_another_branch_while_a_reply_generates_is_409_until_it_e
     assert [s["id"] for s in await chat.siblings(other["id"])] == [other["id"]]
 
 
+async def test_a_delete_racing_an_edit_below_it_never_leaves_an_orphan(
+    chat: Chat, fleet: Fleet, alice: FleetUser
+) -> None:
+    conversation = fleet.conversation(alice)
+    first = await chat.send(conversation["id"], "Hello")
+    for n in range(10):
+        second = await chat.send(conversation["id"], f"Go on {n}")
+
+        deleted, edited = await asyncio.gather(
+            chat.delete(first["reply"]["id"]), chat.edit(second["user_message"]["id"], f"Stop {n}")
+        )
+
+        assert deleted.status_code in (204, 409), deleted.text
+        assert edited.status_code in (201, 404, 409), edited.text
+        items = (await chat.path(conversation["id"]))["items"]
+        assert items[0]["parent_id"] is None
+        assert all(b["parent_id"] == a["id"] for a, b in zip(items, items[1:], strict=False))
+        if deleted.status_code == 204:
+            first = await chat.send(conversation["id"], "Hello again")
+            assert first["user_message"]["parent_id"] == items[-1]["id"]
+
+
 # The active path's pages.
 
 
