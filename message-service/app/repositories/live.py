@@ -116,6 +116,11 @@ class Live:
     async def stop_requested(self, reply_id: str) -> bool:
         return bool(await self.redis.exists(self._key("stop", reply_id)))
 
+    async def restart_reply(self, reply_id: str) -> None:
+        """A finished reply about to generate again (continue): its old events and any stop asked of
+        its last generation are forgotten, so neither ends the new one."""
+        await self.redis.delete(self._key("stream", reply_id), self._key("stop", reply_id))
+
     # Caches.
 
     async def cached(self, kind: str, key: str) -> Any:

@@ -82,6 +82,13 @@ class Exchange(BaseModel):
     reply: MessagePublic
 
 
+class Branch(BaseModel):
+    """An edit's result: the new user message, and its reply when one was asked for."""
+
+    user_message: MessagePublic
+    reply: MessagePublic | None
+
+
 class Suggestion(BaseModel):
     content: str
     cost: int

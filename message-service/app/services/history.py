@@ -10,7 +10,7 @@ from bson.errors import InvalidId
 from app.core.runtime import Runtime, now
 from app.models import Message
 from app.services import access
-from app.services.tree import Tree
+from app.services.tree import GREETING_MARKER, Tree
 from chat_common.errors import ConflictError, NotFoundError
 
 
@@ -45,7 +45,7 @@ async def load_tree(rt: Runtime, conversation: dict[str, Any]) -> Tree:
                 conversation,
                 role="assistant",
                 content=text,
-                unique_key=f"{conversation['id']}:greeting:{n}",
+                unique_key=f"{conversation['id']}{GREETING_MARKER}{n}",
             )
             for n, text in enumerate(texts)
             if text
@@ -92,15 +92,53 @@ async def select(rt: Runtime, message_id: str, user_id: str) -> tuple[Tree, list
     return tree, tree.path_to(str(leaf.id))
 
 
+async def add_branch(
+    rt: Runtime, conversation: dict[str, Any], message: Message, content: str
+) -> tuple[Tree, Message]:
+    """A sibling of the user's message with new text, made the active leaf. Under the conversation's
+    lock, as deletes are, so that it never lands under a branch being deleted."""
+    lock = await rt.live.lock_conversation(conversation["id"], rt.settings.job_lease_seconds)
+    if lock is None:
+        raise generation_in_progress()
+    try:
+        if message.parent_id and await rt.messages.get_by_str(message.parent_id) is None:
+            raise message_not_found()
+        branch = await rt.messages.insert(
+            new_message(conversation, role="user", content=content, parent_id=message.parent_id)
+        )
+        await rt.messages.set_active_leaf(conversation["id"], conversation["user_id"], str(branch.id), now())
+    finally:
+        await rt.live.unlock_conversation(conversation["id"], lock)
+    tree = await load_tree(rt, conversation)
+    return tree, tree.by_id[str(branch.id)]
+
+
 async def delete(rt: Runtime, message_id: str, user_id: str) -> int:
-    """Delete the message and everything below it; the active path moves to what remains."""
+    """Delete the message and everything below it; the active path moves to what remains. Never while
+    a reply is generating in the conversation: that reply's messages could land under what is deleted."""
     message, conversation = await owned_message(rt, message_id, user_id)
+    lock = await rt.live.lock_conversation(conversation["id"], rt.settings.job_lease_seconds)
+    if lock is None:
+        raise generation_in_progress()
+    try:
+        return await _delete_branch(rt, conversation, message)
+    finally:
+        await rt.live.unlock_conversation(conversation["id"], lock)
+
+
+def generation_in_progress() -> ConflictError:
+    return ConflictError(
+        "A reply is being generated in this conversation: stop it first", code="generation_in_progress"
+    )
+
+
+async def _delete_branch(rt: Runtime, conversation: dict[str, Any], message: Message) -> int:
     tree = await load_tree(rt, conversation)
     doomed = [message, *tree.descendants(message)]
-    if any(m.status == "generating" for m in doomed):
-        raise ConflictError(
-            "A reply is being generated in this branch: stop it first", code="generation_running"
-        )
+    if any(
+        m.status == "generating" for m in doomed
+    ):  # a job whose replica died: its lock lapsed, its lease not yet
+        raise generation_in_progress()
     state = await rt.messages.state(conversation["id"])
     deleted = await rt.messages.delete([m.id for m in doomed if m.id is not None])
     doomed_ids = {str(m.id) for m in doomed}
@@ -109,5 +147,7 @@ async def delete(rt: Runtime, message_id: str, user_id: str) -> int:
         parent = remaining.get(message.parent_id) if message.parent_id else None
         leaf = remaining.newest_leaf_below(parent) if parent else remaining.active_leaf(None)
         if leaf is not None:
-            await rt.messages.set_active_leaf(conversation["id"], user_id, str(leaf.id), now())
+            await rt.messages.set_active_leaf(
+                conversation["id"], conversation["user_id"], str(leaf.id), now()
+            )
     return deleted

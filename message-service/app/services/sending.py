@@ -16,7 +16,7 @@ from app.core.runtime import Runtime, now
 from app.models import Generation, Message
 from app.schemas.message import GenerationOptions, public
 from app.services import access, generation, prompting
-from app.services.history import new_message
+from app.services.history import message_not_found, new_message
 from app.services.tree import Tree
 from chat_common.errors import ConflictError, RateLimitedError
 
@@ -58,13 +58,14 @@ async def start_reply(
     *,
     conversation: dict[str, Any],
     tree: Tree,
-    parent: Message,
+    parent: Message | None,
     user_content: str | None,
     options: GenerationOptions,
     continue_of: Message | None = None,
 ) -> tuple[Message | None, Message]:
     """Reserve, store the user message (when `user_content`) and the reply, start the job. The reply
-    answers `parent` (or, continuing, extends `continue_of`)."""
+    answers `parent` (or, continuing, extends `continue_of`); a user message without a parent is a
+    root (a character without greetings)."""
     user_id = conversation["user_id"]
     chosen = generation_options(rt, options)
     reply_id = continue_of.id if continue_of else PydanticObjectId()
@@ -76,6 +77,9 @@ async def start_reply(
             "A reply is already being generated in this conversation", code="generation_in_progress"
         )
     try:
+        # under the lock no delete runs: a parent deleted since the tree was read stays deleted
+        if parent is not None and await rt.messages.get_by_str(str(parent.id)) is None:
+            raise message_not_found()
         if not await rt.live.take_generation_slot(
             user_id, str(reply_id), rt.settings.max_concurrent_generations, lease
         ):
@@ -97,7 +101,7 @@ async def _reserve_and_start(
     rt: Runtime,
     conversation: dict[str, Any],
     tree: Tree,
-    parent: Message,
+    parent: Message | None,
     user_content: str | None,
     chosen: dict[str, Any],
     reply_id: PydanticObjectId,
@@ -105,10 +109,11 @@ async def _reserve_and_start(
     continue_of: Message | None,
 ) -> tuple[Message | None, Message]:
     character = await access.character(rt, conversation["character_id"])
-    history = tree.path_to(str(parent.id))
+    parent_id = str(parent.id) if parent is not None else None
+    history = tree.path_to(parent_id) if parent_id else []
     user_message = None
     if user_content is not None:
-        user_message = new_message(conversation, role="user", content=user_content, parent_id=str(parent.id))
+        user_message = new_message(conversation, role="user", content=user_content, parent_id=parent_id)
         user_message.id = PydanticObjectId()
         history = [*history, user_message]
     continuing = continue_of is not None
@@ -164,7 +169,7 @@ async def _reserve_and_start(
     )
     created: dict[str, Any] = {"user_message": None}
     if user_message is not None:
-        others = len(tree.children[str(parent.id)])  # the new message is the newest of its siblings
+        others = len(tree.children[parent_id])  # the new message is the newest of its siblings
         created["user_message"] = public(user_message, siblings=(others, others + 1)).model_dump(mode="json")
     await rt.live.publish(str(reply.id), "message.created", {**created, "reply_id": str(reply.id)})
     rt.spawn(generation.run(rt, job), reply_id=str(reply.id))
@@ -174,7 +179,7 @@ async def _reserve_and_start(
 async def _store(
     rt: Runtime,
     conversation: dict[str, Any],
-    parent: Message,
+    parent: Message | None,
     user_message: Message | None,
     reply_id: PydanticObjectId,
     chosen: dict[str, Any],
@@ -199,16 +204,19 @@ async def _store(
             continue_of.id, generation=generation_info, lease_until=lease_until, at=at
         ):
             raise ConflictError("This reply is being generated already", code="generation_in_progress")
+        await rt.live.restart_reply(str(continue_of.id))
         stored = await rt.messages.get(continue_of.id)
         assert stored is not None
         return stored
     if user_message is not None:
         await rt.messages.insert(user_message)
+    answered = user_message or parent
+    assert answered is not None, "a reply answers a message"
     reply = new_message(
         conversation,
         role="assistant",
         content="",
-        parent_id=str(user_message.id if user_message else parent.id),
+        parent_id=str(answered.id),
         status="generating",
         generation=generation_info,
         lease_until=lease_until,

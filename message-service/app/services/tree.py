@@ -8,15 +8,18 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable
+from datetime import datetime
 
 from app.models import Message
+
+GREETING_MARKER = ":greeting:"  # a greeting's unique key: "<conversation id>:greeting:<n>"
 
 
 class Tree:
     def __init__(self, messages: Iterable[Message]) -> None:
         self.by_id: dict[str, Message] = {}
         self.children: dict[str | None, list[Message]] = defaultdict(list)
-        for message in sorted(messages, key=lambda m: (m.created_at, str(m.id))):
+        for message in sorted(messages, key=_creation_order):
             self.by_id[str(message.id)] = message
             self.children[message.parent_id].append(message)
 
@@ -72,3 +75,11 @@ class Tree:
         if leaf_id and leaf_id in self.by_id:
             return self.by_id[leaf_id]
         return self.newest_leaf_below(self.roots[0]) if self.roots else None
+
+
+def _creation_order(message: Message) -> tuple[int, datetime, str]:
+    """Oldest first; the greetings (the roots) in the card's order, whichever concurrent first read
+    stored each of them and whatever its clock said."""
+    _, marker, number = message.unique_key.rpartition(GREETING_MARKER)
+    greeting = int(number) if message.parent_id is None and marker and number.isdigit() else 0
+    return (greeting, message.created_at, str(message.id))

@@ -52,11 +52,10 @@ async def send_message(
     conversation = await access.conversation(rt, conversation_id, user.user_id)
     headers = await sending.check_message_limit(rt, user.user_id)
     tree, path = await history.active_path(rt, conversation)
+    # no parent: the conversation is empty (a character without greetings) and this is its first root
     parent = tree.get(data.parent_id) if data.parent_id else (path[-1] if path else None)
-    if parent is None:
-        if data.parent_id:
-            raise NotFoundError("parent_id: no such message in this conversation", code="message_not_found")
-        raise UnprocessableError("This conversation has no greeting to answer: give parent_id")
+    if parent is None and data.parent_id:
+        raise NotFoundError("parent_id: no such message in this conversation", code="message_not_found")
     _, reply = await sending.start_reply(
         rt, conversation=conversation, tree=tree, parent=parent, user_content=data.content, options=data
     )
@@ -79,6 +78,8 @@ async def list_messages(
 ) -> MessagePage:
     """The active path, oldest first (the newest `limit` unless `before`/`after` say otherwise), each
     message with its sibling index and count for swipe arrows."""
+    if before is not None and after is not None:
+        raise UnprocessableError("Give before or after, not both")
     conversation = await access.conversation(rt, conversation_id, user.user_id)
     tree, path = await history.active_path(rt, conversation)
     ids = [str(m.id) for m in path]

@@ -9,13 +9,19 @@ from fastapi import APIRouter, Header, Response, status
 from app.api.v1.conversations import wants_stream
 from app.api.v1.streaming import sse
 from app.core.deps import RuntimeDep
-from app.core.runtime import now
-from app.schemas.message import Exchange, GenerationOptions, MessageEdit, MessagePage, MessagePublic, public
+from app.schemas.message import (
+    Branch,
+    Exchange,
+    GenerationOptions,
+    MessageEdit,
+    MessagePage,
+    MessagePublic,
+    public,
+)
 from app.services import history, sending
 from app.services.exchanges import finished_exchange
-from app.services.history import new_message
 from chat_common.auth import CurrentUser
-from chat_common.errors import ConflictError
+from chat_common.errors import ConflictError, UnprocessableError
 
 router = APIRouter(prefix="/messages/{message_id}", tags=["messages"])
 
@@ -76,6 +82,8 @@ async def continue_reply(
         )
     if message.status == "generating":
         raise ConflictError("This reply is being generated already", code="generation_in_progress")
+    if message.status == "failed":
+        raise ConflictError("A failed reply can not be continued: regenerate it", code="not_continuable")
     await sending.check_message_limit(rt, user.user_id)
     _, reply = await sending.start_reply(
         rt,
@@ -96,7 +104,7 @@ async def select(message_id: str, user: CurrentUser, rt: RuntimeDep) -> MessageP
     return MessagePage(items=[public(m, tree) for m in path], has_more_before=False, has_more_after=False)
 
 
-@router.patch("", status_code=status.HTTP_201_CREATED, response_model=Exchange)
+@router.patch("", status_code=status.HTTP_201_CREATED, response_model=Branch)
 async def edit(
     message_id: str,
     data: MessageEdit,
@@ -106,25 +114,21 @@ async def edit(
 ) -> Any:
     """Edit a message of yours as a branch: a new sibling with the new text (the old one stays), and
     with `regenerate: true` a new reply to it."""
+    if len(data.content) > rt.settings.max_message_chars:
+        raise UnprocessableError(f"content: at most {rt.settings.max_message_chars} characters")
     message, conversation = await history.owned_message(rt, message_id, user.user_id)
     if message.role != "user":
         raise ConflictError("Only your own messages can be edited", code="not_a_user_message")
     tree = await history.load_tree(rt, conversation)
-    parent = tree.by_id.get(message.parent_id) if message.parent_id else None
-    if parent is None:
-        raise ConflictError("This message has no parent to branch from", code="not_a_user_message")
+    parent = tree.by_id.get(message.parent_id) if message.parent_id else None  # None: a root
     if data.regenerate:
         await sending.check_message_limit(rt, user.user_id)
         _, reply = await sending.start_reply(
             rt, conversation=conversation, tree=tree, parent=parent, user_content=data.content, options=data
         )
         return await _reply_started(rt, reply, data, accept)
-    branch = await rt.messages.insert(
-        new_message(conversation, role="user", content=data.content, parent_id=str(parent.id))
-    )
-    await rt.messages.set_active_leaf(conversation["id"], user.user_id, str(branch.id), now())
-    tree = await history.load_tree(rt, conversation)
-    return {"user_message": public(tree.by_id[str(branch.id)], tree), "reply": None}
+    tree, branch = await history.add_branch(rt, conversation, message, data.content)
+    return Branch(user_message=public(branch, tree), reply=None)
 
 
 @router.delete("", status_code=status.HTTP_204_NO_CONTENT)
