@@ -158,7 +158,9 @@ signal.signal(signal.SIGUSR2, _toggle)
 # The client side: one keep-alive connection per worker, a streamed request read to its end.
 
 
-async def streamed(conn: Connection, raw: bytes, first_marker: bytes, end_marker: bytes) -> tuple[float, float]:
+async def streamed(
+    conn: Connection, raw: bytes, first_marker: bytes, end_marker: bytes
+) -> tuple[float, float]:
     """Send a streaming request; (seconds to the first chunk holding `first_marker`, seconds to the end).
     Raises ValueError unless the status is 2xx and `end_marker` arrived."""
     if conn.writer is None:
@@ -289,15 +291,20 @@ def message_service(
         yield service
 
 
+def wait_for_file(path: Path, timeout: float = 20.0) -> None:
+    """Wait until message-service has written `path` (after a signal)."""
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"message-service did not write {path.name}")
+        time.sleep(0.02)
+
+
 def read_totals(bench: Bench) -> dict[str, dict[str, list[float]]]:
     """message-service's totals (SIGUSR1): kind -> name -> [count, seconds]."""
     bench.totals_path.unlink(missing_ok=True)
     os.kill(bench.service.process.pid, signal.SIGUSR1)
-    deadline = time.monotonic() + 10
-    while not bench.totals_path.exists():
-        if time.monotonic() > deadline:
-            raise RuntimeError("message-service did not write its totals")
-        time.sleep(0.02)
+    wait_for_file(bench.totals_path)
     found: dict[str, dict[str, list[float]]] = json.loads(bench.totals_path.read_text())
     return found
 
@@ -309,7 +316,9 @@ def redis_commandstats(url: str) -> dict[str, tuple[int, float]]:
     return {name.removeprefix("cmdstat_"): (int(v["calls"]), v["usec"] / 1e6) for name, v in info.items()}
 
 
-async def seed(bench: Bench, users_url: str, characters_url: str, conversations_url: str, per_client: list[int]) -> None:
+async def seed(
+    bench: Bench, users_url: str, characters_url: str, conversations_url: str, per_client: list[int]
+) -> None:
     """Users, a public character, each client's conversations (read once: greetings created), one
     exchange to learn the stand-in's request body, and message-service's service token."""
     bench.users = [register_user(users_url, f"bench{i}") for i in range(CLIENTS)]
@@ -344,7 +353,8 @@ async def seed(bench: Bench, users_url: str, characters_url: str, conversations_
                 listed.raise_for_status()
             return ids
 
-        bench.pools = list(await asyncio.gather(*[pool(u, n) for u, n in zip(bench.users, per_client)]))
+        pairs = zip(bench.users, per_client, strict=True)
+        bench.pools = list(await asyncio.gather(*[pool(user, size) for user, size in pairs]))
         sent = await client.post(
             f"{bench.service.url}/api/v1/conversations/{bench.pools[0][0]}/messages",
             json={"content": MESSAGE},
@@ -454,10 +464,12 @@ async def measure(bench: Bench, load: Load, seconds: float) -> None:
     load.out = await load.run(seconds)
     await asyncio.sleep(1.0)  # the last replies' follow-ups finish, and count
     for name, pids in bench.pids.items():
-        spent = sum(cpu_seconds(pid) - before_cpu[name].get(pid, 0.0) for pid in pids() | set(before_cpu[name]))
-        load.cpu[name] = spent
+        was = before_cpu[name]
+        load.cpu[name] = sum(cpu_seconds(pid) - was.get(pid, 0.0) for pid in pids() | set(was))
     after_redis = await asyncio.to_thread(redis_commandstats, bench.redis_url)
-    load.redis = _diff({k: list(v) for k, v in after_redis.items()}, {k: list(v) for k, v in before_redis.items()})
+    load.redis = _diff(
+        {k: list(v) for k, v in after_redis.items()}, {k: list(v) for k, v in before_redis.items()}
+    )
     load.redis.pop("info", None)
     if load.through:
         after = await asyncio.to_thread(read_totals, bench)
@@ -534,7 +546,9 @@ async def run(bench: Bench, args: argparse.Namespace, data_dir: Path) -> None:
     delta, content = b"event: delta", b'"content"'
     completed, done = b"event: message.completed", b"[DONE]"
 
-    def load(requests: Requests, first: bytes, end: bytes, concurrency: int) -> Callable[[float], Awaitable[Exchanges]]:
+    def load(
+        requests: Requests, first: bytes, end: bytes, concurrency: int
+    ) -> Callable[[float], Awaitable[Exchanges]]:
         return lambda seconds: stream_load(requests, first, end, concurrency=concurrency, duration=seconds)
 
     loads = [
@@ -586,9 +600,7 @@ async def profile(bench: Bench, seconds: float) -> None:
     )
     bench.profile_path.unlink(missing_ok=True)
     os.kill(bench.service.process.pid, signal.SIGUSR2)
-    deadline = time.monotonic() + 20
-    while not bench.profile_path.exists() and time.monotonic() < deadline:
-        await asyncio.sleep(0.1)
+    await asyncio.to_thread(wait_for_file, bench.profile_path)
     print(f"\nprofiled c=16 load: {out.whole.summary().replace('req/s', 'exch/s')}")
     stats = pstats.Stats(str(bench.profile_path))
     stats.sort_stats("tottime").print_stats(25)
@@ -601,7 +613,7 @@ def main() -> None:
     )
     parser.add_argument("--duration", type=float, default=10.0, help="seconds per load")
     parser.add_argument("--turns", type=int, default=8, help="about how many exchanges a conversation gets")
-    parser.add_argument("--profile", action="store_true", help="cProfile message-service in one more c=16 load")
+    parser.add_argument("--profile", action="store_true", help="cProfile message-service, one more c=16 load")
     args = parser.parse_args()
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="bench-messages-") as temp, ExitStack() as stack:
