@@ -15,12 +15,15 @@ client (each read once, so its greeting exists), then reports in one run, at con
   through message-service: POST /api/v1/conversations/{id}/messages with stream:true to the first
   `delta` SSE event;
 - complete exchanges per second through message-service (the streamed reply to `message.completed`);
+- the same c=1 load paced (0.2 s between exchanges, so the previous reply's follow-ups are done): what
+  a lone user waits for, next to the back-to-back c=1 load the target is judged on;
 - where the time goes, per exchange: the replies' stored `generation.first_token_ms` (job start to the
   first piece from llm-service) and `latency_ms`; llm-service's own `timing` (from its usage chunk, in
   the llm-service load); the request's stages inside message-service (wall time of access, limit, tree,
   prompt, reserve, store, publish, finish; awaited, so they include waiting for the event loop);
   MongoDB commands (PyMongo CommandListener) and Redis commands (client-side wall time per command, and
-  Redis's own usec from INFO commandstats); CPU ms per exchange of every process (/proc).
+  Redis's own usec from INFO commandstats); CPU ms per exchange of every process (/proc); and the
+  mean first token split into the stages before the job, the job's wait for llm-service, and the rest.
 
 Each client uses its own conversations (the per-conversation lock allows one generation at a time), in
 turn, so a conversation's history grows by at most about --turns exchanges in the run.
@@ -40,6 +43,7 @@ import json
 import os
 import pstats
 import signal
+import statistics
 import sys
 import tempfile
 import time
@@ -72,6 +76,14 @@ from chat_common.testing.fleet import (  # noqa: E402
 from lmstudio_client.testing import StandinProcess, run_standin  # noqa: E402
 
 CLIENTS = 16
+PAUSE = 0.2  # seconds between exchanges in the paced c=1 load: the previous reply's follow-ups are done
+# The request's stages before its generation job starts (the hook's labels).
+BEFORE_JOB = (
+    "access.conversation",
+    "sending.check_message_limit",
+    "history.active_path",
+    "sending.start_reply (all of it)",
+)
 MESSAGE = "Tell me about the sky harbour and the ships that dock there tonight."
 
 # Loaded by message-service only (PYTHONPATH), before run.py. Sums, per name: MongoDB commands
@@ -148,7 +160,9 @@ def _toggle(signum, frame):
         _profile[0].enable()
     else:
         _profile[0].disable()
-        _profile.pop().dump_stats(os.environ["BENCH_PROFILE"])
+        path = os.environ["BENCH_PROFILE"]
+        _profile.pop().dump_stats(path + ".tmp")
+        os.replace(path + ".tmp", path)
 
 signal.signal(signal.SIGUSR1, _write)
 signal.signal(signal.SIGUSR2, _toggle)
@@ -204,8 +218,15 @@ Requests = Callable[[int], Iterator[tuple[str, bytes]]]  # worker index -> (url,
 
 
 async def stream_load(
-    requests: Requests, first_marker: bytes, end_marker: bytes, *, concurrency: int, duration: float
+    requests: Requests,
+    first_marker: bytes,
+    end_marker: bytes,
+    *,
+    concurrency: int,
+    duration: float,
+    pause: float = 0.0,
 ) -> Exchanges:
+    """Each worker sends its requests one after the other (`pause` seconds apart) for `duration`."""
     out = Exchanges()
     stop_at = time.perf_counter() + duration
 
@@ -225,6 +246,8 @@ async def stream_load(
                     out.result.errors += 1
                     out.whole.errors += 1
                 url, raw = next(source)
+                if pause:
+                    await asyncio.sleep(pause)
         finally:
             conn.close()
 
@@ -526,11 +549,28 @@ def report(load: Load) -> None:
     print(flush=True)
 
 
+def decomposition(through: Load, llm: Load) -> str:
+    """The mean first token through message-service as: its stages before the job starts, the job's
+    wait for llm-service's first piece (next to llm-service's first token measured from a client), and
+    the rest (auth, routing, the SSE response, XADD -> XREAD -> SSE event)."""
+    done = max(len(through.out.whole.latencies), 1)
+    stages = through.totals.get("stage", {})
+    before = sum(stages.get(label, [0, 0.0])[1] for label in BEFORE_JOB) * 1000 / done
+    stored = through.stored.get("first_token_ms") or [float("nan")]
+    job = statistics.fmean(stored)
+    first = statistics.fmean(through.out.result.latencies or [float("nan")]) * 1000
+    direct = statistics.fmean(llm.out.result.latencies or [float("nan")]) * 1000
+    return (
+        f"first token {first:6.1f} ms = before the job {before:6.1f} + job start -> first piece {job:6.1f} "
+        f"(llm-service from a client: {direct:5.1f}) + the rest {first - before - job:6.1f}"
+    )
+
+
 def per_client_pool(args: argparse.Namespace) -> list[int]:
     """Conversations per client, so that each gets about --turns exchanges at the expected rates
-    (c=1 at 30/s on client 0, c=16 at 80/s; warm-ups of 1 s), plus one spare."""
+    (c=1 at 30/s and paced at 5/s on client 0, c=16 at 80/s; warm-ups of 1 s), plus one spare."""
     c16 = int(80 * (args.duration + 1) * (2 if args.profile else 1) / CLIENTS / args.turns) + 1
-    return [c16 + int(30 * (args.duration + 1) / args.turns)] + [c16] * (CLIENTS - 1)
+    return [c16 + int(35 * (args.duration + 1) / args.turns)] + [c16] * (CLIENTS - 1)
 
 
 async def run(bench: Bench, args: argparse.Namespace, data_dir: Path) -> None:
@@ -547,14 +587,21 @@ async def run(bench: Bench, args: argparse.Namespace, data_dir: Path) -> None:
     completed, done = b"event: message.completed", b"[DONE]"
 
     def load(
-        requests: Requests, first: bytes, end: bytes, concurrency: int
+        requests: Requests, first: bytes, end: bytes, concurrency: int, pause: float = 0.0
     ) -> Callable[[float], Awaitable[Exchanges]]:
-        return lambda seconds: stream_load(requests, first, end, concurrency=concurrency, duration=seconds)
+        return lambda seconds: stream_load(
+            requests, first, end, concurrency=concurrency, duration=seconds, pause=pause
+        )
 
     loads = [
         Load("direct stand-in c=1", load(direct_requests(bench), content, done, 1)),
         Load("llm-service c=1", load(llm_requests(bench), content, done, 1)),
         Load("message-service c=1", load(message_requests(bench), delta, completed, 1), True),
+        Load(
+            "message-service c=1 paced",
+            load(message_requests(bench), delta, completed, 1, PAUSE),
+            True,
+        ),
         Load("direct stand-in c=16", load(direct_requests(bench), content, done, CLIENTS)),
         Load("llm-service c=16", load(llm_requests(bench), content, done, CLIENTS)),
         Load("message-service c=16", load(message_requests(bench), delta, completed, CLIENTS), True),
@@ -565,6 +612,9 @@ async def run(bench: Bench, args: argparse.Namespace, data_dir: Path) -> None:
         await measure(bench, measured, args.duration)
         report(measured)
     by = {m.label: m for m in loads}
+    print("Where a first token's time goes (means, per exchange):")
+    for through, llm in (("c=1", "c=1"), ("c=1 paced", "c=1"), ("c=16", "c=16")):
+        print(f"  {through:<16} {decomposition(by[f'message-service {through}'], by[f'llm-service {llm}'])}")
     added = by["message-service c=1"].out.result.pct(0.5) - by["direct stand-in c=1"].out.result.pct(0.5)
     hop = by["llm-service c=1"].out.result.pct(0.5) - by["direct stand-in c=1"].out.result.pct(0.5)
     rate = by["message-service c=16"].out.whole.rps
@@ -603,8 +653,30 @@ async def profile(bench: Bench, seconds: float) -> None:
     await asyncio.to_thread(wait_for_file, bench.profile_path)
     print(f"\nprofiled c=16 load: {out.whole.summary().replace('req/s', 'exch/s')}")
     stats = pstats.Stats(str(bench.profile_path))
+    done = max(len(out.whole.latencies), 1)
+    by_package: dict[str, float] = {}
+    for (filename, _, _), (_, _, own, _, _) in stats.stats.items():  # type: ignore[attr-defined]
+        package = package_of(filename)
+        by_package[package] = by_package.get(package, 0.0) + own
+    total = sum(by_package.values())
+    print("own time by package (profiled ms per exchange, share):")
+    for package, own in sorted(by_package.items(), key=lambda e: -e[1])[:16]:
+        print(f"  {package:<28} {own * 1000 / done:7.2f} ms  {own / total:5.1%}")
     stats.sort_stats("tottime").print_stats(25)
     stats.sort_stats("cumulative").print_stats(40)
+
+
+def package_of(filename: str) -> str:
+    """The library (or app module) a profiled function lives in."""
+    if "site-packages/" in filename:
+        return filename.split("site-packages/", 1)[1].split("/", 1)[0]
+    if "/message-service/app/" in filename:
+        return "app." + filename.split("/message-service/app/", 1)[1].split("/", 1)[0]
+    if "/packages/" in filename:
+        return filename.split("/packages/", 1)[1].split("/", 1)[0]
+    if "/lib/python3" in filename:
+        return "stdlib " + filename.rsplit("/lib/python3", 1)[1].split("/")[1].removesuffix(".py")
+    return filename if filename.startswith("<") or filename == "~" else filename.rsplit("/", 1)[-1]
 
 
 def main() -> None:
