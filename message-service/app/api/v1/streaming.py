@@ -13,7 +13,9 @@ from app.models import Message
 from app.schemas.message import public
 
 TERMINAL = frozenset({"message.completed", "error"})
-BLOCK_MS = 15_000
+# Under the Redis client's socket timeout (5 s, app/main.py): a longer XREAD BLOCK raises TimeoutError
+# while a slow model has sent nothing yet, and the stream breaks.
+BLOCK_MS = 4_000
 
 
 def _event(ident: str, name: str, data: dict[str, Any]) -> dict[str, str]:
