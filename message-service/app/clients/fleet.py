@@ -129,9 +129,13 @@ class Fleet:
                 if source.response.status_code >= 400:
                     await source.response.aread()
                     raise _llm_error(source.response.status_code, _error_of(source.response.text))
+                done = False
                 async for event in source.aiter_sse():
-                    if event.data == "[DONE]":
-                        return
+                    # Read on to the end of the body after [DONE]: a response left unread closes its
+                    # connection, and the next reply would connect to llm-service again.
+                    if done or event.data == "[DONE]":
+                        done = True
+                        continue
                     chunk = json.loads(event.data)
                     if "error" in chunk:
                         raise _llm_error(502, chunk["error"])

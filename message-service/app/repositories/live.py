@@ -95,6 +95,14 @@ class Live:
         )
         return entry.decode() if isinstance(entry, bytes) else str(entry)
 
+    async def publish_many(self, reply_id: str, events: list[tuple[str, dict[str, Any]]]) -> None:
+        """Several events in order, in one round trip."""
+        key = self._key("stream", reply_id)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for name, data in events:
+                pipe.xadd(key, {"event": name, "data": json.dumps(data, ensure_ascii=False)})
+            await pipe.execute()
+
     async def retain(self, reply_id: str, seconds: int) -> None:
         await self.redis.expire(self._key("stream", reply_id), seconds)
 

@@ -22,6 +22,7 @@ from app.models import Message, Usage
 from app.models.message import Status
 from app.schemas.message import public
 from app.services import bookkeeping, prompting
+from app.services.pieces import PiecePublisher
 from app.services.prompt import parse_context_overflow
 from chat_common.errors import AppError
 
@@ -101,6 +102,8 @@ async def _generate(rt: Runtime, job: Job, progress: _Progress) -> Status:
     reply_id = str(job.reply.id)
     next_stop_check = 0.0
     stream = rt.fleet.stream_chat(job.payload)
+    pieces = PiecePublisher(rt.live, reply_id)  # merges the pieces that come faster than Redis takes them
+    status: Status = "completed"
     try:
         async for chunk in stream:
             _take(chunk, progress)
@@ -109,14 +112,20 @@ async def _generate(rt: Runtime, job: Job, progress: _Progress) -> Status:
                     progress.first_token_ms = int((time.monotonic() - job.started) * 1000)
                 (progress.text if name == "delta" else progress.reasoning).append(text)
                 progress.pieces += 1
-                await rt.live.publish(reply_id, name, {"text": text})
+                pieces.add(name, text)
             if time.monotonic() >= next_stop_check:
                 next_stop_check = time.monotonic() + STOP_CHECK_SECONDS
                 if await rt.live.stop_requested(reply_id):
-                    return "stopped"
+                    status = "stopped"
+                    break
+        await pieces.flush()  # every piece is in the stream before the reply's end is
+    except Exception:
+        with contextlib.suppress(Exception):
+            await pieces.flush()
+        raise
     finally:
         await stream.aclose()  # closing it closes the request to llm-service, which stops LM Studio
-    return "completed"
+    return status
 
 
 def _overflow(exc: AppError) -> int | None:
