@@ -194,12 +194,7 @@ async def _finish(rt: Runtime, job: Job, progress: _Progress, status: Status, er
         return  # the sweeper ended it first (its lease had expired) and settled it
     stored = await rt.messages.get(reply.id)
     assert stored is not None
-    await bookkeeping.settle(rt, stored)
-    if progress.usage and progress.usage.prompt_tokens:
-        with contextlib.suppress(Exception):  # calibration is a refinement, never a failure
-            await prompting.calibration(rt).record(
-                job.model_key, job.estimated_tokens, progress.usage.prompt_tokens
-            )
+    # The end goes to the stream first: a client is not kept waiting on the bookkeeping.
     if error is not None:
         details = error.details if isinstance(error.details, dict) else None
         await rt.live.publish(
@@ -208,4 +203,10 @@ async def _finish(rt: Runtime, job: Job, progress: _Progress, status: Status, er
     else:
         await rt.live.publish(str(reply.id), "message.completed", public(stored).model_dump(mode="json"))
     await rt.live.retain(str(reply.id), rt.settings.stream_retention_seconds)
+    await bookkeeping.settle(rt, stored)
+    if progress.usage and progress.usage.prompt_tokens:
+        with contextlib.suppress(Exception):  # calibration is a refinement, never a failure
+            await prompting.calibration(rt).record(
+                job.model_key, job.estimated_tokens, progress.usage.prompt_tokens
+            )
     await bookkeeping.follow_up(rt, stored)
