@@ -2,7 +2,8 @@
 
 Its pieces go to a Redis stream (any replica can stream them), a lease renewed while it runs tells
 the sweeper it is alive, and its end is written once (a conditional update from `generating`), then
-paid: the reservation is committed with the real cost, or released when it failed.
+paid: the reservation is committed with the real cost (of a reply that failed midway, of the part
+generated before the failure, which it keeps), or released when it failed before generating any.
 """
 
 from __future__ import annotations
@@ -60,8 +61,9 @@ class _Progress:
     pieces: int = 0
 
 
-async def run(rt: Runtime, job: Job) -> None:
-    """Generate, store, pay, tell the others; whatever happens, end the reply and free its locks."""
+async def run(rt: Runtime, job: Job) -> AppError | None:
+    """Generate, store, pay, tell the others; whatever happens, end the reply and free its locks.
+    Returns the error that failed the reply (None when it completed or was stopped)."""
     reply_id = str(job.reply.id)
     progress = _Progress()
     status: Status = "completed"
@@ -93,6 +95,7 @@ async def run(rt: Runtime, job: Job) -> None:
     finally:
         await rt.live.unlock_conversation(job.conversation["id"], job.lock_token)
         await rt.live.free_generation_slot(job.reply.user_id, reply_id)
+    return error
 
 
 async def _generate(rt: Runtime, job: Job, progress: _Progress) -> Status:
@@ -166,7 +169,9 @@ async def _finish(rt: Runtime, job: Job, progress: _Progress, status: Status, er
     tokens = progress.usage.completion_tokens if progress.usage else 0
     if not tokens and progress.pieces:
         tokens = progress.pieces  # LM Studio sends about one token a piece when it reports no usage
-    paid = status != "failed"
+    # Paid: what was generated. A reply that failed after some pieces keeps them and pays for them
+    # like a stopped one ("partial: only the generated part"); one that failed before any is released.
+    paid = status != "failed" or progress.pieces > 0
     cost = min(cost_of(rt, tokens), reply.generation.reserved) if paid else 0
     generation = reply.generation.model_copy(
         update={
