@@ -223,6 +223,28 @@ class Fleet:
             assert response.status_code == 201, response.text
         assert self.balance(owner) == balance
 
+    def reservation(self, reservation_id: str) -> dict[str, Any]:
+        """A reservation as user-service keeps it, read as message-service (the client that made it)."""
+        token = httpx.post(
+            f"{self.users}/api/v1/auth/service-token",
+            data={
+                "grant_type": "client_credentials",
+                "client_id": "message-service",
+                "client_secret": Settings.model_fields["message_service_client_secret"]
+                .get_default()
+                .get_secret_value(),
+                "scope": "credits:write",
+            },
+            timeout=10,
+        ).json()["access_token"]
+        response = httpx.get(
+            f"{self.users}/api/v1/credits/reservations/{reservation_id}",
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=10,
+        )
+        assert response.status_code == 200, response.text
+        return dict(response.json())
+
     def ledger(self, owner: FleetUser) -> list[dict[str, Any]]:
         response = httpx.get(
             f"{self.users}/api/v1/credits/transactions",
