@@ -140,6 +140,26 @@ async def test_lm_studio_slower_than_the_timeout_fails_the_reply_and_gives_the_c
     await assert_failed_and_released(client, fleet, alice, conversation["id"], "llm_timeout", before)
 
 
+async def test_llm_service_silent_longer_than_the_idle_timeout_fails_the_reply_and_frees_the_conversation(
+    client: httpx.AsyncClient, fleet: Fleet, alice: FleetUser, standin: StandinProcess, extra_app: Any
+) -> None:
+    standin.configure(first_token_delay=4)  # llm-service itself waits up to 300 s for it
+    url, _ = extra_app(llm_idle_timeout_seconds=1)
+    conversation = fleet.conversation(alice)
+    before = fleet.balance(alice)
+
+    response = await send(url, alice, conversation["id"], stream=False)
+
+    assert response.status_code == 504, response.text
+    error = response.json()["error"]
+    assert error["code"] == "llm_timeout" and error["details"]["service"] == "llm-service"
+    assert error["details"]["reply_id"] and error["details"]["user_message_id"]
+    await assert_failed_and_released(client, fleet, alice, conversation["id"], "llm_timeout", before)
+    standin.configure(first_token_delay=0)
+    again = await send(url, alice, conversation["id"], stream=False)
+    assert again.status_code == 201, again.text
+
+
 @pytest.mark.parametrize("failure", ["disconnect", "stall"])
 async def test_a_stream_dropped_after_some_tokens_fails_and_charges_only_the_generated_part(
     failure: str,
