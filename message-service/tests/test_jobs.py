@@ -8,6 +8,7 @@ import asyncio
 import os
 import signal
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -26,17 +27,24 @@ SERVICE_DIR = Path(__file__).resolve().parents[1]
 LONG = " ".join(f"word{n}" for n in range(40))  # the stand-in echoes it: about 45 tokens
 
 
-async def read_events(response: httpx.Response, *, until: int | None = None) -> list[Event]:
-    """The SSE events of `response`; with `until`, stop reading after that many `delta` events."""
-    events: list[Event] = []
+async def iter_events(response: httpx.Response) -> AsyncIterator[Event]:
+    """The SSE events of `response` as they arrive."""
     buffer = ""
     async for text in response.aiter_text():
         buffer += text.replace("\r\n", "\n")
         while "\n\n" in buffer:
             block, buffer = buffer.split("\n\n", 1)
-            events.extend(sse_events(block + "\n\n"))
-            if until is not None and sum(1 for e in events if e[1] == "delta") >= until:
-                return events
+            for event in sse_events(block + "\n\n"):
+                yield event
+
+
+async def read_events(response: httpx.Response, *, until: int | None = None) -> list[Event]:
+    """The SSE events of `response`; with `until`, stop reading after that many `delta` events."""
+    events: list[Event] = []
+    async for event in iter_events(response):
+        events.append(event)
+        if until is not None and sum(1 for e in events if e[1] == "delta") >= until:
+            break
     return events
 
 
@@ -236,6 +244,35 @@ async def test_stop_keeps_the_partial_reply_as_stopped_and_charges_only_its_toke
     await wait_until(lambda: fleet.balance(alice) == before - cost)
     again = await client.post(f"/api/v1/messages/{reply_id}/stop", headers=alice.headers)
     assert again.status_code == 409
+
+
+async def test_stop_before_the_first_token_ends_the_reply_at_once_and_charges_nothing(
+    client: httpx.AsyncClient, fleet: Fleet, alice: FleetUser, standin: StandinProcess
+) -> None:
+    standin.configure(first_token_delay=10)  # a long prompt processing
+    conversation = fleet.conversation(alice)
+    before = fleet.balance(alice)
+    async with client.stream(
+        "POST",
+        f"/api/v1/conversations/{conversation['id']}/messages",
+        json={"content": LONG, "stream": True},
+        headers=alice.headers,
+    ) as response:
+        events = iter_events(response)
+        created = await anext(events)
+        assert created[1] == "message.created"
+        reply_id = created[2]["reply_id"]
+        assert (await reply_of(client, alice, reply_id))["status"] == "generating"
+        started = time.monotonic()
+        stopped = await client.post(f"/api/v1/messages/{reply_id}/stop", headers=alice.headers)
+        rest = [event async for event in events]
+
+    assert stopped.status_code == 202
+    assert rest[-1][1] == "message.completed" and rest[-1][2]["status"] == "stopped"
+    assert time.monotonic() - started < 5
+    reply = await reply_of(client, alice, reply_id)
+    assert reply["status"] == "stopped" and reply["content"] == "" and reply["generation"]["cost"] == 0
+    await wait_until(lambda: fleet.balance(alice) == before)
 
 
 @pytest.fixture

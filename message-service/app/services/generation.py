@@ -99,8 +99,23 @@ async def run(rt: Runtime, job: Job) -> AppError | None:
 
 
 async def _generate(rt: Runtime, job: Job, progress: _Progress) -> Status:
+    """Stream the reply until it ends, or until a stop is asked, whether pieces are arriving or not
+    (a stop during a long prompt processing does not wait for the first token)."""
+    streaming = asyncio.ensure_future(_stream(rt, job, progress))
+    watching = asyncio.ensure_future(_stop_asked(rt, str(job.reply.id)))
+    try:
+        await asyncio.wait({streaming, watching}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in (streaming, watching):
+            task.cancel()
+        await asyncio.wait({streaming, watching})
+    if streaming.done() and not streaming.cancelled():
+        return streaming.result()  # it ended on its own (or failed: raised here)
+    return "stopped"
+
+
+async def _stream(rt: Runtime, job: Job, progress: _Progress) -> Status:
     reply_id = str(job.reply.id)
-    next_stop_check = 0.0
     stream = rt.fleet.stream_chat(job.payload)
     try:
         async for chunk in stream:
@@ -111,13 +126,18 @@ async def _generate(rt: Runtime, job: Job, progress: _Progress) -> Status:
                 (progress.text if name == "delta" else progress.reasoning).append(text)
                 progress.pieces += 1
                 await rt.live.publish(reply_id, name, {"text": text})
-            if time.monotonic() >= next_stop_check:
-                next_stop_check = time.monotonic() + STOP_CHECK_SECONDS
-                if await rt.live.stop_requested(reply_id):
-                    return "stopped"
     finally:
         await stream.aclose()  # closing it closes the request to llm-service, which stops LM Studio
     return "completed"
+
+
+async def _stop_asked(rt: Runtime, reply_id: str) -> None:
+    """Returns once a stop of the reply is asked (from any replica: a flag in Redis)."""
+    while True:
+        await asyncio.sleep(STOP_CHECK_SECONDS)
+        with contextlib.suppress(Exception):  # Redis away a moment: the next check tells
+            if await rt.live.stop_requested(reply_id):
+                return
 
 
 def _overflow(exc: AppError) -> int | None:
@@ -171,7 +191,8 @@ async def _finish(rt: Runtime, job: Job, progress: _Progress, status: Status, er
         tokens = progress.pieces  # LM Studio sends about one token a piece when it reports no usage
     # Paid: what was generated. A reply that failed after some pieces keeps them and pays for them
     # like a stopped one ("partial: only the generated part"); one that failed before any is released.
-    paid = status != "failed" or progress.pieces > 0
+    # A stop before the first piece pays nothing either.
+    paid = status == "completed" or progress.pieces > 0
     cost = min(cost_of(rt, tokens), reply.generation.reserved) if paid else 0
     generation = reply.generation.model_copy(
         update={
