@@ -333,6 +333,39 @@ async def test_a_job_whose_process_is_killed_is_failed_and_its_credits_released(
     assert again.status_code == 201, again.text
 
 
+async def test_a_job_whose_process_shuts_down_is_failed_and_released_at_once_not_at_lease_expiry(
+    client: httpx.AsyncClient,
+    fleet: Fleet,
+    alice: FleetUser,
+    standin: StandinProcess,
+    killable_env: dict[str, str],
+    tmp_path: Path,
+) -> None:
+    standin.configure(tokens_per_second=5)
+    conversation = fleet.conversation(alice)
+    before = fleet.balance(alice)
+    env = {**killable_env, "JOB_LEASE_SECONDS": "60"}
+    with serve_service(SERVICE_DIR, env, log_path=tmp_path / "ms.log") as stopping:
+        async with httpx.AsyncClient(base_url=stopping.url, timeout=30) as http:
+            reply_id, _ = await start_streamed(http, alice, conversation["id"], LONG, until=2)
+        started = time.monotonic()
+        stopping.process.send_signal(signal.SIGTERM)
+        stopping.process.wait(20)
+
+    reply = await wait_for_status(client, alice, reply_id, within=5)
+
+    assert time.monotonic() - started < 20  # long before its 60 s lease would have expired
+    assert reply["status"] == "failed" and reply["generation"]["error_code"] == "generation_lost"
+    assert reply["generation"]["cost"] == 0
+    await wait_until(lambda: fleet.balance(alice) == before)
+    again = await client.post(
+        f"/api/v1/conversations/{conversation['id']}/messages",
+        json={"content": "Still there?"},
+        headers=alice.headers,
+    )
+    assert again.status_code == 201, again.text
+
+
 def _kill(service: ServiceProcess) -> None:
     os.kill(service.process.pid, signal.SIGKILL)
     service.process.wait(10)

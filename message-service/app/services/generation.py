@@ -68,6 +68,7 @@ async def run(rt: Runtime, job: Job) -> AppError | None:
     progress = _Progress()
     status: Status = "completed"
     error: AppError | None = None
+    interrupted = False
     keeper = asyncio.ensure_future(_keep_alive(rt, job))
     try:
         try:
@@ -86,6 +87,9 @@ async def run(rt: Runtime, job: Job) -> AppError | None:
             "failed",
             AppError(f"Generation failed: {exc.__class__.__name__}", code="internal_error"),
         )
+    except asyncio.CancelledError:  # the process is shutting down: end it now, not when its lease expires
+        interrupted = True
+        status, error = "failed", AppError(bookkeeping.LOST_MESSAGE, code=bookkeeping.LOST)
     finally:
         keeper.cancel()
         with contextlib.suppress(asyncio.CancelledError):
@@ -95,6 +99,8 @@ async def run(rt: Runtime, job: Job) -> AppError | None:
     finally:
         await rt.live.unlock_conversation(job.conversation["id"], job.lock_token)
         await rt.live.free_generation_slot(job.reply.user_id, reply_id)
+    if interrupted:
+        raise asyncio.CancelledError
     return error
 
 
@@ -191,8 +197,10 @@ async def _finish(rt: Runtime, job: Job, progress: _Progress, status: Status, er
         tokens = progress.pieces  # LM Studio sends about one token a piece when it reports no usage
     # Paid: what was generated. A reply that failed after some pieces keeps them and pays for them
     # like a stopped one ("partial: only the generated part"); one that failed before any is released.
-    # A stop before the first piece pays nothing either.
-    paid = status == "completed" or progress.pieces > 0
+    # A stop before the first piece pays nothing either, nor a reply lost with its process (as the
+    # sweeper would release it).
+    lost = error is not None and error.code == bookkeeping.LOST
+    paid = status == "completed" or (progress.pieces > 0 and not lost)
     cost = min(cost_of(rt, tokens), reply.generation.reserved) if paid else 0
     generation = reply.generation.model_copy(
         update={
