@@ -106,16 +106,20 @@ async def run(rt: Runtime, job: Job) -> AppError | None:
 
 async def _generate(rt: Runtime, job: Job, progress: _Progress) -> Status:
     """Stream the reply until it ends, or until a stop is asked, whether pieces are arriving or not
-    (a stop during a long prompt processing does not wait for the first token)."""
+    (a stop during a long prompt processing does not wait for the first token).
+
+    Neither task is ever cancelled inside a Redis call (those are shielded or waited for): a command
+    cancelled midway can leave the connection pool's state behind it unusable."""
+    ended = asyncio.Event()
     streaming = asyncio.ensure_future(_stream(rt, job, progress))
-    watching = asyncio.ensure_future(_stop_asked(rt, str(job.reply.id)))
+    watching = asyncio.ensure_future(_stop_asked(rt, str(job.reply.id), ended))
     try:
         await asyncio.wait({streaming, watching}, return_when=asyncio.FIRST_COMPLETED)
     finally:
-        for task in (streaming, watching):
-            task.cancel()
+        ended.set()
+        streaming.cancel()  # when still running: stopped (the request to llm-service is closed)
         await asyncio.wait({streaming, watching})
-    if streaming.done() and not streaming.cancelled():
+    if not streaming.cancelled():
         return streaming.result()  # it ended on its own (or failed: raised here)
     return "stopped"
 
@@ -131,16 +135,19 @@ async def _stream(rt: Runtime, job: Job, progress: _Progress) -> Status:
                     progress.first_token_ms = int((time.monotonic() - job.started) * 1000)
                 (progress.text if name == "delta" else progress.reasoning).append(text)
                 progress.pieces += 1
-                await rt.live.publish(reply_id, name, {"text": text})
+                await asyncio.shield(rt.live.publish(reply_id, name, {"text": text}))
     finally:
         await stream.aclose()  # closing it closes the request to llm-service, which stops LM Studio
     return "completed"
 
 
-async def _stop_asked(rt: Runtime, reply_id: str) -> None:
-    """Returns once a stop of the reply is asked (from any replica: a flag in Redis)."""
-    while True:
-        await asyncio.sleep(STOP_CHECK_SECONDS)
+async def _stop_asked(rt: Runtime, reply_id: str, ended: asyncio.Event) -> None:
+    """Returns once a stop of the reply is asked (from any replica: a flag in Redis), or once
+    `ended` is set."""
+    while not ended.is_set():
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(ended.wait(), STOP_CHECK_SECONDS)
+            return
         with contextlib.suppress(Exception):  # Redis away a moment: the next check tells
             if await rt.live.stop_requested(reply_id):
                 return
