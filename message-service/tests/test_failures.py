@@ -17,7 +17,7 @@ from chat_common.embedded import free_port
 from chat_common.testing import ServiceProcess
 from chat_common.testing.fleet import FleetUser, run_llm_service
 from lmstudio_client.testing import StandinProcess
-from tests.conftest import Fleet
+from tests.conftest import INITIAL_CREDITS, Fleet
 from tests.test_chat import sse_events
 from tests.test_jobs import LONG, reply_ledger, wait_until
 
@@ -195,3 +195,25 @@ async def test_a_stream_dropped_after_some_tokens_fails_and_charges_only_the_gen
     assert reply["generation"]["cost"] == cost
     await wait_until(lambda: fleet.balance(alice) == before - cost)
     assert sum(r["amount"] for r in reply_ledger(fleet, alice, reply["id"])) == -cost
+
+
+async def test_a_continuation_that_fails_leaves_the_reply_it_continued_as_it_was(
+    client: httpx.AsyncClient, fleet: Fleet, alice: FleetUser, standin: StandinProcess
+) -> None:
+    conversation = fleet.conversation(alice)
+    sent = await client.post(
+        f"/api/v1/conversations/{conversation['id']}/messages", json={"content": "Hi"}, headers=alice.headers
+    )
+    reply = sent.json()["reply"]
+    await wait_until(lambda: fleet.balance(alice) == INITIAL_CREDITS - reply["generation"]["cost"])
+    standin.configure(failure="crash")
+
+    continued = await client.post(f"/api/v1/messages/{reply['id']}/continue", json={}, headers=alice.headers)
+
+    assert continued.status_code == 502, continued.text
+    assert continued.json()["error"]["code"] == "model_crashed"
+    *_, after = await stored_path(client, alice, conversation["id"])
+    assert after["id"] == reply["id"] and after["status"] == "completed"
+    assert after["content"] == reply["content"]
+    assert after["generation"]["error_code"] == "model_crashed" and after["generation"]["cost"] == 0
+    await wait_until(lambda: fleet.balance(alice) == INITIAL_CREDITS - reply["generation"]["cost"])

@@ -34,7 +34,7 @@ async def finished_exchange(rt: Runtime, reply: Message) -> Exchange:
     tree = await history.load_tree(rt, conversation)
     parent = tree.get(stored.parent_id) if stored.parent_id else None
     user_message = public(parent, tree) if parent is not None and parent.role == "user" else None
-    if stored.status == "failed":
+    if error is not None or stored.status == "failed":
         raise _failure(stored, user_message, error)
     return Exchange(user_message=user_message, reply=public(tree.by_id[str(stored.id)], tree))
 

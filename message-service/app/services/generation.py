@@ -38,6 +38,7 @@ class Job:
     payload: dict[str, Any]
     lock_token: str
     prefix: str = ""  # the text a continued reply already had
+    resumed_status: Status | None = None  # the status a continued reply had
     estimated_tokens: int = 0  # the prompt's estimate, to calibrate the estimator by LM Studio's count
     model_key: str = "default"
     # Builds the request again within a smaller context (LM Studio: "context length of only N tokens").
@@ -223,6 +224,10 @@ async def _finish(rt: Runtime, job: Job, progress: _Progress, status: Status, er
             "credits": "commit_pending" if paid else "release_pending",
         }
     )
+    if status == "failed" and job.resumed_status is not None and not progress.pieces:
+        # A continuation that failed before adding anything leaves the reply as it was (its error
+        # noted): a completed reply does not become a failed one, dropped from later prompts.
+        status = job.resumed_status
     finished = await rt.messages.finish(
         reply.id,
         status=status,
