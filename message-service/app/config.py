@@ -31,6 +31,9 @@ class Settings(MongoSettings):
     message_service_client_id: str = "message-service"
     message_service_client_secret: SecretStr = SecretStr("dev-message-service-secret")
     downstream_timeout_seconds: float = Field(default=10.0, gt=0)
+    # The longest wait for llm-service's next chunk of a reply (the first one included) before the
+    # reply fails: above llm-service's own first-token timeout (300 s), which normally reports first.
+    llm_idle_timeout_seconds: float = Field(default=330.0, gt=0)
 
     # Caches of other services' answers (seconds). A conversation deleted at conversation-service is
     # unreachable here once its cached answer expires.

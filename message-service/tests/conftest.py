@@ -4,6 +4,7 @@ message-service itself in this process over real HTTP."""
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -17,7 +18,9 @@ from app.config import Settings
 from app.main import create_app
 from chat_common.testing import ServiceProcess, serve_app
 from chat_common.testing.fleet import (
+    ADMIN,
     FleetUser,
+    login,
     register_user,
     run_character_service,
     run_conversation_service,
@@ -206,6 +209,42 @@ class Fleet:
         response = httpx.get(f"{self.users}/api/v1/credits", headers=owner.headers, timeout=10)
         return int(response.json()["balance"])
 
+    def set_balance(self, owner: FleetUser, balance: int) -> None:
+        """Grant or deduct (as the fleet's admin) until `owner` has exactly `balance` credits."""
+        difference = balance - self.balance(owner)
+        if difference:
+            admin = login(self.users, ADMIN["username"], ADMIN["password"])
+            response = httpx.post(
+                f"{self.users}/api/v1/admin/users/{owner.id}/credits",
+                json={"amount": difference, "reason": "test"},
+                headers={"Authorization": f"Bearer {admin}"},
+                timeout=10,
+            )
+            assert response.status_code == 201, response.text
+        assert self.balance(owner) == balance
+
+    def reservation(self, reservation_id: str) -> dict[str, Any]:
+        """A reservation as user-service keeps it, read as message-service (the client that made it)."""
+        token = httpx.post(
+            f"{self.users}/api/v1/auth/service-token",
+            data={
+                "grant_type": "client_credentials",
+                "client_id": "message-service",
+                "client_secret": Settings.model_fields["message_service_client_secret"]
+                .get_default()
+                .get_secret_value(),
+                "scope": "credits:write",
+            },
+            timeout=10,
+        ).json()["access_token"]
+        response = httpx.get(
+            f"{self.users}/api/v1/credits/reservations/{reservation_id}",
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=10,
+        )
+        assert response.status_code == 200, response.text
+        return dict(response.json())
+
     def ledger(self, owner: FleetUser) -> list[dict[str, Any]]:
         response = httpx.get(
             f"{self.users}/api/v1/credits/transactions",
@@ -221,3 +260,31 @@ def fleet(
     user_service: ServiceProcess, character_service: ServiceProcess, conversation_service: ServiceProcess
 ) -> Fleet:
     return Fleet(user_service, character_service, conversation_service)
+
+
+@pytest.fixture
+def extra_app(
+    mongodb_url: str,
+    redis_url: str,
+    user_service: ServiceProcess,
+    character_service: ServiceProcess,
+    conversation_service: ServiceProcess,
+    llm_service: ServiceProcess,
+) -> Iterator[Any]:
+    """`extra_app(**overrides)`: another message-service instance (same database, its own Redis prefix
+    unless given) served over real HTTP until the test ends; returns (base URL, settings)."""
+    with contextlib.ExitStack() as stack:
+
+        def start(**overrides: Any) -> tuple[str, Settings]:
+            settings = make_settings(
+                mongodb_url,
+                redis_url,
+                user_service,
+                character_service,
+                conversation_service,
+                llm_service,
+                **overrides,
+            )
+            return stack.enter_context(serve_app(create_app(settings))), settings
+
+        yield start

@@ -278,12 +278,17 @@ async def test_continuing_a_failed_reply_is_409_not_continuable(
 ) -> None:
     conversation = fleet.conversation(alice)
     standin.configure(failure="crash")
-    failed = (await chat.send(conversation["id"], "Hello"))["reply"]
-    assert failed["status"] == "failed"
+    sent = await chat.client.post(
+        f"/api/v1/conversations/{conversation['id']}/messages",
+        json={"content": "Hello", **FAST},
+        headers=alice.headers,
+    )
+    assert sent.status_code >= 500  # a plain send answers with the failure that failed its reply
+    failed_id = sent.json()["error"]["details"]["reply_id"]
     standin.configure(failure=None)
     before = fleet.balance(alice)
 
-    response = await chat.post(failed["id"], "continue")
+    response = await chat.post(failed_id, "continue")
 
     assert response.status_code == 409 and response.json()["error"]["code"] == "not_continuable"
     assert fleet.balance(alice) == before

@@ -11,7 +11,7 @@ from httpx_sse import aconnect_sse
 
 from app.config import Settings
 from chat_common.credits import CreditsClient
-from chat_common.errors import AppError, BadGatewayError, NotFoundError
+from chat_common.errors import AppError, BadGatewayError, GatewayTimeoutError, NotFoundError
 from chat_common.http import ServiceClient
 from chat_common.service_token import ServiceTokenProvider
 
@@ -46,9 +46,12 @@ class Fleet:
             scopes=SCOPES,
         )
         self.credits = CreditsClient(self.users, self.tokens, caller="message-service")
-        # Generation streams for minutes: no read timeout between chunks here (llm-service has its own).
+        # Generation streams for minutes: no overall timeout, only one between chunks (a hung
+        # llm-service must not keep a reply generating, and its conversation locked, for ever).
+        self.llm_idle_timeout = settings.llm_idle_timeout_seconds
         self.llm_stream = httpx.AsyncClient(
-            base_url=settings.llm_service_url, timeout=httpx.Timeout(None, connect=3.0)
+            base_url=settings.llm_service_url,
+            timeout=httpx.Timeout(None, connect=3.0, read=settings.llm_idle_timeout_seconds),
         )
 
     async def aclose(self) -> None:
@@ -140,6 +143,12 @@ class Fleet:
                     if "error" in chunk:
                         raise _llm_error(502, chunk["error"])
                     yield chunk
+        except httpx.ReadTimeout as exc:
+            raise GatewayTimeoutError(
+                f"{LLM} sent nothing for {self.llm_idle_timeout:g} s",
+                code="llm_timeout",
+                details={"service": LLM},
+            ) from exc
         except httpx.HTTPError as exc:
             raise BadGatewayError(
                 f"{LLM} failed: {exc.__class__.__name__}", code="llm_error", details={"service": LLM}

@@ -27,13 +27,12 @@ class Runtime:
     live: Live
     fleet: Fleet
     analytics: AnalyticsRepository
-    # Jobs running in this process, by reply id: a plain (not streamed) send waits on its task.
-    jobs: dict[str, asyncio.Task[None]] = field(default_factory=dict)
-    background: set[asyncio.Task[None]] = field(default_factory=set)
+    # Jobs running in this process, by reply id: a plain (not streamed) send waits on its task (its
+    # result: the error that failed the reply, or None).
+    jobs: dict[str, asyncio.Task[Any]] = field(default_factory=dict)
+    background: set[asyncio.Task[Any]] = field(default_factory=set)
 
-    def spawn(
-        self, coroutine: Coroutine[Any, Any, None], *, reply_id: str | None = None
-    ) -> asyncio.Task[None]:
+    def spawn(self, coroutine: Coroutine[Any, Any, Any], *, reply_id: str | None = None) -> asyncio.Task[Any]:
         """Run `coroutine` apart from the request: a client that leaves does not stop it."""
         task = asyncio.ensure_future(coroutine)
         self.background.add(task)

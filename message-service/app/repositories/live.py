@@ -31,6 +31,11 @@ _RENEW = (
 Event = tuple[str, str, dict[str, Any]]  # (id, name, data)
 
 
+def _event(entry: Any) -> Event:
+    entry_id, fields = entry
+    return entry_id.decode(), fields[b"event"].decode(), json.loads(fields[b"data"])
+
+
 class Live:
     def __init__(self, redis: Redis, redis_url: str, prefix: str, *, messages_per_minute: int) -> None:
         self.redis = redis
@@ -106,17 +111,16 @@ class Live:
     async def retain(self, reply_id: str, seconds: int) -> None:
         await self.redis.expire(self._key("stream", reply_id), seconds)
 
-    async def read(self, reply_id: str, after: str, block_ms: int) -> list[Event]:
-        """Events after the stream id `after` ("0" for all), waiting up to `block_ms` for some."""
+    async def read(self, reply_id: str, after: str, block_ms: int | None) -> list[Event]:
+        """Events after the stream id `after` ("0" for all), waiting up to `block_ms` for some (None:
+        not waiting). `block_ms` must stay under the client's socket timeout."""
         found: Any = await self.redis.xread({self._key("stream", reply_id): after}, block=block_ms, count=500)
-        events: list[Event] = []
-        for _, entries in found or []:
-            for entry_id, fields in entries:
-                events.append((entry_id.decode(), fields[b"event"].decode(), json.loads(fields[b"data"])))
-        return events
+        return [_event(entry) for _, entries in found or [] for entry in entries]
 
-    async def stream_exists(self, reply_id: str) -> bool:
-        return bool(await self.redis.exists(self._key("stream", reply_id)))
+    async def last_event(self, reply_id: str) -> Event | None:
+        """The newest event of the reply's stream; None when it has none (expired or never made)."""
+        found: Any = await self.redis.xrevrange(self._key("stream", reply_id), count=1)
+        return _event(found[0]) if found else None
 
     async def request_stop(self, reply_id: str, seconds: int) -> None:
         await self.redis.set(self._key("stop", reply_id), "1", ex=seconds)

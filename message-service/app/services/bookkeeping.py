@@ -18,6 +18,10 @@ from chat_common.errors import AppError
 
 logger = logging.getLogger(__name__)
 
+# A reply whose process went away while generating it: failed, its reservation released.
+LOST = "generation_lost"
+LOST_MESSAGE = "The generation stopped: the process running it went away"
+
 
 async def settle(rt: Runtime, reply: Message) -> bool:
     """Commit (completed or stopped) or release (failed) the reply's reservation; False when
@@ -92,8 +96,8 @@ async def fail_expired(rt: Runtime) -> int:
         assert reply.id is not None
         generation = (reply.generation or Generation()).model_copy(
             update={
-                "error_code": "generation_lost",
-                "error_message": "The generation stopped: the process running it went away",
+                "error_code": LOST,
+                "error_message": LOST_MESSAGE,
                 "credits": "release_pending"
                 if reply.generation and reply.generation.reservation_id
                 else "none",
@@ -112,9 +116,7 @@ async def fail_expired(rt: Runtime) -> int:
             stored = await rt.messages.get(reply.id)
             if stored is not None:
                 await settle(rt, stored)
-                await rt.live.publish(
-                    str(reply.id), "error", {"code": "generation_lost", "message": generation.error_message}
-                )
+                await rt.live.publish(str(reply.id), "error", {"code": LOST, "message": LOST_MESSAGE})
                 await rt.live.retain(str(reply.id), rt.settings.stream_retention_seconds)
                 await follow_up(rt, stored)
     return failed

@@ -10,18 +10,20 @@ from typing import Any
 
 from app.core.runtime import Runtime
 from app.models import Message
-from app.schemas.message import Exchange, GenerationOptions, Suggestion, public
+from app.schemas.message import Exchange, GenerationOptions, MessagePublic, Suggestion, public
 from app.services import access, history, prompting, sending
 from chat_common.errors import AppError
 
 
 async def finished_exchange(rt: Runtime, reply: Message) -> Exchange:
-    """The reply once its job has ended, with the user message it answers."""
+    """The reply once its job has ended, with the user message it answers; a reply that failed is
+    its error (status and code of the failing dependency), naming the stored messages."""
     task = rt.jobs.get(str(reply.id))
+    error: AppError | None = None
     if task is not None:
         # shield: a client that leaves cancels this wait, never the job
         with contextlib.suppress(asyncio.CancelledError):
-            await asyncio.shield(task)
+            error = await asyncio.shield(task)
     stored = await rt.messages.get(reply.id)  # type: ignore[arg-type]
     assert stored is not None
     conversation = {
@@ -32,7 +34,23 @@ async def finished_exchange(rt: Runtime, reply: Message) -> Exchange:
     tree = await history.load_tree(rt, conversation)
     parent = tree.get(stored.parent_id) if stored.parent_id else None
     user_message = public(parent, tree) if parent is not None and parent.role == "user" else None
+    if error is not None or stored.status == "failed":
+        raise _failure(stored, user_message, error)
     return Exchange(user_message=user_message, reply=public(tree.by_id[str(stored.id)], tree))
+
+
+def _failure(reply: Message, user_message: MessagePublic | None, error: AppError | None) -> AppError:
+    generation = reply.generation
+    details = dict(error.details) if error is not None and isinstance(error.details, dict) else {}
+    details.update(reply_id=str(reply.id), user_message_id=user_message.id if user_message else None)
+    failure = AppError(
+        generation.error_message if generation and generation.error_message else "The reply failed",
+        code=generation.error_code if generation and generation.error_code else "generation_failed",
+        details=details,
+        headers=error.headers if error is not None else None,
+    )
+    failure.status_code = error.status_code if error is not None else 502
+    return failure
 
 
 async def impersonate(rt: Runtime, conversation: dict[str, Any], options: GenerationOptions) -> Suggestion:

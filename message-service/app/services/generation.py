@@ -2,7 +2,8 @@
 
 Its pieces go to a Redis stream (any replica can stream them), a lease renewed while it runs tells
 the sweeper it is alive, and its end is written once (a conditional update from `generating`), then
-paid: the reservation is committed with the real cost, or released when it failed.
+paid: the reservation is committed with the real cost (of a reply that failed midway, of the part
+generated before the failure, which it keeps), or released when it failed before generating any.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from app.models import Message, Usage
 from app.models.message import Status
 from app.schemas.message import public
 from app.services import bookkeeping, prompting
+from app.services.events import GONE
 from app.services.pieces import PiecePublisher
 from app.services.prompt import parse_context_overflow
 from chat_common.errors import AppError
@@ -29,8 +31,6 @@ from chat_common.errors import AppError
 logger = logging.getLogger(__name__)
 
 STOP_CHECK_SECONDS = 0.2
-# The end of a reply purged with its deleted conversation while it generated (or was being read).
-GONE = {"code": "conversation_deleted", "message": "The conversation was deleted"}
 
 
 @dataclass
@@ -40,6 +40,7 @@ class Job:
     payload: dict[str, Any]
     lock_token: str
     prefix: str = ""  # the text a continued reply already had
+    resumed_status: Status | None = None  # the status a continued reply had
     estimated_tokens: int = 0  # the prompt's estimate, to calibrate the estimator by LM Studio's count
     model_key: str = "default"
     # Builds the request again within a smaller context (LM Studio: "context length of only N tokens").
@@ -63,12 +64,14 @@ class _Progress:
     pieces: int = 0
 
 
-async def run(rt: Runtime, job: Job) -> None:
-    """Generate, store, pay, tell the others; whatever happens, end the reply and free its locks."""
+async def run(rt: Runtime, job: Job) -> AppError | None:
+    """Generate, store, pay, tell the others; whatever happens, end the reply and free its locks.
+    Returns the error that failed the reply (None when it completed or was stopped)."""
     reply_id = str(job.reply.id)
     progress = _Progress()
     status: Status = "completed"
     error: AppError | None = None
+    interrupted = False
     keeper = asyncio.ensure_future(_keep_alive(rt, job))
     try:
         try:
@@ -87,6 +90,9 @@ async def run(rt: Runtime, job: Job) -> None:
             "failed",
             AppError(f"Generation failed: {exc.__class__.__name__}", code="internal_error"),
         )
+    except asyncio.CancelledError:  # the process is shutting down: end it now, not when its lease expires
+        interrupted = True
+        status, error = "failed", AppError(bookkeeping.LOST_MESSAGE, code=bookkeeping.LOST)
     finally:
         keeper.cancel()
         with contextlib.suppress(asyncio.CancelledError):
@@ -96,11 +102,33 @@ async def run(rt: Runtime, job: Job) -> None:
     finally:
         await rt.live.unlock_conversation(job.conversation["id"], job.lock_token)
         await rt.live.free_generation_slot(job.reply.user_id, reply_id)
+    if interrupted:
+        raise asyncio.CancelledError
+    return error
 
 
 async def _generate(rt: Runtime, job: Job, progress: _Progress) -> Status:
+    """Stream the reply until it ends, or until a stop is asked, whether pieces are arriving or not
+    (a stop during a long prompt processing does not wait for the first token).
+
+    Neither task is ever cancelled inside a Redis call (those are shielded or waited for): a command
+    cancelled midway can leave the connection pool's state behind it unusable."""
+    ended = asyncio.Event()
+    streaming = asyncio.ensure_future(_stream(rt, job, progress))
+    watching = asyncio.ensure_future(_stop_asked(rt, str(job.reply.id), ended))
+    try:
+        await asyncio.wait({streaming, watching}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        ended.set()
+        streaming.cancel()  # when still running: stopped (the request to llm-service is closed)
+        await asyncio.wait({streaming, watching})
+    if not streaming.cancelled():
+        return streaming.result()  # it ended on its own (or failed: raised here)
+    return "stopped"
+
+
+async def _stream(rt: Runtime, job: Job, progress: _Progress) -> Status:
     reply_id = str(job.reply.id)
-    next_stop_check = 0.0
     stream = rt.fleet.stream_chat(job.payload)
     pieces = PiecePublisher(rt.live, reply_id)  # merges the pieces that come faster than Redis takes them
     status: Status = "completed"
@@ -113,19 +141,27 @@ async def _generate(rt: Runtime, job: Job, progress: _Progress) -> Status:
                 (progress.text if name == "delta" else progress.reasoning).append(text)
                 progress.pieces += 1
                 pieces.add(name, text)
-            if time.monotonic() >= next_stop_check:
-                next_stop_check = time.monotonic() + STOP_CHECK_SECONDS
-                if await rt.live.stop_requested(reply_id):
-                    status = "stopped"
-                    break
         await pieces.flush()  # every piece is in the stream before the reply's end is
-    except Exception:
+    except BaseException:
+        # Failed, or cancelled by a stop: what was generated still reaches the stream, first.
         with contextlib.suppress(Exception):
-            await pieces.flush()
+            await asyncio.shield(pieces.flush())
         raise
     finally:
         await stream.aclose()  # closing it closes the request to llm-service, which stops LM Studio
     return status
+
+
+async def _stop_asked(rt: Runtime, reply_id: str, ended: asyncio.Event) -> None:
+    """Returns once a stop of the reply is asked (from any replica: a flag in Redis), or once
+    `ended` is set."""
+    while not ended.is_set():
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(ended.wait(), STOP_CHECK_SECONDS)
+            return
+        with contextlib.suppress(Exception):  # Redis away a moment: the next check tells
+            if await rt.live.stop_requested(reply_id):
+                return
 
 
 def _overflow(exc: AppError) -> int | None:
@@ -185,7 +221,12 @@ async def _finish(rt: Runtime, job: Job, progress: _Progress, status: Status, er
     tokens = progress.usage.completion_tokens if progress.usage else 0
     if not tokens and progress.pieces:
         tokens = progress.pieces  # LM Studio sends about one token a piece when it reports no usage
-    paid = status != "failed"
+    # Paid: what was generated. A reply that failed after some pieces keeps them and pays for them
+    # like a stopped one ("partial: only the generated part"); one that failed before any is released.
+    # A stop before the first piece pays nothing either, nor a reply lost with its process (as the
+    # sweeper would release it).
+    lost = error is not None and error.code == bookkeeping.LOST
+    paid = status == "completed" or (progress.pieces > 0 and not lost)
     cost = min(cost_of(rt, tokens), reply.generation.reserved) if paid else 0
     generation = reply.generation.model_copy(
         update={
@@ -201,6 +242,10 @@ async def _finish(rt: Runtime, job: Job, progress: _Progress, status: Status, er
             "credits": "commit_pending" if paid else "release_pending",
         }
     )
+    if status == "failed" and job.resumed_status is not None and not progress.pieces:
+        # A continuation that failed before adding anything leaves the reply as it was (its error
+        # noted): a completed reply does not become a failed one, dropped from later prompts.
+        status = job.resumed_status
     finished = await rt.messages.finish(
         reply.id,
         status=status,
@@ -215,12 +260,7 @@ async def _finish(rt: Runtime, job: Job, progress: _Progress, status: Status, er
         return
     if not finished:
         return  # the sweeper ended it first (its lease had expired) and settled it
-    await bookkeeping.settle(rt, stored)
-    if progress.usage and progress.usage.prompt_tokens:
-        with contextlib.suppress(Exception):  # calibration is a refinement, never a failure
-            await prompting.calibration(rt).record(
-                job.model_key, job.estimated_tokens, progress.usage.prompt_tokens
-            )
+    # The end goes to the stream first: a client is not kept waiting on the bookkeeping.
     if error is not None:
         details = error.details if isinstance(error.details, dict) else None
         await rt.live.publish(
@@ -229,4 +269,10 @@ async def _finish(rt: Runtime, job: Job, progress: _Progress, status: Status, er
     else:
         await rt.live.publish(str(reply.id), "message.completed", public(stored).model_dump(mode="json"))
     await rt.live.retain(str(reply.id), rt.settings.stream_retention_seconds)
+    await bookkeeping.settle(rt, stored)
+    if progress.usage and progress.usage.prompt_tokens:
+        with contextlib.suppress(Exception):  # calibration is a refinement, never a failure
+            await prompting.calibration(rt).record(
+                job.model_key, job.estimated_tokens, progress.usage.prompt_tokens
+            )
     await bookkeeping.follow_up(rt, stored)

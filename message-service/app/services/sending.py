@@ -163,6 +163,7 @@ async def _reserve_and_start(
         payload=payload,
         lock_token=lock,
         prefix=continue_of.content if continue_of else "",
+        resumed_status=continue_of.status if continue_of else None,
         estimated_tokens=prompt.estimated_tokens,
         model_key=prompting.model_key(chosen),
         rebuild=rebuild,
