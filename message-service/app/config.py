@@ -56,7 +56,9 @@ class Settings(MongoSettings):
     job_lease_seconds: float = Field(default=30.0, gt=0)  # renewed every third of it while running
     sweep_interval_seconds: float = Field(default=5.0, gt=0)
     stream_retention_seconds: int = Field(default=3600, gt=0)  # a finished reply's events in Redis
-    reservation_ttl_seconds: int = Field(default=3600, gt=0)  # at most user-service's maximum
+    reply_reservation_seconds: int = Field(
+        default=3600, gt=0
+    )  # at most user-service's MAX_RESERVATION_TTL_SECONDS
 
     # Credits: per reply, plus per 1k generated tokens (rounded up).
     cost_per_message: int = Field(default=1, ge=0)

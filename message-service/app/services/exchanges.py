@@ -68,7 +68,7 @@ async def impersonate(rt: Runtime, conversation: dict[str, Any], options: Genera
         amount=reserved,
         idempotency_key=key,
         reference=f"message-service impersonation in {conversation['id']}",
-        ttl_seconds=rt.settings.reservation_ttl_seconds,
+        ttl_seconds=rt.settings.reply_reservation_seconds,
     )
     text: list[str] = []
     tokens = 0

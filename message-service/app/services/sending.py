@@ -140,7 +140,7 @@ async def _reserve_and_start(
         amount=reserved,
         idempotency_key=key,
         reference=f"message-service reply {reply_id}",
-        ttl_seconds=rt.settings.reservation_ttl_seconds,
+        ttl_seconds=rt.settings.reply_reservation_seconds,
     )
     try:
         reply = await _store(
