@@ -9,9 +9,12 @@ from typing import Any
 
 import httpx
 import pytest
+from bson import ObjectId
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.collection import AsyncCollection
 
+from app.clients.fleet import Fleet as Fleet_
+from app.config import Settings
 from chat_common.testing.fleet import FleetUser
 from lmstudio_client.testing import StandinProcess
 from tests.conftest import DATABASE, Fleet
@@ -58,3 +61,50 @@ async def test_a_plain_send_whose_conversation_is_purged_while_it_generates_is_4
 
 async def _balance_is(fleet: Fleet, user: FleetUser, balance: int) -> bool:
     return fleet.balance(user) == balance
+
+
+async def test_continuing_a_reply_whose_commit_is_still_pending_commits_it_first(
+    client: httpx.AsyncClient,
+    fleet: Fleet,
+    alice: FleetUser,
+    settings: Settings,
+    messages: AsyncCollection[dict[str, Any]],
+) -> None:
+    conversation = fleet.conversation(alice)
+    await client.get(f"/api/v1/conversations/{conversation['id']}/messages", headers=alice.headers)
+    sent = await client.post(
+        f"/api/v1/conversations/{conversation['id']}/messages",
+        json={"content": "Hello there", "max_tokens": 64},
+        headers=alice.headers,
+    )
+    assert sent.status_code == 201, sent.text
+    reply_id = sent.json()["reply"]["id"]
+    # The reply's commit not acknowledged yet (user-service was away when it ended): a held
+    # reservation, the reply's credits `commit_pending`.
+    credits = Fleet_(settings)
+    held = await credits.credits.reserve(
+        user_id=alice.id, amount=5, idempotency_key=f"review:{reply_id}", reference="review", ttl_seconds=3600
+    )
+    await credits.aclose()
+    await messages.update_one(
+        {"_id": ObjectId(reply_id)},
+        {
+            "$set": {
+                "generation.credits": "commit_pending",
+                "generation.reservation_id": str(held.id),
+                "generation.cost": 3,
+            }
+        },
+    )
+
+    continued = await client.post(
+        f"/api/v1/messages/{reply_id}/continue", json={"max_tokens": 64}, headers=alice.headers
+    )
+
+    assert continued.status_code == 200, continued.text
+
+    async def committed() -> bool:
+        return fleet.reservation(str(held.id))["status"] == "committed"
+
+    await until(committed, 5)
+    assert fleet.reservation(str(held.id))["committed_amount"] == 3

@@ -33,10 +33,14 @@ async def settle(rt: Runtime, reply: Message) -> bool:
     try:
         if generation.credits == "commit_pending":
             await rt.fleet.credits.commit(reservation, generation.cost)
-            return await rt.messages.set_credits(reply.id, "commit_pending", "committed")
+            return await rt.messages.set_credits(
+                reply.id, "commit_pending", "committed", generation.reservation_id
+            )
         if generation.credits == "release_pending":
             await rt.fleet.credits.release(reservation)
-            return await rt.messages.set_credits(reply.id, "release_pending", "released")
+            return await rt.messages.set_credits(
+                reply.id, "release_pending", "released", generation.reservation_id
+            )
     except AppError as exc:
         logger.warning("credits of reply %s not settled yet (%s): %s", reply.id, exc.code, exc.message)
         return False
