@@ -4,6 +4,7 @@ lost nor charged twice, a clear 4xx for bad input, never a 500)."""
 from __future__ import annotations
 
 import asyncio
+import signal
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -15,6 +16,7 @@ from pymongo.asynchronous.collection import AsyncCollection
 
 from app.clients.fleet import Fleet as Fleet_
 from app.config import Settings
+from chat_common.testing import ServiceProcess
 from chat_common.testing.fleet import FleetUser
 from lmstudio_client.testing import StandinProcess
 from tests.conftest import DATABASE, Fleet
@@ -108,3 +110,28 @@ async def test_continuing_a_reply_whose_commit_is_still_pending_commits_it_first
 
     await until(committed, 5)
     assert fleet.reservation(str(held.id))["committed_amount"] == 3
+
+
+async def test_a_reservation_whose_answer_was_lost_is_given_back(
+    extra_app: Any, fleet: Fleet, alice: FleetUser, user_service: ServiceProcess
+) -> None:
+    base_url, _ = extra_app(downstream_timeout_seconds=1)
+    conversation = fleet.conversation(alice)
+    path = f"/api/v1/conversations/{conversation['id']}/messages"
+    async with httpx.AsyncClient(base_url=base_url, timeout=30) as http:
+        warm = await http.post(path, json={"content": "Hello", "max_tokens": 64}, headers=alice.headers)
+        assert warm.status_code == 201, warm.text
+        before = fleet.balance(alice)
+        # user-service takes the reserve but answers too late: message-service cannot know whether
+        # the credits were held.
+        user_service.process.send_signal(signal.SIGSTOP)
+        try:
+            response = await http.post(
+                path, json={"content": "Again", "max_tokens": 64}, headers=alice.headers
+            )
+        finally:
+            user_service.process.send_signal(signal.SIGCONT)
+
+    assert response.status_code in (502, 503, 504), response.text
+    assert response.json()["error"]["details"]["service"] == "user-service"
+    await until(lambda: _balance_is(fleet, alice, before), 15)

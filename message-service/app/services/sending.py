@@ -6,6 +6,8 @@ taken (reservation, lock, slot); nothing is stored unless the job starts.
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import math
 from datetime import timedelta
 from typing import Any
@@ -18,7 +20,10 @@ from app.schemas.message import GenerationOptions, public
 from app.services import access, bookkeeping, generation, prompting
 from app.services.history import message_not_found, new_message
 from app.services.tree import Tree
-from chat_common.errors import ConflictError, RateLimitedError, ServiceUnavailableError
+from chat_common.credits import may_have_reserved
+from chat_common.errors import AppError, ConflictError, RateLimitedError, ServiceUnavailableError
+
+logger = logging.getLogger(__name__)
 
 
 def generation_options(rt: Runtime, options: GenerationOptions) -> dict[str, Any]:
@@ -137,13 +142,19 @@ async def _reserve_and_start(
         if continue_of is None
         else f"continue:{reply_id}:{continue_of.updated_at.timestamp()}"
     )
-    reservation = await rt.fleet.credits.reserve(
-        user_id=conversation["user_id"],
-        amount=reserved,
-        idempotency_key=key,
-        reference=f"message-service reply {reply_id}",
-        ttl_seconds=rt.settings.reply_reservation_seconds,
-    )
+    hold = {
+        "user_id": conversation["user_id"],
+        "amount": reserved,
+        "idempotency_key": key,
+        "reference": f"message-service reply {reply_id}",
+        "ttl_seconds": rt.settings.reply_reservation_seconds,
+    }
+    try:
+        reservation = await rt.fleet.credits.reserve(**hold)
+    except AppError as exc:
+        if may_have_reserved(exc):  # its answer was lost: whatever it held is given back
+            rt.spawn(_give_back(rt, hold))
+        raise
     try:
         reply = await _store(
             rt,
@@ -177,6 +188,27 @@ async def _reserve_and_start(
     await rt.live.publish(str(reply.id), "message.created", {**created, "reply_id": str(reply.id)})
     rt.spawn(generation.run(rt, job), reply_id=str(reply.id))
     return user_message, reply
+
+
+GIVE_BACK_ATTEMPTS = 6  # over about a minute (1 s, doubling)
+
+
+async def _give_back(rt: Runtime, hold: dict[str, Any]) -> None:
+    """Release what a reserve whose answer was lost (a timeout, a 5xx) may hold: reserving again with
+    the same idempotency key gives that reservation (or one that is released at once)."""
+    delay = 1.0
+    for attempt in range(GIVE_BACK_ATTEMPTS):
+        try:
+            reservation = await rt.fleet.credits.reserve(**hold)
+            await rt.fleet.credits.release(reservation.id)
+            return
+        except AppError as exc:
+            if not may_have_reserved(exc):
+                return  # refused (402...): nothing is held under this key
+            logger.warning("credits of %s not given back yet (%s)", hold["idempotency_key"], exc.code)
+        if attempt + 1 < GIVE_BACK_ATTEMPTS:
+            await asyncio.sleep(delay)
+            delay *= 2
 
 
 async def _settle_last_generation(rt: Runtime, reply: Message) -> None:
