@@ -135,3 +135,54 @@ async def test_a_reservation_whose_answer_was_lost_is_given_back(
     assert response.status_code in (502, 503, 504), response.text
     assert response.json()["error"]["details"]["service"] == "user-service"
     await until(lambda: _balance_is(fleet, alice, before), 15)
+
+
+async def _reply_with_a_pending_commit(
+    client: httpx.AsyncClient,
+    fleet: Fleet,
+    user: FleetUser,
+    settings: Settings,
+    messages: AsyncCollection[dict[str, Any]],
+) -> tuple[dict[str, Any], dict[str, Any], str]:
+    """A conversation with one exchange whose reply's commit is not acknowledged yet (user-service was
+    away when it ended): (conversation, the send's answer, the held reservation's id)."""
+    conversation = fleet.conversation(user)
+    sent = await client.post(
+        f"/api/v1/conversations/{conversation['id']}/messages",
+        json={"content": "Hello there", "max_tokens": 64},
+        headers=user.headers,
+    )
+    assert sent.status_code == 201, sent.text
+    reply_id = sent.json()["reply"]["id"]
+    credits = Fleet_(settings)
+    held = await credits.credits.reserve(
+        user_id=user.id, amount=5, idempotency_key=f"review:{reply_id}", reference="review", ttl_seconds=3600
+    )
+    await credits.aclose()
+    await messages.update_one(
+        {"_id": ObjectId(reply_id)},
+        {
+            "$set": {
+                "generation.credits": "commit_pending",
+                "generation.reservation_id": str(held.id),
+                "generation.cost": 3,
+            }
+        },
+    )
+    return conversation, sent.json(), str(held.id)
+
+
+async def test_deleting_a_reply_whose_commit_is_still_pending_commits_it_first(
+    client: httpx.AsyncClient,
+    fleet: Fleet,
+    alice: FleetUser,
+    settings: Settings,
+    messages: AsyncCollection[dict[str, Any]],
+) -> None:
+    _, sent, held = await _reply_with_a_pending_commit(client, fleet, alice, settings, messages)
+
+    deleted = await client.delete(f"/api/v1/messages/{sent['user_message']['id']}", headers=alice.headers)
+
+    assert deleted.status_code == 204, deleted.text
+    assert fleet.reservation(held)["status"] == "committed"
+    assert fleet.reservation(held)["committed_amount"] == 3

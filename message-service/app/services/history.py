@@ -9,7 +9,7 @@ from bson.errors import InvalidId
 
 from app.core.runtime import Runtime, now
 from app.models import Message
-from app.services import access
+from app.services import access, bookkeeping
 from app.services.tree import GREETING_MARKER, Tree
 from chat_common.errors import ConflictError, NotFoundError
 
@@ -139,6 +139,8 @@ async def _delete_branch(rt: Runtime, conversation: dict[str, Any], message: Mes
         m.status == "generating" for m in doomed
     ):  # a job whose replica died: its lock lapsed, its lease not yet
         raise generation_in_progress()
+    for doomed_message in doomed:
+        await bookkeeping.settle_now(rt, doomed_message)
     state = await rt.messages.state(conversation["id"])
     deleted = await rt.messages.delete([m.id for m in doomed if m.id is not None])
     doomed_ids = {str(m.id) for m in doomed}

@@ -21,7 +21,7 @@ from app.services import access, bookkeeping, generation, prompting
 from app.services.history import message_not_found, new_message
 from app.services.tree import Tree
 from chat_common.credits import may_have_reserved
-from chat_common.errors import AppError, ConflictError, RateLimitedError, ServiceUnavailableError
+from chat_common.errors import AppError, ConflictError, RateLimitedError
 
 logger = logging.getLogger(__name__)
 
@@ -114,7 +114,8 @@ async def _reserve_and_start(
     continue_of: Message | None,
 ) -> tuple[Message | None, Message]:
     if continue_of is not None:
-        await _settle_last_generation(rt, continue_of)
+        # its last generation's reservation must be settled before the continuation's replaces it
+        await bookkeeping.settle_now(rt, continue_of)
     character = await access.character(rt, conversation["character_id"])
     parent_id = str(parent.id) if parent is not None else None
     history = tree.path_to(parent_id) if parent_id else []
@@ -209,30 +210,6 @@ async def _give_back(rt: Runtime, hold: dict[str, Any]) -> None:
         if attempt + 1 < GIVE_BACK_ATTEMPTS:
             await asyncio.sleep(delay)
             delay *= 2
-
-
-async def _settle_last_generation(rt: Runtime, reply: Message) -> None:
-    """A reply to continue whose last generation still owes user-service its commit or release (it
-    was away then): settled first, or the continuation's reservation would take its place on the reply
-    and the old one be left held, never committed."""
-    generation = reply.generation
-    if generation is None or generation.credits not in ("commit_pending", "release_pending"):
-        return
-    if await bookkeeping.settle(rt, reply):
-        return
-    assert reply.id is not None
-    stored = await rt.messages.get(reply.id)  # the sweeper may have settled it meanwhile
-    if stored is None:
-        raise message_not_found()
-    if stored.generation is None or stored.generation.credits in (
-        "commit_pending",
-        "release_pending",
-    ):
-        raise ServiceUnavailableError(
-            "user-service could not settle this reply's credits yet: try again shortly",
-            code="dependency_unavailable",
-            details={"service": "user-service"},
-        )
 
 
 async def _store(
