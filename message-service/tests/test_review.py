@@ -186,3 +186,29 @@ async def test_deleting_a_reply_whose_commit_is_still_pending_commits_it_first(
     assert deleted.status_code == 204, deleted.text
     assert fleet.reservation(held)["status"] == "committed"
     assert fleet.reservation(held)["committed_amount"] == 3
+
+
+async def test_reading_or_regenerating_a_message_deleted_meanwhile_is_404_never_500(
+    client: httpx.AsyncClient, fleet: Fleet, alice: FleetUser
+) -> None:
+    conversation = fleet.conversation(alice)
+    path = f"/api/v1/conversations/{conversation['id']}/messages"
+    statuses: set[int] = set()
+    for n in range(8):
+        sent = await client.post(
+            path, json={"content": f"Hello {n}", "max_tokens": 16}, headers=alice.headers
+        )
+        assert sent.status_code == 201, sent.text
+        user_id, reply_id = sent.json()["user_message"]["id"], sent.json()["reply"]["id"]
+        answers = await asyncio.gather(
+            client.delete(f"/api/v1/messages/{user_id}", headers=alice.headers),
+            *(client.get(f"/api/v1/messages/{reply_id}/siblings", headers=alice.headers) for _ in range(3)),
+            *(client.post(f"/api/v1/messages/{reply_id}/select", headers=alice.headers) for _ in range(3)),
+            client.post(
+                f"/api/v1/messages/{reply_id}/regenerate", json={"max_tokens": 16}, headers=alice.headers
+            ),
+        )
+        statuses.update(a.status_code for a in answers)
+        for answer in answers:
+            assert answer.status_code < 500, answer.text
+    assert 404 in statuses

@@ -18,6 +18,14 @@ def message_not_found() -> NotFoundError:
     return NotFoundError("Message not found", code="message_not_found")
 
 
+def in_tree(tree: Tree, message_id: str) -> Message:
+    """The message of the conversation's tree; 404 when it was deleted since it was read."""
+    found = tree.get(message_id)
+    if found is None:
+        raise message_not_found()
+    return found
+
+
 def new_message(conversation: dict[str, Any], **fields: Any) -> Message:
     at = now()
     values = {
@@ -87,7 +95,7 @@ async def select(rt: Runtime, message_id: str, user_id: str) -> tuple[Tree, list
     """Make the message's branch the active path (its newest continuation)."""
     message, conversation = await owned_message(rt, message_id, user_id)
     tree = await load_tree(rt, conversation)
-    leaf = tree.newest_leaf_below(tree.by_id[str(message.id)])
+    leaf = tree.newest_leaf_below(in_tree(tree, str(message.id)))
     await rt.messages.set_active_leaf(conversation["id"], user_id, str(leaf.id), now())
     return tree, tree.path_to(str(leaf.id))
 
