@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import signal
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -16,10 +17,12 @@ from pymongo.asynchronous.collection import AsyncCollection
 
 from app.clients.fleet import Fleet as Fleet_
 from app.config import Settings
-from chat_common.testing import ServiceProcess
+from app.main import create_app
+from chat_common.embedded import free_port, start_redis
+from chat_common.testing import ServiceProcess, serve_app
 from chat_common.testing.fleet import FleetUser
 from lmstudio_client.testing import StandinProcess
-from tests.conftest import DATABASE, Fleet
+from tests.conftest import DATABASE, Fleet, make_settings
 from tests.test_analytics import until
 
 
@@ -212,3 +215,42 @@ async def test_reading_or_regenerating_a_message_deleted_meanwhile_is_404_never_
         for answer in answers:
             assert answer.status_code < 500, answer.text
     assert 404 in statuses
+
+
+async def test_redis_lost_mid_reply_fails_it_with_a_503_naming_redis_not_a_500(
+    mongodb_url: str,
+    user_service: ServiceProcess,
+    character_service: ServiceProcess,
+    conversation_service: ServiceProcess,
+    llm_service: ServiceProcess,
+    fleet: Fleet,
+    alice: FleetUser,
+    standin: StandinProcess,
+    tmp_path: Path,
+) -> None:
+    redis = start_redis(tmp_path / "redis", free_port(), persist=False)
+    assert redis.process is not None
+    settings = make_settings(
+        mongodb_url, redis.url, user_service, character_service, conversation_service, llm_service
+    )
+    conversation = fleet.conversation(alice)
+    path = f"/api/v1/conversations/{conversation['id']}/messages"
+    try:
+        with serve_app(create_app(settings)) as base_url:
+            async with httpx.AsyncClient(base_url=base_url, timeout=60) as http:
+                await http.get(path, headers=alice.headers)
+                standin.configure(tokens_per_second=5)
+                body = {"content": " ".join(["word"] * 12), "max_tokens": 64}
+                sending = asyncio.ensure_future(http.post(path, json=body, headers=alice.headers))
+                await asyncio.sleep(1.5)  # some pieces are out
+                redis.process.send_signal(signal.SIGSTOP)
+                try:
+                    await asyncio.sleep(7)  # longer than the Redis client's socket timeout
+                finally:
+                    redis.process.send_signal(signal.SIGCONT)
+                response = await asyncio.wait_for(sending, 30)
+    finally:
+        redis.stop()
+
+    assert response.status_code == 503, response.text
+    assert response.json()["error"]["details"]["service"] == "redis"
