@@ -254,3 +254,23 @@ async def test_redis_lost_mid_reply_fails_it_with_a_503_naming_redis_not_a_500(
 
     assert response.status_code == 503, response.text
     assert response.json()["error"]["details"]["service"] == "redis"
+
+
+async def test_an_impersonation_whose_reservation_answer_was_lost_gives_it_back(
+    extra_app: Any, fleet: Fleet, alice: FleetUser, user_service: ServiceProcess
+) -> None:
+    base_url, _ = extra_app(downstream_timeout_seconds=1)
+    conversation = fleet.conversation(alice)
+    path = f"/api/v1/conversations/{conversation['id']}/impersonate"
+    async with httpx.AsyncClient(base_url=base_url, timeout=30) as http:
+        warm = await http.post(path, json={"max_tokens": 64}, headers=alice.headers)
+        assert warm.status_code == 200, warm.text
+        before = fleet.balance(alice)
+        user_service.process.send_signal(signal.SIGSTOP)
+        try:
+            response = await http.post(path, json={"max_tokens": 64}, headers=alice.headers)
+        finally:
+            user_service.process.send_signal(signal.SIGCONT)
+
+    assert response.status_code in (502, 503, 504), response.text
+    await until(lambda: _balance_is(fleet, alice, before), 15)

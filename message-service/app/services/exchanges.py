@@ -72,14 +72,14 @@ async def impersonate(rt: Runtime, conversation: dict[str, Any], options: Genera
     reserved = rt.settings.cost_per_message + math.ceil(
         chosen["max_tokens"] * rt.settings.cost_per_1k_tokens / 1000
     )
-    key = f"impersonate:{uuid.uuid4().hex}"
-    reservation = await rt.fleet.credits.reserve(
-        user_id=conversation["user_id"],
-        amount=reserved,
-        idempotency_key=key,
-        reference=f"message-service impersonation in {conversation['id']}",
-        ttl_seconds=rt.settings.reply_reservation_seconds,
-    )
+    hold = {
+        "user_id": conversation["user_id"],
+        "amount": reserved,
+        "idempotency_key": f"impersonate:{uuid.uuid4().hex}",
+        "reference": f"message-service impersonation in {conversation['id']}",
+        "ttl_seconds": rt.settings.reply_reservation_seconds,
+    }
+    reservation = await sending.reserve(rt, hold)
     text: list[str] = []
     tokens = 0
     try:

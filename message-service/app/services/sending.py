@@ -20,7 +20,7 @@ from app.schemas.message import GenerationOptions, public
 from app.services import access, bookkeeping, generation, prompting
 from app.services.history import message_not_found, new_message
 from app.services.tree import Tree
-from chat_common.credits import may_have_reserved
+from chat_common.credits import Reservation, may_have_reserved
 from chat_common.errors import AppError, ConflictError, RateLimitedError
 
 logger = logging.getLogger(__name__)
@@ -150,12 +150,7 @@ async def _reserve_and_start(
         "reference": f"message-service reply {reply_id}",
         "ttl_seconds": rt.settings.reply_reservation_seconds,
     }
-    try:
-        reservation = await rt.fleet.credits.reserve(**hold)
-    except AppError as exc:
-        if may_have_reserved(exc):  # its answer was lost: whatever it held is given back
-            rt.spawn(_give_back(rt, hold))
-        raise
+    reservation = await reserve(rt, hold)
     try:
         reply = await _store(
             rt,
@@ -192,6 +187,17 @@ async def _reserve_and_start(
 
 
 GIVE_BACK_ATTEMPTS = 6  # over about a minute (1 s, doubling)
+
+
+async def reserve(rt: Runtime, hold: dict[str, Any]) -> Reservation:
+    """Reserve credits at user-service (`hold`: CreditsClient.reserve's arguments). When the answer
+    was lost (a timeout, a 5xx), whatever it may have held is given back in the background."""
+    try:
+        return await rt.fleet.credits.reserve(**hold)
+    except AppError as exc:
+        if may_have_reserved(exc):
+            rt.spawn(_give_back(rt, hold))
+        raise
 
 
 async def _give_back(rt: Runtime, hold: dict[str, Any]) -> None:
