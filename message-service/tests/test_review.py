@@ -19,11 +19,19 @@ from app.clients.fleet import Fleet as Fleet_
 from app.config import Settings
 from app.main import create_app
 from chat_common.embedded import free_port, start_redis
-from chat_common.testing import ServiceProcess, serve_app
+from chat_common.testing import ServiceProcess, serve_app, serve_service
 from chat_common.testing.fleet import FleetUser
 from lmstudio_client.testing import StandinProcess
 from tests.conftest import DATABASE, Fleet, make_settings
 from tests.test_analytics import until
+from tests.test_jobs import (  # noqa: F401  (killable_env: a fixture)
+    SERVICE_DIR,
+    _kill,
+    killable_env,
+    read_events,
+    wait_for_status,
+    wait_until,
+)
 
 
 @pytest.fixture
@@ -274,3 +282,42 @@ async def test_an_impersonation_whose_reservation_answer_was_lost_gives_it_back(
 
     assert response.status_code in (502, 503, 504), response.text
     await until(lambda: _balance_is(fleet, alice, before), 15)
+
+
+async def test_a_continuation_whose_process_is_killed_leaves_the_reply_as_it_was_not_failed(
+    client: httpx.AsyncClient,
+    fleet: Fleet,
+    alice: FleetUser,
+    standin: StandinProcess,
+    killable_env: dict[str, str],  # noqa: F811  (the fixture imported above)
+    tmp_path: Path,
+) -> None:
+    conversation = fleet.conversation(alice)
+    sent = await client.post(
+        f"/api/v1/conversations/{conversation['id']}/messages",
+        json={"content": "Hello there", "max_tokens": 64},
+        headers=alice.headers,
+    )
+    assert sent.status_code == 201, sent.text
+    reply = sent.json()["reply"]
+    before = fleet.balance(alice)
+    standin.configure(tokens_per_second=5)
+
+    with serve_service(SERVICE_DIR, killable_env, log_path=tmp_path / "ms.log") as doomed:
+        async with httpx.AsyncClient(base_url=doomed.url, timeout=30) as http:
+            async with http.stream(
+                "POST",
+                f"/api/v1/messages/{reply['id']}/continue",
+                json={"stream": True, "max_tokens": 64},
+                headers=alice.headers,
+            ) as response:
+                assert response.status_code == 200
+                await read_events(response, until=2)
+            _kill(doomed)
+
+    ended = await wait_for_status(client, alice, reply["id"], within=20)
+
+    assert ended["status"] == "completed", ended
+    assert ended["content"].startswith(reply["content"])
+    assert ended["generation"]["error_code"] == "generation_lost"
+    await wait_until(lambda: fleet.balance(alice) == before)  # the continuation's credits released

@@ -127,9 +127,11 @@ async def fail_expired(rt: Runtime) -> int:
                 "cost": 0,
             }
         )
+        # A lost continuation leaves the reply as it was (its text before it, its status).
+        resumed = reply.generation.resumed_from if reply.generation else None
         if await rt.messages.finish(
             reply.id,
-            status="failed",
+            status=resumed or "failed",
             content=reply.content,
             reasoning=reply.reasoning,
             generation=generation,

@@ -238,6 +238,7 @@ async def _store(
         credits="reserved",
         settings=chosen,
         spent=spent,
+        resumed_from=continue_of.status if continue_of else None,
     )
     lease_until = at + timedelta(seconds=rt.settings.job_lease_seconds)
     if continue_of is not None:
