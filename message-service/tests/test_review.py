@@ -27,6 +27,7 @@ from tests.test_analytics import until
 from tests.test_jobs import (  # noqa: F401  (killable_env: a fixture)
     SERVICE_DIR,
     _kill,
+    iter_events,
     killable_env,
     read_events,
     wait_for_status,
@@ -321,3 +322,26 @@ async def test_a_continuation_whose_process_is_killed_leaves_the_reply_as_it_was
     assert ended["content"].startswith(reply["content"])
     assert ended["generation"]["error_code"] == "generation_lost"
     await wait_until(lambda: fleet.balance(alice) == before)  # the continuation's credits released
+
+
+async def test_a_send_right_after_a_streamed_reply_completed_is_not_409(
+    client: httpx.AsyncClient, fleet: Fleet, alice: FleetUser
+) -> None:
+    conversation = fleet.conversation(alice)
+    path = f"/api/v1/conversations/{conversation['id']}/messages"
+    for n in range(5):
+        async with client.stream(
+            "POST",
+            path,
+            json={"content": f"Hello {n}", "stream": True, "max_tokens": 16},
+            headers=alice.headers,
+        ) as response:
+            events = [event async for event in iter_events(response)]
+        assert events[-1][1] == "message.completed", events[-1]
+        # the client was told the reply is complete: the conversation is free for the next message
+        nxt = await client.post(
+            f"/api/v1/messages/{events[-1][2]['id']}/regenerate",
+            json={"max_tokens": 16},
+            headers=alice.headers,
+        )
+        assert nxt.status_code == 201, nxt.text

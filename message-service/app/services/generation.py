@@ -103,8 +103,7 @@ async def run(rt: Runtime, job: Job) -> AppError | None:
     try:
         await _finish(rt, job, progress, status, error)
     finally:
-        await rt.live.unlock_conversation(job.conversation["id"], job.lock_token)
-        await rt.live.free_generation_slot(job.reply.user_id, reply_id)
+        await _free(rt, job)  # again when _finish did not get to it (the lock's token makes it safe)
     if interrupted:
         raise asyncio.CancelledError
     return error
@@ -121,6 +120,12 @@ def _unexpected(exc: Exception) -> AppError:
                 details={"service": service},
             )
     return AppError(f"Generation failed: {exc.__class__.__name__}", code="internal_error")
+
+
+async def _free(rt: Runtime, job: Job) -> None:
+    """The conversation's lock and the user's slot, given back."""
+    await rt.live.unlock_conversation(job.conversation["id"], job.lock_token)
+    await rt.live.free_generation_slot(job.reply.user_id, str(job.reply.id))
 
 
 async def _generate(rt: Runtime, job: Job, progress: _Progress) -> Status:
@@ -285,6 +290,9 @@ async def _finish(rt: Runtime, job: Job, progress: _Progress, status: Status, er
     else:
         await rt.live.publish(str(reply.id), "message.completed", public(stored).model_dump(mode="json"))
     await rt.live.retain(str(reply.id), rt.settings.stream_retention_seconds)
+    # The client was told the reply ended: the conversation is free for its next message now, not
+    # once the bookkeeping (idempotent, retried by the sweeper, settled first by a continue or delete) is.
+    await _free(rt, job)
     await bookkeeping.settle(rt, stored)
     if progress.usage and progress.usage.prompt_tokens:
         with contextlib.suppress(Exception):  # calibration is a refinement, never a failure
