@@ -14,6 +14,7 @@ async def test_replies_one_after_another_reuse_one_connection_to_llm_service(
 ) -> None:
     conversation = fleet.conversation(alice)
     pool = app.state.runtime.fleet.llm_stream._transport._pool
+    idle = list(pool.connections)  # left by earlier tests' concurrent replies, until they expire
     kept = []
 
     for content in ("Hello, captain!", "And again."):
@@ -25,5 +26,5 @@ async def test_replies_one_after_another_reuse_one_connection_to_llm_service(
         assert response.status_code == 201, response.text
         kept.append(list(pool.connections))
 
-    assert len(kept[0]) == 1
-    assert kept[1] == kept[0]  # the same connection, not a new one per reply
+    assert len(kept[0]) <= len(idle) + 1
+    assert set(map(id, kept[1])) <= set(map(id, kept[0]))  # no new connection for the next reply
