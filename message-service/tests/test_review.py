@@ -345,3 +345,22 @@ async def test_a_send_right_after_a_streamed_reply_completed_is_not_409(
             headers=alice.headers,
         )
         assert nxt.status_code == 201, nxt.text
+
+
+async def test_streaming_a_user_message_is_409_not_a_reply_not_a_replay_of_it_as_one(
+    client: httpx.AsyncClient, fleet: Fleet, alice: FleetUser
+) -> None:
+    conversation = fleet.conversation(alice)
+    sent = await client.post(
+        f"/api/v1/conversations/{conversation['id']}/messages",
+        json={"content": "Hello there", "max_tokens": 16},
+        headers=alice.headers,
+    )
+    assert sent.status_code == 201, sent.text
+
+    response = await client.get(
+        f"/api/v1/messages/{sent.json()['user_message']['id']}/stream", headers=alice.headers
+    )
+
+    assert response.status_code == 409, response.text
+    assert response.json()["error"]["code"] == "not_a_reply"

@@ -148,6 +148,8 @@ async def stream(
     """(Re)attach to a reply from any replica: with Last-Event-ID, the events after it; a finished
     reply replays and completes."""
     message, _ = await history.owned_message(rt, message_id, user.user_id)
+    if message.role != "assistant":
+        raise ConflictError("Only a reply has events to stream", code="not_a_reply")
     after = last_event_id if last_event_id and _valid_event_id(last_event_id) else "0"
     return sse(rt, str(message.id), after)
 
