@@ -38,6 +38,8 @@ class Generation(BaseModel):
     reservation_id: str | None = None
     credits: CreditsState = "none"
     settings: dict[str, object] = Field(default_factory=dict)  # temperature, top_p, max_tokens, stop
+    # A continuation: the status the reply had before it (what it returns to if the continuation is lost).
+    resumed_from: Status | None = None
 
 
 class Message(Document):

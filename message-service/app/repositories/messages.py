@@ -102,9 +102,14 @@ class MessageRepository:
     async def restart(
         self, message_id: ObjectId, *, generation: Generation, lease_until: datetime, at: datetime
     ) -> bool:
-        """A finished reply generating again (continue): False when it is generating already."""
+        """A finished reply generating again (continue): False when it is generating already, or its
+        last generation's credits are not settled (its reservation must not be overwritten)."""
         result = await self.messages.update_one(
-            {"_id": message_id, "status": {"$in": ["completed", "stopped"]}},
+            {
+                "_id": message_id,
+                "status": {"$in": ["completed", "stopped"]},
+                "generation.credits": {"$in": ["committed", "released", "none"]},
+            },
             {
                 "$set": {
                     "status": "generating",
@@ -116,9 +121,14 @@ class MessageRepository:
         )
         return bool(result.modified_count)
 
-    async def set_credits(self, message_id: ObjectId, before: CreditsState, after: CreditsState) -> bool:
+    async def set_credits(
+        self, message_id: ObjectId, before: CreditsState, after: CreditsState, reservation_id: str | None
+    ) -> bool:
+        """Move the credits state of the reply's reservation `reservation_id` (not of a later one: a
+        continuation may have replaced it since it was read)."""
         result = await self.messages.update_one(
-            {"_id": message_id, "generation.credits": before}, {"$set": {"generation.credits": after}}
+            {"_id": message_id, "generation.credits": before, "generation.reservation_id": reservation_id},
+            {"$set": {"generation.credits": after}},
         )
         return bool(result.modified_count)
 

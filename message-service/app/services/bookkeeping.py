@@ -14,7 +14,7 @@ from datetime import timedelta
 
 from app.core.runtime import Runtime, now
 from app.models import Generation, Message
-from chat_common.errors import AppError
+from chat_common.errors import AppError, ServiceUnavailableError
 
 logger = logging.getLogger(__name__)
 
@@ -33,14 +33,37 @@ async def settle(rt: Runtime, reply: Message) -> bool:
     try:
         if generation.credits == "commit_pending":
             await rt.fleet.credits.commit(reservation, generation.cost)
-            return await rt.messages.set_credits(reply.id, "commit_pending", "committed")
+            return await rt.messages.set_credits(
+                reply.id, "commit_pending", "committed", generation.reservation_id
+            )
         if generation.credits == "release_pending":
             await rt.fleet.credits.release(reservation)
-            return await rt.messages.set_credits(reply.id, "release_pending", "released")
+            return await rt.messages.set_credits(
+                reply.id, "release_pending", "released", generation.reservation_id
+            )
     except AppError as exc:
         logger.warning("credits of reply %s not settled yet (%s): %s", reply.id, exc.code, exc.message)
         return False
     return True
+
+
+PENDING = ("commit_pending", "release_pending")
+
+
+async def settle_now(rt: Runtime, reply: Message) -> None:
+    """Settle the reply's pending commit or release before the reply is continued or deleted (either
+    would lose its reservation, left held and never charged); 503 naming user-service when it cannot."""
+    if reply.generation is None or reply.generation.credits not in PENDING or reply.id is None:
+        return
+    if await settle(rt, reply):
+        return
+    stored = await rt.messages.get(reply.id)  # the sweeper may have settled it meanwhile
+    if stored is not None and stored.generation is not None and stored.generation.credits in PENDING:
+        raise ServiceUnavailableError(
+            "user-service could not settle this reply's credits yet: try again shortly",
+            code="dependency_unavailable",
+            details={"service": "user-service"},
+        )
 
 
 async def release_purged(rt: Runtime, reply: Message) -> None:
@@ -104,9 +127,11 @@ async def fail_expired(rt: Runtime) -> int:
                 "cost": 0,
             }
         )
+        # A lost continuation leaves the reply as it was (its text before it, its status).
+        resumed = reply.generation.resumed_from if reply.generation else None
         if await rt.messages.finish(
             reply.id,
-            status="failed",
+            status=resumed or "failed",
             content=reply.content,
             reasoning=reply.reasoning,
             generation=generation,

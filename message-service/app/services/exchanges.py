@@ -12,7 +12,8 @@ from app.core.runtime import Runtime
 from app.models import Message
 from app.schemas.message import Exchange, GenerationOptions, MessagePublic, Suggestion, public
 from app.services import access, history, prompting, sending
-from chat_common.errors import AppError
+from app.services.events import GONE
+from chat_common.errors import AppError, NotFoundError
 
 
 async def finished_exchange(rt: Runtime, reply: Message) -> Exchange:
@@ -25,7 +26,8 @@ async def finished_exchange(rt: Runtime, reply: Message) -> Exchange:
         with contextlib.suppress(asyncio.CancelledError):
             error = await asyncio.shield(task)
     stored = await rt.messages.get(reply.id)  # type: ignore[arg-type]
-    assert stored is not None
+    if stored is None:  # purged with its deleted conversation, or deleted, while it was generated
+        raise await _gone(rt, reply)
     conversation = {
         "id": stored.conversation_id,
         "user_id": stored.user_id,
@@ -37,6 +39,14 @@ async def finished_exchange(rt: Runtime, reply: Message) -> Exchange:
     if error is not None or stored.status == "failed":
         raise _failure(stored, user_message, error)
     return Exchange(user_message=user_message, reply=public(tree.by_id[str(stored.id)], tree))
+
+
+async def _gone(rt: Runtime, reply: Message) -> NotFoundError:
+    try:
+        await access.conversation(rt, reply.conversation_id, reply.user_id)
+    except NotFoundError:
+        return NotFoundError(GONE["message"], code=GONE["code"])
+    return history.message_not_found()
 
 
 def _failure(reply: Message, user_message: MessagePublic | None, error: AppError | None) -> AppError:
@@ -62,14 +72,14 @@ async def impersonate(rt: Runtime, conversation: dict[str, Any], options: Genera
     reserved = rt.settings.cost_per_message + math.ceil(
         chosen["max_tokens"] * rt.settings.cost_per_1k_tokens / 1000
     )
-    key = f"impersonate:{uuid.uuid4().hex}"
-    reservation = await rt.fleet.credits.reserve(
-        user_id=conversation["user_id"],
-        amount=reserved,
-        idempotency_key=key,
-        reference=f"message-service impersonation in {conversation['id']}",
-        ttl_seconds=rt.settings.reply_reservation_seconds,
-    )
+    hold = {
+        "user_id": conversation["user_id"],
+        "amount": reserved,
+        "idempotency_key": f"impersonate:{uuid.uuid4().hex}",
+        "reference": f"message-service impersonation in {conversation['id']}",
+        "ttl_seconds": rt.settings.reply_reservation_seconds,
+    }
+    reservation = await sending.reserve(rt, hold)
     text: list[str] = []
     tokens = 0
     try:

@@ -18,6 +18,10 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
+from pymongo.errors import ConnectionFailure, ExecutionTimeout, WTimeoutError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
 from app.core.runtime import Runtime, now
 from app.models import Message, Usage
 from app.models.message import Status
@@ -26,11 +30,13 @@ from app.services import bookkeeping, prompting
 from app.services.events import GONE
 from app.services.pieces import PiecePublisher
 from app.services.prompt import parse_context_overflow
-from chat_common.errors import AppError
+from chat_common.errors import AppError, ServiceUnavailableError
 
 logger = logging.getLogger(__name__)
 
 STOP_CHECK_SECONDS = 0.2
+_REDIS_ERRORS = (RedisConnectionError, RedisTimeoutError)
+_MONGODB_ERRORS = (ConnectionFailure, ExecutionTimeout, WTimeoutError)
 
 
 @dataclass
@@ -84,12 +90,9 @@ async def run(rt: Runtime, job: Job) -> AppError | None:
             status = await _generate(rt, job, progress)
     except AppError as exc:
         status, error = "failed", exc
-    except Exception as exc:  # a bug or an unexpected failure: the reply fails, nothing is lost
+    except Exception as exc:  # a backend lost, a bug: the reply fails, nothing is lost
         logger.exception("generation %s failed", reply_id)
-        status, error = (
-            "failed",
-            AppError(f"Generation failed: {exc.__class__.__name__}", code="internal_error"),
-        )
+        status, error = "failed", _unexpected(exc)
     except asyncio.CancelledError:  # the process is shutting down: end it now, not when its lease expires
         interrupted = True
         status, error = "failed", AppError(bookkeeping.LOST_MESSAGE, code=bookkeeping.LOST)
@@ -100,11 +103,29 @@ async def run(rt: Runtime, job: Job) -> AppError | None:
     try:
         await _finish(rt, job, progress, status, error)
     finally:
-        await rt.live.unlock_conversation(job.conversation["id"], job.lock_token)
-        await rt.live.free_generation_slot(job.reply.user_id, reply_id)
+        await _free(rt, job)  # again when _finish did not get to it (the lock's token makes it safe)
     if interrupted:
         raise asyncio.CancelledError
     return error
+
+
+def _unexpected(exc: Exception) -> AppError:
+    """The error a reply fails with on an exception that is not an AppError: a lost backend is a 503
+    naming it, anything else a 500."""
+    for errors, service in ((_REDIS_ERRORS, "redis"), (_MONGODB_ERRORS, "mongodb")):
+        if isinstance(exc, errors):
+            return ServiceUnavailableError(
+                f"Generation failed: {service} is unavailable",
+                code="dependency_unavailable",
+                details={"service": service},
+            )
+    return AppError(f"Generation failed: {exc.__class__.__name__}", code="internal_error")
+
+
+async def _free(rt: Runtime, job: Job) -> None:
+    """The conversation's lock and the user's slot, given back."""
+    await rt.live.unlock_conversation(job.conversation["id"], job.lock_token)
+    await rt.live.free_generation_slot(job.reply.user_id, str(job.reply.id))
 
 
 async def _generate(rt: Runtime, job: Job, progress: _Progress) -> Status:
@@ -269,6 +290,9 @@ async def _finish(rt: Runtime, job: Job, progress: _Progress, status: Status, er
     else:
         await rt.live.publish(str(reply.id), "message.completed", public(stored).model_dump(mode="json"))
     await rt.live.retain(str(reply.id), rt.settings.stream_retention_seconds)
+    # The client was told the reply ended: the conversation is free for its next message now, not
+    # once the bookkeeping (idempotent, retried by the sweeper, settled first by a continue or delete) is.
+    await _free(rt, job)
     await bookkeeping.settle(rt, stored)
     if progress.usage and progress.usage.prompt_tokens:
         with contextlib.suppress(Exception):  # calibration is a refinement, never a failure

@@ -9,13 +9,21 @@ from bson.errors import InvalidId
 
 from app.core.runtime import Runtime, now
 from app.models import Message
-from app.services import access
+from app.services import access, bookkeeping
 from app.services.tree import GREETING_MARKER, Tree
 from chat_common.errors import ConflictError, NotFoundError
 
 
 def message_not_found() -> NotFoundError:
     return NotFoundError("Message not found", code="message_not_found")
+
+
+def in_tree(tree: Tree, message_id: str) -> Message:
+    """The message of the conversation's tree; 404 when it was deleted since it was read."""
+    found = tree.get(message_id)
+    if found is None:
+        raise message_not_found()
+    return found
 
 
 def new_message(conversation: dict[str, Any], **fields: Any) -> Message:
@@ -87,7 +95,7 @@ async def select(rt: Runtime, message_id: str, user_id: str) -> tuple[Tree, list
     """Make the message's branch the active path (its newest continuation)."""
     message, conversation = await owned_message(rt, message_id, user_id)
     tree = await load_tree(rt, conversation)
-    leaf = tree.newest_leaf_below(tree.by_id[str(message.id)])
+    leaf = tree.newest_leaf_below(in_tree(tree, str(message.id)))
     await rt.messages.set_active_leaf(conversation["id"], user_id, str(leaf.id), now())
     return tree, tree.path_to(str(leaf.id))
 
@@ -139,6 +147,8 @@ async def _delete_branch(rt: Runtime, conversation: dict[str, Any], message: Mes
         m.status == "generating" for m in doomed
     ):  # a job whose replica died: its lock lapsed, its lease not yet
         raise generation_in_progress()
+    for doomed_message in doomed:
+        await bookkeeping.settle_now(rt, doomed_message)
     state = await rt.messages.state(conversation["id"])
     deleted = await rt.messages.delete([m.id for m in doomed if m.id is not None])
     doomed_ids = {str(m.id) for m in doomed}

@@ -6,6 +6,8 @@ taken (reservation, lock, slot); nothing is stored unless the job starts.
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import math
 from datetime import timedelta
 from typing import Any
@@ -15,10 +17,13 @@ from beanie import PydanticObjectId
 from app.core.runtime import Runtime, now
 from app.models import Generation, Message
 from app.schemas.message import GenerationOptions, public
-from app.services import access, generation, prompting
+from app.services import access, bookkeeping, generation, prompting
 from app.services.history import message_not_found, new_message
 from app.services.tree import Tree
-from chat_common.errors import ConflictError, RateLimitedError
+from chat_common.credits import Reservation, may_have_reserved
+from chat_common.errors import AppError, ConflictError, RateLimitedError
+
+logger = logging.getLogger(__name__)
 
 
 def generation_options(rt: Runtime, options: GenerationOptions) -> dict[str, Any]:
@@ -108,6 +113,9 @@ async def _reserve_and_start(
     lock: str,
     continue_of: Message | None,
 ) -> tuple[Message | None, Message]:
+    if continue_of is not None:
+        # its last generation's reservation must be settled before the continuation's replaces it
+        await bookkeeping.settle_now(rt, continue_of)
     character = await access.character(rt, conversation["character_id"])
     parent_id = str(parent.id) if parent is not None else None
     history = tree.path_to(parent_id) if parent_id else []
@@ -135,13 +143,14 @@ async def _reserve_and_start(
         if continue_of is None
         else f"continue:{reply_id}:{continue_of.updated_at.timestamp()}"
     )
-    reservation = await rt.fleet.credits.reserve(
-        user_id=conversation["user_id"],
-        amount=reserved,
-        idempotency_key=key,
-        reference=f"message-service reply {reply_id}",
-        ttl_seconds=rt.settings.reply_reservation_seconds,
-    )
+    hold = {
+        "user_id": conversation["user_id"],
+        "amount": reserved,
+        "idempotency_key": key,
+        "reference": f"message-service reply {reply_id}",
+        "ttl_seconds": rt.settings.reply_reservation_seconds,
+    }
+    reservation = await reserve(rt, hold)
     try:
         reply = await _store(
             rt,
@@ -177,6 +186,38 @@ async def _reserve_and_start(
     return user_message, reply
 
 
+GIVE_BACK_ATTEMPTS = 6  # over about a minute (1 s, doubling)
+
+
+async def reserve(rt: Runtime, hold: dict[str, Any]) -> Reservation:
+    """Reserve credits at user-service (`hold`: CreditsClient.reserve's arguments). When the answer
+    was lost (a timeout, a 5xx), whatever it may have held is given back in the background."""
+    try:
+        return await rt.fleet.credits.reserve(**hold)
+    except AppError as exc:
+        if may_have_reserved(exc):
+            rt.spawn(_give_back(rt, hold))
+        raise
+
+
+async def _give_back(rt: Runtime, hold: dict[str, Any]) -> None:
+    """Release what a reserve whose answer was lost (a timeout, a 5xx) may hold: reserving again with
+    the same idempotency key gives that reservation (or one that is released at once)."""
+    delay = 1.0
+    for attempt in range(GIVE_BACK_ATTEMPTS):
+        try:
+            reservation = await rt.fleet.credits.reserve(**hold)
+            await rt.fleet.credits.release(reservation.id)
+            return
+        except AppError as exc:
+            if not may_have_reserved(exc):
+                return  # refused (402...): nothing is held under this key
+            logger.warning("credits of %s not given back yet (%s)", hold["idempotency_key"], exc.code)
+        if attempt + 1 < GIVE_BACK_ATTEMPTS:
+            await asyncio.sleep(delay)
+            delay *= 2
+
+
 async def _store(
     rt: Runtime,
     conversation: dict[str, Any],
@@ -197,6 +238,7 @@ async def _store(
         credits="reserved",
         settings=chosen,
         spent=spent,
+        resumed_from=continue_of.status if continue_of else None,
     )
     lease_until = at + timedelta(seconds=rt.settings.job_lease_seconds)
     if continue_of is not None:

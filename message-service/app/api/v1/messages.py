@@ -31,7 +31,7 @@ async def siblings(message_id: str, user: CurrentUser, rt: RuntimeDep) -> list[M
     """The message and its alternatives (swipes), oldest first."""
     message, conversation = await history.owned_message(rt, message_id, user.user_id)
     tree = await history.load_tree(rt, conversation)
-    return [public(m, tree) for m in tree.siblings(tree.by_id[str(message.id)])]
+    return [public(m, tree) for m in tree.siblings(history.in_tree(tree, str(message.id)))]
 
 
 async def _reply_started(rt: Any, reply: Any, options: GenerationOptions, accept: str | None) -> Any:
@@ -58,7 +58,7 @@ async def regenerate(
         rt,
         conversation=conversation,
         tree=tree,
-        parent=tree.by_id[message.parent_id],
+        parent=history.in_tree(tree, message.parent_id),
         user_content=None,
         options=options,
     )
@@ -89,7 +89,7 @@ async def continue_reply(
         rt,
         conversation=conversation,
         tree=tree,
-        parent=tree.by_id[message.parent_id],
+        parent=history.in_tree(tree, message.parent_id),
         user_content=None,
         options=options,
         continue_of=message,
@@ -148,6 +148,8 @@ async def stream(
     """(Re)attach to a reply from any replica: with Last-Event-ID, the events after it; a finished
     reply replays and completes."""
     message, _ = await history.owned_message(rt, message_id, user.user_id)
+    if message.role != "assistant":
+        raise ConflictError("Only a reply has events to stream", code="not_a_reply")
     after = last_event_id if last_event_id and _valid_event_id(last_event_id) else "0"
     return sse(rt, str(message.id), after)
 
