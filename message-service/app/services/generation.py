@@ -45,6 +45,7 @@ class Job:
     model_key: str = "default"
     # Builds the request again within a smaller context (LM Studio: "context length of only N tokens").
     rebuild: Callable[[int], Awaitable[tuple[dict[str, Any], int]]] | None = None
+    parent: Message | None = None  # the message the reply answers, for its follow-ups
     started: float = field(default_factory=time.monotonic)
 
 
@@ -97,11 +98,15 @@ async def run(rt: Runtime, job: Job) -> AppError | None:
         keeper.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await keeper
+    stored: Message | None = None
     try:
-        await _finish(rt, job, progress, status, error)
+        stored = await _finish(rt, job, progress, status, error)
     finally:
+        # freed as soon as the end is stored and told: the next send need not wait for the bookkeeping
         await rt.live.unlock_conversation(job.conversation["id"], job.lock_token)
         await rt.live.free_generation_slot(job.reply.user_id, reply_id)
+    if stored is not None:
+        await _bookkeeping(rt, job, progress, stored)
     if interrupted:
         raise asyncio.CancelledError
     return error
@@ -214,7 +219,10 @@ async def _keep_alive(rt: Runtime, job: Job) -> None:
             await rt.live.renew_generation_slot(job.reply.user_id, str(job.reply.id), lease)
 
 
-async def _finish(rt: Runtime, job: Job, progress: _Progress, status: Status, error: AppError | None) -> None:
+async def _finish(
+    rt: Runtime, job: Job, progress: _Progress, status: Status, error: AppError | None
+) -> Message | None:
+    """The reply's end stored and published; the stored reply (None when it was ended elsewhere)."""
     reply = job.reply
     assert reply.id is not None and reply.generation is not None
     generated = "".join(progress.text)
@@ -246,7 +254,7 @@ async def _finish(rt: Runtime, job: Job, progress: _Progress, status: Status, er
         # A continuation that failed before adding anything leaves the reply as it was (its error
         # noted): a completed reply does not become a failed one, dropped from later prompts.
         status = job.resumed_status
-    finished = await rt.messages.finish(
+    stored = await rt.messages.finish(
         reply.id,
         status=status,
         content=job.prefix + generated,
@@ -254,12 +262,10 @@ async def _finish(rt: Runtime, job: Job, progress: _Progress, status: Status, er
         generation=generation,
         at=now(),
     )
-    stored = await rt.messages.get(reply.id)
-    if stored is None:  # its conversation was deleted and purged meanwhile
-        await _purged(rt, reply)
-        return
-    if not finished:
-        return  # the sweeper ended it first (its lease had expired) and settled it
+    if stored is None:
+        if await rt.messages.get(reply.id) is None:  # its conversation was deleted and purged meanwhile
+            await _purged(rt, reply)
+        return None  # else the sweeper ended it first (its lease had expired) and settled it
     # The end goes to the stream first: a client is not kept waiting on the bookkeeping.
     if error is not None:
         details = error.details if isinstance(error.details, dict) else None
@@ -269,10 +275,21 @@ async def _finish(rt: Runtime, job: Job, progress: _Progress, status: Status, er
     else:
         await rt.live.publish(str(reply.id), "message.completed", public(stored).model_dump(mode="json"))
     await rt.live.retain(str(reply.id), rt.settings.stream_retention_seconds)
-    await bookkeeping.settle(rt, stored)
+    return stored
+
+
+async def _bookkeeping(rt: Runtime, job: Job, progress: _Progress, stored: Message) -> None:
+    """Credits settled, the estimator calibrated and the other services told, at once: each is
+    independent of the others (and retried by the sweeper when it fails)."""
+    steps: list[Awaitable[object]] = [
+        bookkeeping.settle(rt, stored),
+        bookkeeping.follow_up(rt, stored, job.parent),
+    ]
     if progress.usage and progress.usage.prompt_tokens:
-        with contextlib.suppress(Exception):  # calibration is a refinement, never a failure
-            await prompting.calibration(rt).record(
-                job.model_key, job.estimated_tokens, progress.usage.prompt_tokens
-            )
-    await bookkeeping.follow_up(rt, stored)
+        steps.append(_calibrate(rt, job, progress.usage.prompt_tokens))
+    await asyncio.gather(*steps)
+
+
+async def _calibrate(rt: Runtime, job: Job, prompt_tokens: int) -> None:
+    with contextlib.suppress(Exception):  # calibration is a refinement, never a failure
+        await prompting.calibration(rt).record(job.model_key, job.estimated_tokens, prompt_tokens)

@@ -167,6 +167,7 @@ async def _reserve_and_start(
         estimated_tokens=prompt.estimated_tokens,
         model_key=prompting.model_key(chosen),
         rebuild=rebuild,
+        parent=user_message or parent,
     )
     created: dict[str, Any] = {"user_message": None}
     if user_message is not None:
@@ -209,8 +210,6 @@ async def _store(
         stored = await rt.messages.get(continue_of.id)
         assert stored is not None
         return stored
-    if user_message is not None:
-        await rt.messages.insert(user_message)
     answered = user_message or parent
     assert answered is not None, "a reply answers a message"
     reply = new_message(
@@ -221,8 +220,9 @@ async def _store(
         status="generating",
         generation=generation_info,
         lease_until=lease_until,
+        with_parent=user_message is not None,
     )
     reply.id = reply_id
-    await rt.messages.insert(reply)
+    await rt.messages.insert_all([user_message, reply] if user_message is not None else [reply])
     await rt.messages.set_active_leaf(conversation["id"], conversation["user_id"], str(reply_id), at)
     return reply
