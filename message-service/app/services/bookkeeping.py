@@ -131,8 +131,12 @@ async def fail_expired(rt: Runtime) -> int:
         if stored is not None:
             failed += 1
             await settle(rt, stored)
-            await rt.live.publish(str(reply.id), "error", {"code": LOST, "message": LOST_MESSAGE})
-            await rt.live.retain(str(reply.id), rt.settings.stream_retention_seconds)
+            await rt.live.publish_end(
+                str(reply.id),
+                "error",
+                {"code": LOST, "message": LOST_MESSAGE},
+                rt.settings.stream_retention_seconds,
+            )
             await follow_up(rt, stored)
     return failed
 

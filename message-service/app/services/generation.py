@@ -103,8 +103,7 @@ async def run(rt: Runtime, job: Job) -> AppError | None:
         stored = await _finish(rt, job, progress, status, error)
     finally:
         # freed as soon as the end is stored and told: the next send need not wait for the bookkeeping
-        await rt.live.unlock_conversation(job.conversation["id"], job.lock_token)
-        await rt.live.free_generation_slot(job.reply.user_id, reply_id)
+        await rt.live.end_generation(job.conversation["id"], job.lock_token, job.reply.user_id, reply_id)
     if stored is not None:
         await _bookkeeping(rt, job, progress, stored)
     if interrupted:
@@ -204,8 +203,7 @@ async def _purged(rt: Runtime, reply: Message) -> None:
     """The reply's conversation was deleted and its messages purged while it generated: it is not
     paid, and whoever streams it hears so."""
     await bookkeeping.release_purged(rt, reply)
-    await rt.live.publish(str(reply.id), "error", GONE)
-    await rt.live.retain(str(reply.id), rt.settings.stream_retention_seconds)
+    await rt.live.publish_end(str(reply.id), "error", GONE, rt.settings.stream_retention_seconds)
 
 
 async def _keep_alive(rt: Runtime, job: Job) -> None:
@@ -269,12 +267,10 @@ async def _finish(
     # The end goes to the stream first: a client is not kept waiting on the bookkeeping.
     if error is not None:
         details = error.details if isinstance(error.details, dict) else None
-        await rt.live.publish(
-            str(reply.id), "error", {"code": error.code, "message": error.message, "details": details}
-        )
+        end = ("error", {"code": error.code, "message": error.message, "details": details})
     else:
-        await rt.live.publish(str(reply.id), "message.completed", public(stored).model_dump(mode="json"))
-    await rt.live.retain(str(reply.id), rt.settings.stream_retention_seconds)
+        end = ("message.completed", public(stored).model_dump(mode="json"))
+    await rt.live.publish_end(str(reply.id), *end, rt.settings.stream_retention_seconds)
     return stored
 
 

@@ -71,29 +71,28 @@ async def start_reply(
     reply_id = continue_of.id if continue_of else PydanticObjectId()
     assert reply_id is not None
     lease = rt.settings.job_lease_seconds
-    lock = await rt.live.lock_conversation(conversation["id"], lease)
-    if lock is None:
+    lock = await rt.live.start_generation(
+        conversation["id"], user_id, str(reply_id), rt.settings.max_concurrent_generations, lease
+    )
+    if lock == 0:
         raise ConflictError(
             "A reply is already being generated in this conversation", code="generation_in_progress"
+        )
+    if not isinstance(lock, str):
+        raise RateLimitedError(
+            f"At most {rt.settings.max_concurrent_generations} replies generating at once",
+            retry_after=2,
+            code="too_many_generations",
         )
     try:
         # under the lock no delete runs: a parent deleted since the tree was read stays deleted
         if parent is not None and await rt.messages.get_by_str(str(parent.id)) is None:
             raise message_not_found()
-        if not await rt.live.take_generation_slot(
-            user_id, str(reply_id), rt.settings.max_concurrent_generations, lease
-        ):
-            raise RateLimitedError(
-                f"At most {rt.settings.max_concurrent_generations} replies generating at once",
-                retry_after=2,
-                code="too_many_generations",
-            )
         return await _reserve_and_start(
             rt, conversation, tree, parent, user_content, chosen, reply_id, lock, continue_of
         )
     except BaseException:
-        await rt.live.unlock_conversation(conversation["id"], lock)
-        await rt.live.free_generation_slot(user_id, str(reply_id))
+        await rt.live.end_generation(conversation["id"], lock, user_id, str(reply_id))
         raise
 
 
