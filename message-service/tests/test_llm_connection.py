@@ -25,5 +25,6 @@ async def test_replies_one_after_another_reuse_one_connection_to_llm_service(
         assert response.status_code == 201, response.text
         kept.append(list(pool.connections))
 
-    assert len(kept[0]) == 1
-    assert kept[1] == kept[0]  # the same connection, not a new one per reply
+    assert kept[0]
+    # no new connection for the second reply (idle ones of earlier tests' concurrent replies may be kept)
+    assert {id(c) for c in kept[1]} <= {id(c) for c in kept[0]}
