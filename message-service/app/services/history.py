@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from bson import ObjectId
@@ -61,8 +62,8 @@ async def load_tree(rt: Runtime, conversation: dict[str, Any]) -> Tree:
 
 
 async def active_path(rt: Runtime, conversation: dict[str, Any]) -> tuple[Tree, list[Message]]:
-    tree = await load_tree(rt, conversation)
-    state = await rt.messages.state(conversation["id"])
+    # read at once: a state read before a first read's greetings falls back to the same leaf
+    tree, state = await asyncio.gather(load_tree(rt, conversation), rt.messages.state(conversation["id"]))
     leaf = tree.active_leaf(state.active_leaf_id if state else None)
     return tree, tree.path_to(str(leaf.id)) if leaf else []
 

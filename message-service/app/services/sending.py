@@ -6,6 +6,7 @@ taken (reservation, lock, slot); nothing is stored unless the job starts.
 
 from __future__ import annotations
 
+import asyncio
 import math
 from datetime import timedelta
 from typing import Any
@@ -86,10 +87,14 @@ async def start_reply(
         )
     try:
         # under the lock no delete runs: a parent deleted since the tree was read stays deleted
-        if parent is not None and await rt.messages.get_by_str(str(parent.id)) is None:
+        found, character = await asyncio.gather(
+            rt.messages.get_by_str(str(parent.id)) if parent is not None else _nothing(),
+            access.character(rt, conversation["character_id"]),
+        )
+        if parent is not None and found is None:
             raise message_not_found()
         return await _reserve_and_start(
-            rt, conversation, tree, parent, user_content, chosen, reply_id, lock, continue_of
+            rt, conversation, character, tree, parent, user_content, chosen, reply_id, lock, continue_of
         )
     except BaseException:
         await rt.live.end_generation(conversation["id"], lock, user_id, str(reply_id))
@@ -99,6 +104,7 @@ async def start_reply(
 async def _reserve_and_start(
     rt: Runtime,
     conversation: dict[str, Any],
+    character: dict[str, Any],
     tree: Tree,
     parent: Message | None,
     user_content: str | None,
@@ -107,7 +113,6 @@ async def _reserve_and_start(
     lock: str,
     continue_of: Message | None,
 ) -> tuple[Message | None, Message]:
-    character = await access.character(rt, conversation["character_id"])
     parent_id = str(parent.id) if parent is not None else None
     history = tree.path_to(parent_id) if parent_id else []
     user_message = None
@@ -175,6 +180,10 @@ async def _reserve_and_start(
     await rt.live.publish(str(reply.id), "message.created", {**created, "reply_id": str(reply.id)})
     rt.spawn(generation.run(rt, job), reply_id=str(reply.id))
     return user_message, reply
+
+
+async def _nothing() -> None:
+    return None
 
 
 async def _store(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Response, status
@@ -50,8 +51,9 @@ async def send_message(
     if len(data.content) > rt.settings.max_message_chars:
         raise UnprocessableError(f"content: at most {rt.settings.max_message_chars} characters")
     conversation = await access.conversation(rt, conversation_id, user.user_id)
-    headers = await sending.check_message_limit(rt, user.user_id)
-    tree, path = await history.active_path(rt, conversation)
+    headers, (tree, path) = await asyncio.gather(
+        sending.check_message_limit(rt, user.user_id), history.active_path(rt, conversation)
+    )
     # no parent: the conversation is empty (a character without greetings) and this is its first root
     parent = tree.get(data.parent_id) if data.parent_id else (path[-1] if path else None)
     if parent is None and data.parent_id:
