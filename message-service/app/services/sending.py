@@ -177,7 +177,15 @@ async def _reserve_and_start(
     if user_message is not None:
         others = len(tree.children[parent_id])  # the new message is the newest of its siblings
         created["user_message"] = public(user_message, siblings=(others, others + 1)).model_dump(mode="json")
-    await rt.live.publish(str(reply.id), "message.created", {**created, "reply_id": str(reply.id)})
+    told = rt.live.publish(str(reply.id), "message.created", {**created, "reply_id": str(reply.id)})
+    if continue_of is None:  # a continued reply is the active leaf already
+        # at once: each only follows the stored messages, and the job starts once both are done
+        await asyncio.gather(
+            told,
+            rt.messages.set_active_leaf(conversation["id"], conversation["user_id"], str(reply_id), now()),
+        )
+    else:
+        await told
     rt.spawn(generation.run(rt, job), reply_id=str(reply.id))
     return user_message, reply
 
@@ -232,5 +240,4 @@ async def _store(
     )
     reply.id = reply_id
     await rt.messages.insert_all([user_message, reply] if user_message is not None else [reply])
-    await rt.messages.set_active_leaf(conversation["id"], conversation["user_id"], str(reply_id), at)
     return reply
