@@ -6,9 +6,11 @@ import asyncio
 from typing import Any
 
 import httpx
+from bson import ObjectId
+from pymongo import AsyncMongoClient
 
 from chat_common.testing.fleet import FleetUser
-from tests.conftest import Fleet
+from tests.conftest import DATABASE, Fleet
 
 
 def _character_messages(fleet: Fleet, owner: FleetUser, character_id: str) -> int:
@@ -51,3 +53,26 @@ async def test_a_send_a_regenerate_and_a_continue_count_each_message_once(
     await asyncio.sleep(0.5)  # nothing more arrives later
     assert _character_messages(fleet, alice, character["id"]) == 3
     assert fleet.read_conversation(alice, conversation["id"])["message_count"] == 3
+
+
+async def test_a_finished_reply_is_left_with_its_credits_committed_and_its_follow_ups_done(
+    client: httpx.AsyncClient, mongodb_url: str, fleet: Fleet, alice: FleetUser
+) -> None:
+    conversation = fleet.conversation(alice)
+
+    sent = await client.post(
+        f"/api/v1/conversations/{conversation['id']}/messages",
+        json={"content": "Hello, captain!"},
+        headers=alice.headers,
+    )
+
+    assert sent.status_code == 201, sent.text
+    mongo: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(mongodb_url)
+    try:
+        stored = await mongo[DATABASE]["messages"].find_one({"_id": ObjectId(sent.json()["reply"]["id"])})
+    finally:
+        await mongo.close()
+    assert stored is not None
+    assert stored["generation"]["credits"] == "committed"
+    assert not stored["followups_pending"]
+    assert stored["with_parent"]

@@ -125,9 +125,16 @@ class MessageRepository:
         )
         return bool(result.modified_count)
 
-    async def set_credits(self, message_id: ObjectId, before: CreditsState, after: CreditsState) -> bool:
+    async def set_credits(
+        self, message_id: ObjectId, before: CreditsState, after: CreditsState, *, followups_done: bool = False
+    ) -> bool:
+        """Move the reply's credits state on (only from `before`); with `followups_done`, in the same
+        write, its follow-ups marked done."""
+        changes: dict[str, Any] = {"generation.credits": after}
+        if followups_done:
+            changes["followups_pending"] = False
         result = await self.messages.update_one(
-            {"_id": message_id, "generation.credits": before}, {"$set": {"generation.credits": after}}
+            {"_id": message_id, "generation.credits": before}, {"$set": changes}
         )
         return bool(result.modified_count)
 

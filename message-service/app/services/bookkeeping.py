@@ -14,6 +14,7 @@ from datetime import timedelta
 
 from app.core.runtime import Runtime, now
 from app.models import Generation, Message
+from app.models.message import CreditsState
 from chat_common.errors import AppError
 
 logger = logging.getLogger(__name__)
@@ -26,6 +27,30 @@ LOST_MESSAGE = "The generation stopped: the process running it went away"
 async def settle(rt: Runtime, reply: Message) -> bool:
     """Commit (completed or stopped) or release (failed) the reply's reservation; False when
     user-service could not be told (the sweeper retries)."""
+    told = await _tell_credits(rt, reply)
+    if isinstance(told, tuple):
+        assert reply.id is not None
+        return await rt.messages.set_credits(reply.id, *told)
+    return told
+
+
+async def settle_and_follow_up(rt: Runtime, reply: Message, parent: Message | None = None) -> None:
+    """`settle` and `follow_up` at once, both recorded in one write when both were acknowledged."""
+    assert reply.id is not None
+    credits, others = await asyncio.gather(_tell_credits(rt, reply), _tell_others(rt, reply, parent))
+    if isinstance(credits, tuple):
+        if others and await rt.messages.set_credits(reply.id, *credits, followups_done=True):
+            return
+        if not others:
+            await rt.messages.set_credits(reply.id, *credits)
+            return
+    if others:
+        await rt.messages.followups_done(reply.id)
+
+
+async def _tell_credits(rt: Runtime, reply: Message) -> tuple[CreditsState, CreditsState] | bool:
+    """Commit or release the reservation at user-service: the change of the reply's credits state to
+    record, True when there is nothing to tell, False when user-service could not be told."""
     generation = reply.generation
     if generation is None or generation.reservation_id is None or reply.id is None:
         return True
@@ -33,10 +58,10 @@ async def settle(rt: Runtime, reply: Message) -> bool:
     try:
         if generation.credits == "commit_pending":
             await rt.fleet.credits.commit(reservation, generation.cost)
-            return await rt.messages.set_credits(reply.id, "commit_pending", "committed")
+            return "commit_pending", "committed"
         if generation.credits == "release_pending":
             await rt.fleet.credits.release(reservation)
-            return await rt.messages.set_credits(reply.id, "release_pending", "released")
+            return "release_pending", "released"
     except AppError as exc:
         logger.warning("credits of reply %s not settled yet (%s): %s", reply.id, exc.code, exc.message)
         return False
@@ -63,6 +88,13 @@ async def follow_up(rt: Runtime, reply: Message, parent: Message | None = None) 
     per message id) and character-service (message counter, once per key), all at once; False when
     any could not be. `parent`: the message the reply answers, when the caller has it."""
     assert reply.id is not None
+    if not await _tell_others(rt, reply, parent):
+        return False
+    await rt.messages.followups_done(reply.id)
+    return True
+
+
+async def _tell_others(rt: Runtime, reply: Message, parent: Message | None) -> bool:
     counted = await _counted(rt, reply, parent)
     calls = [
         rt.fleet.record_activity(m.conversation_id, str(m.id), m.created_at.isoformat()) for m in counted
@@ -80,7 +112,6 @@ async def follow_up(rt: Runtime, reply: Message, parent: Message | None = None) 
             return False
         if isinstance(outcome, BaseException):
             raise outcome
-    await rt.messages.followups_done(reply.id)
     return True
 
 

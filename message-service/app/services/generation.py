@@ -277,10 +277,7 @@ async def _finish(
 async def _bookkeeping(rt: Runtime, job: Job, progress: _Progress, stored: Message) -> None:
     """Credits settled, the estimator calibrated and the other services told, at once: each is
     independent of the others (and retried by the sweeper when it fails)."""
-    steps: list[Awaitable[object]] = [
-        bookkeeping.settle(rt, stored),
-        bookkeeping.follow_up(rt, stored, job.parent),
-    ]
+    steps: list[Awaitable[object]] = [bookkeeping.settle_and_follow_up(rt, stored, job.parent)]
     if progress.usage and progress.usage.prompt_tokens:
         steps.append(_calibrate(rt, job, progress.usage.prompt_tokens))
     await asyncio.gather(*steps)
