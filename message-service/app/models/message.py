@@ -59,6 +59,10 @@ class Message(Document):
     lease_until: MongoTime | None = None
     # Conversation activity and character counters not yet acknowledged (retried by the sweeper).
     followups_pending: bool = False
+    # A reply stored with the user message it answers (a send): its follow-ups count that message
+    # too. False: the parent was counted by its own send (a regenerate). None: stored before this
+    # was recorded (the parent is counted as well, each message once by its own key).
+    with_parent: bool | None = None
     created_at: MongoTime
     updated_at: MongoTime
     day: str  # UTC "YYYY-MM-DD" of created_at, for per-day analytics (MONGODB.md rule 8)

@@ -8,18 +8,46 @@ import time
 import uuid
 from typing import Any
 
-from limits import RateLimitItemPerMinute
-from limits.aio.storage import RedisStorage
-from limits.aio.strategies import MovingWindowRateLimiter
 from redis.asyncio import Redis
 
-# Take a place among a user's running generations if fewer than the cap hold one (expired ones freed).
-_TAKE_SLOT = """
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
-if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[2]) then return 0 end
-redis.call('ZADD', KEYS[1], ARGV[3], ARGV[4])
-redis.call('PEXPIRE', KEYS[1], ARGV[5])
+# A moving window of hits (a sorted set of hit times): count this hit if fewer than the limit fall
+# within the last window; one round trip answers (allowed, remaining, reset: when the oldest hit in
+# the window leaves it, epoch ms).
+_HIT_WINDOW = """
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', tonumber(ARGV[1]) - tonumber(ARGV[2]))
+local count = redis.call('ZCARD', KEYS[1])
+local allowed = 0
+if count < tonumber(ARGV[3]) then
+  redis.call('ZADD', KEYS[1], ARGV[1], ARGV[4])
+  count = count + 1
+  allowed = 1
+end
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+local reset = tonumber(ARGV[1]) + tonumber(ARGV[2])
+if oldest[2] then reset = tonumber(oldest[2]) + tonumber(ARGV[2]) end
+return {allowed, tonumber(ARGV[3]) - count, reset}
+"""
+MINUTE_MS = 60_000
+
+# A reply's start: the conversation's lock (KEYS[1]), then a place among the user's running
+# generations (KEYS[2]); neither is taken unless both are. 1: taken, 0: the lock is held, -1: no place.
+_START = """
+if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return 0 end
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', ARGV[3])
+if redis.call('ZCARD', KEYS[2]) >= tonumber(ARGV[4]) then
+  redis.call('DEL', KEYS[1])
+  return -1
+end
+redis.call('ZADD', KEYS[2], ARGV[5], ARGV[6])
+redis.call('PEXPIRE', KEYS[2], ARGV[7])
 return 1
+"""
+# A reply's end: its place freed, and the lock deleted while it is still ours.
+_END = """
+redis.call('ZREM', KEYS[2], ARGV[2])
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
 """
 # Delete or extend a lock only while it is still ours.
 _RELEASE = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0"
@@ -37,13 +65,13 @@ def _event(entry: Any) -> Event:
 
 
 class Live:
-    def __init__(self, redis: Redis, redis_url: str, prefix: str, *, messages_per_minute: int) -> None:
+    def __init__(self, redis: Redis, prefix: str, *, messages_per_minute: int) -> None:
         self.redis = redis
         self.prefix = prefix
-        self.per_minute = RateLimitItemPerMinute(messages_per_minute)
-        storage = RedisStorage(f"async+{redis_url}", implementation="redispy", key_prefix=f"{prefix}:limits")
-        self.limiter = MovingWindowRateLimiter(storage)
-        self._take_slot = redis.register_script(_TAKE_SLOT)
+        self.messages_per_minute = messages_per_minute
+        self._hit_window = redis.register_script(_HIT_WINDOW)
+        self._start = redis.register_script(_START)
+        self._end = redis.register_script(_END)
         self._release = redis.register_script(_RELEASE)
         self._renew = redis.register_script(_RENEW)
 
@@ -57,25 +85,39 @@ class Live:
 
     async def hit_message_limit(self, user_id: str) -> tuple[bool, int, int]:
         """Count a message against the user's per-minute window: (allowed, remaining, reset epoch s)."""
-        allowed = await self.limiter.hit(self.per_minute, "messages", user_id)
-        stats = await self.limiter.get_window_stats(self.per_minute, "messages", user_id)
-        return allowed, stats.remaining, int(stats.reset_time)
-
-    async def take_generation_slot(self, user_id: str, job_id: str, cap: int, lease_seconds: float) -> bool:
         now_ms = int(time.time() * 1000)
-        expires = now_ms + int(lease_seconds * 1000)
-        key = self._key("running", user_id)
-        taken = await self._take_slot(
-            keys=[key], args=[now_ms, cap, expires, job_id, int(lease_seconds * 2000)]
+        found: Any = await self._hit_window(
+            keys=[self._key("limits", "messages", user_id)],
+            args=[now_ms, MINUTE_MS, self.messages_per_minute, uuid.uuid4().hex],
         )
-        return bool(taken)
+        allowed, remaining, reset_ms = (int(value) for value in found)
+        return bool(allowed), remaining, reset_ms // 1000
+
+    async def start_generation(
+        self, conversation_id: str, user_id: str, job_id: str, cap: int, lease_seconds: float
+    ) -> str | int:
+        """The conversation's lock and a place among the user's running generations (at most `cap`),
+        in one round trip: the lock's token, or 0 when the lock is held, -1 when no place is free
+        (then neither is taken)."""
+        token = uuid.uuid4().hex
+        now_ms = int(time.time() * 1000)
+        lease_ms = int(lease_seconds * 1000)
+        keys = [self._key("generating", conversation_id), self._key("running", user_id)]
+        taken = int(
+            await self._start(
+                keys=keys, args=[token, lease_ms, now_ms, cap, now_ms + lease_ms, job_id, lease_ms * 2]
+            )
+        )
+        return token if taken == 1 else taken
+
+    async def end_generation(self, conversation_id: str, token: str, user_id: str, job_id: str) -> None:
+        """The place freed and the lock released (while it is still `token`'s), in one round trip."""
+        keys = [self._key("generating", conversation_id), self._key("running", user_id)]
+        await self._end(keys=keys, args=[token, job_id])
 
     async def renew_generation_slot(self, user_id: str, job_id: str, lease_seconds: float) -> None:
         expires = int((time.time() + lease_seconds) * 1000)
         await self.redis.zadd(self._key("running", user_id), {job_id: expires}, xx=True)
-
-    async def free_generation_slot(self, user_id: str, job_id: str) -> None:
-        await self.redis.zrem(self._key("running", user_id), job_id)
 
     async def lock_conversation(self, conversation_id: str, lease_seconds: float) -> str | None:
         """One generation at a time per conversation: a token to release with, or None when held."""
@@ -108,8 +150,13 @@ class Live:
                 pipe.xadd(key, {"event": name, "data": json.dumps(data, ensure_ascii=False)})
             await pipe.execute()
 
-    async def retain(self, reply_id: str, seconds: int) -> None:
-        await self.redis.expire(self._key("stream", reply_id), seconds)
+    async def publish_end(self, reply_id: str, name: str, data: dict[str, Any], retain_seconds: int) -> None:
+        """A reply's last event, and its stream kept `retain_seconds` more, in one round trip."""
+        key = self._key("stream", reply_id)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.xadd(key, {"event": name, "data": json.dumps(data, ensure_ascii=False)})
+            pipe.expire(key, retain_seconds)
+            await pipe.execute()
 
     async def read(self, reply_id: str, after: str, block_ms: int | None) -> list[Event]:
         """Events after the stream id `after` ("0" for all), waiting up to `block_ms` for some (None:

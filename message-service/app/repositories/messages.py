@@ -12,6 +12,7 @@ from typing import Any
 
 from beanie import PydanticObjectId
 from bson import ObjectId
+from pymongo import ReturnDocument
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
@@ -40,6 +41,13 @@ class MessageRepository:
         message.unique_key = message.unique_key or str(message.id)
         await self.messages.insert_one(_stored(message))
         return message
+
+    async def insert_all(self, messages: list[Message]) -> None:
+        """Store new messages in one round trip, in order (the first that fails stops the rest)."""
+        for message in messages:
+            message.id = message.id or PydanticObjectId()
+            message.unique_key = message.unique_key or str(message.id)
+        await self.messages.insert_many([_stored(m) for m in messages], ordered=True)
 
     async def insert_greetings(self, greetings: list[Message]) -> None:
         """Store greetings whose unique keys are not taken yet; the taken ones were stored by a
@@ -80,10 +88,10 @@ class MessageRepository:
         reasoning: str | None,
         generation: Generation,
         at: datetime,
-    ) -> bool:
-        """Move a generating reply to its end state, once: False when it had already ended (the
-        sweeper found its lease expired, or another finish won)."""
-        result = await self.messages.update_one(
+    ) -> Message | None:
+        """Move a generating reply to its end state, once; the reply as stored then, or None when it
+        had already ended (the sweeper found its lease expired, or another finish won) or is gone."""
+        raw = await self.messages.find_one_and_update(
             {"_id": message_id, "status": "generating"},
             {
                 "$set": {
@@ -96,8 +104,9 @@ class MessageRepository:
                     "updated_at": to_millis(at),
                 }
             },
+            return_document=ReturnDocument.AFTER,
         )
-        return bool(result.modified_count)
+        return None if raw is None else Message.model_validate(raw)
 
     async def restart(
         self, message_id: ObjectId, *, generation: Generation, lease_until: datetime, at: datetime
@@ -122,13 +131,23 @@ class MessageRepository:
         return bool(result.modified_count)
 
     async def set_credits(
-        self, message_id: ObjectId, before: CreditsState, after: CreditsState, reservation_id: str | None
+        self,
+        message_id: ObjectId,
+        before: CreditsState,
+        after: CreditsState,
+        reservation_id: str | None,
+        *,
+        followups_done: bool = False,
     ) -> bool:
-        """Move the credits state of the reply's reservation `reservation_id` (not of a later one: a
-        continuation may have replaced it since it was read)."""
+        """Move the credits state of the reply's reservation `reservation_id` on from `before` (not of a
+        later reservation: a continuation may have replaced it since it was read); with
+        `followups_done`, its follow-ups marked done in the same write."""
+        changes: dict[str, Any] = {"generation.credits": after}
+        if followups_done:
+            changes["followups_pending"] = False
         result = await self.messages.update_one(
             {"_id": message_id, "generation.credits": before, "generation.reservation_id": reservation_id},
-            {"$set": {"generation.credits": after}},
+            {"$set": changes},
         )
         return bool(result.modified_count)
 

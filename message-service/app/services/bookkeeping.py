@@ -14,6 +14,7 @@ from datetime import timedelta
 
 from app.core.runtime import Runtime, now
 from app.models import Generation, Message
+from app.models.message import CreditsState
 from chat_common.errors import AppError, ServiceUnavailableError
 
 logger = logging.getLogger(__name__)
@@ -26,6 +27,31 @@ LOST_MESSAGE = "The generation stopped: the process running it went away"
 async def settle(rt: Runtime, reply: Message) -> bool:
     """Commit (completed or stopped) or release (failed) the reply's reservation; False when
     user-service could not be told (the sweeper retries)."""
+    told = await _tell_credits(rt, reply)
+    if isinstance(told, tuple):
+        assert reply.id is not None and reply.generation is not None
+        return await rt.messages.set_credits(reply.id, *told, reply.generation.reservation_id)
+    return told
+
+
+async def settle_and_follow_up(rt: Runtime, reply: Message, parent: Message | None = None) -> None:
+    """`settle` and `follow_up` at once, both recorded in one write when both were acknowledged."""
+    assert reply.id is not None
+    credits, others = await asyncio.gather(_tell_credits(rt, reply), _tell_others(rt, reply, parent))
+    if isinstance(credits, tuple):
+        reservation = reply.generation.reservation_id if reply.generation else None
+        if others and await rt.messages.set_credits(reply.id, *credits, reservation, followups_done=True):
+            return
+        if not others:
+            await rt.messages.set_credits(reply.id, *credits, reservation)
+            return
+    if others:
+        await rt.messages.followups_done(reply.id)
+
+
+async def _tell_credits(rt: Runtime, reply: Message) -> tuple[CreditsState, CreditsState] | bool:
+    """Commit or release the reservation at user-service: the change of the reply's credits state to
+    record, True when there is nothing to tell, False when user-service could not be told."""
     generation = reply.generation
     if generation is None or generation.reservation_id is None or reply.id is None:
         return True
@@ -33,14 +59,10 @@ async def settle(rt: Runtime, reply: Message) -> bool:
     try:
         if generation.credits == "commit_pending":
             await rt.fleet.credits.commit(reservation, generation.cost)
-            return await rt.messages.set_credits(
-                reply.id, "commit_pending", "committed", generation.reservation_id
-            )
+            return "commit_pending", "committed"
         if generation.credits == "release_pending":
             await rt.fleet.credits.release(reservation)
-            return await rt.messages.set_credits(
-                reply.id, "release_pending", "released", generation.reservation_id
-            )
+            return "release_pending", "released"
     except AppError as exc:
         logger.warning("credits of reply %s not settled yet (%s): %s", reply.id, exc.code, exc.message)
         return False
@@ -81,24 +103,46 @@ async def release_purged(rt: Runtime, reply: Message) -> None:
         )
 
 
-async def follow_up(rt: Runtime, reply: Message) -> bool:
-    """Tell conversation-service about the reply and its parent (activity, once per message id) and
-    character-service about them (message counter, once per key); False when either could not be."""
-    parent = await rt.messages.get_by_str(reply.parent_id) if reply.parent_id else None
-    counted = [reply] if parent is None or parent.role != "user" else [parent, reply]
-    try:
-        for message in counted:
-            at = message.created_at.isoformat()
-            await _final_unless_outage(rt.fleet.record_activity(message.conversation_id, str(message.id), at))
-            await _final_unless_outage(
-                rt.fleet.count_messages(message.character_id, 1, f"message:{message.id}")
-            )
-    except AppError as exc:
-        logger.warning("follow-ups of reply %s not done yet (%s): %s", reply.id, exc.code, exc.message)
-        return False
+async def follow_up(rt: Runtime, reply: Message, parent: Message | None = None) -> bool:
+    """Tell conversation-service about the reply (and the user message stored with it: activity, once
+    per message id) and character-service (message counter, once per key), all at once; False when
+    any could not be. `parent`: the message the reply answers, when the caller has it."""
     assert reply.id is not None
+    if not await _tell_others(rt, reply, parent):
+        return False
     await rt.messages.followups_done(reply.id)
     return True
+
+
+async def _tell_others(rt: Runtime, reply: Message, parent: Message | None) -> bool:
+    counted = await _counted(rt, reply, parent)
+    calls = [
+        rt.fleet.record_activity(m.conversation_id, str(m.id), m.created_at.isoformat()) for m in counted
+    ]
+    if reply.with_parent is None:  # stored before `with_parent`: each message counted by its own key
+        calls += [rt.fleet.count_messages(m.character_id, 1, f"message:{m.id}") for m in counted]
+    else:
+        calls.append(rt.fleet.count_messages(reply.character_id, len(counted), f"exchange:{reply.id}"))
+    outcomes = await asyncio.gather(*(_final_unless_outage(call) for call in calls), return_exceptions=True)
+    for outcome in outcomes:
+        if isinstance(outcome, AppError):
+            logger.warning(
+                "follow-ups of reply %s not done yet (%s): %s", reply.id, outcome.code, outcome.message
+            )
+            return False
+        if isinstance(outcome, BaseException):
+            raise outcome
+    return True
+
+
+async def _counted(rt: Runtime, reply: Message, parent: Message | None) -> list[Message]:
+    """The messages a reply's follow-ups tell of: the reply, and its parent when the parent is a user
+    message stored with it (or, for a reply stored before that was recorded, any user message)."""
+    if reply.with_parent is False or reply.parent_id is None:
+        return [reply]
+    if parent is None or str(parent.id) != reply.parent_id:
+        parent = await rt.messages.get_by_str(reply.parent_id)
+    return [reply] if parent is None or parent.role != "user" else [parent, reply]
 
 
 async def _final_unless_outage(call: Awaitable[None]) -> None:
@@ -129,21 +173,24 @@ async def fail_expired(rt: Runtime) -> int:
         )
         # A lost continuation leaves the reply as it was (its text before it, its status).
         resumed = reply.generation.resumed_from if reply.generation else None
-        if await rt.messages.finish(
+        stored = await rt.messages.finish(
             reply.id,
             status=resumed or "failed",
             content=reply.content,
             reasoning=reply.reasoning,
             generation=generation,
             at=now(),
-        ):
+        )
+        if stored is not None:
             failed += 1
-            stored = await rt.messages.get(reply.id)
-            if stored is not None:
-                await settle(rt, stored)
-                await rt.live.publish(str(reply.id), "error", {"code": LOST, "message": LOST_MESSAGE})
-                await rt.live.retain(str(reply.id), rt.settings.stream_retention_seconds)
-                await follow_up(rt, stored)
+            await settle(rt, stored)
+            await rt.live.publish_end(
+                str(reply.id),
+                "error",
+                {"code": LOST, "message": LOST_MESSAGE},
+                rt.settings.stream_retention_seconds,
+            )
+            await follow_up(rt, stored)
     return failed
 
 

@@ -51,6 +51,7 @@ class Job:
     model_key: str = "default"
     # Builds the request again within a smaller context (LM Studio: "context length of only N tokens").
     rebuild: Callable[[int], Awaitable[tuple[dict[str, Any], int]]] | None = None
+    parent: Message | None = None  # the message the reply answers, for its follow-ups
     started: float = field(default_factory=time.monotonic)
 
 
@@ -100,10 +101,14 @@ async def run(rt: Runtime, job: Job) -> AppError | None:
         keeper.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await keeper
+    stored: Message | None = None
     try:
-        await _finish(rt, job, progress, status, error)
+        stored = await _finish(rt, job, progress, status, error)
     finally:
-        await _free(rt, job)  # again when _finish did not get to it (the lock's token makes it safe)
+        # freed as soon as the end is stored and told: the next send need not wait for the bookkeeping
+        await rt.live.end_generation(job.conversation["id"], job.lock_token, job.reply.user_id, reply_id)
+    if stored is not None:
+        await _bookkeeping(rt, job, progress, stored)
     if interrupted:
         raise asyncio.CancelledError
     return error
@@ -120,12 +125,6 @@ def _unexpected(exc: Exception) -> AppError:
                 details={"service": service},
             )
     return AppError(f"Generation failed: {exc.__class__.__name__}", code="internal_error")
-
-
-async def _free(rt: Runtime, job: Job) -> None:
-    """The conversation's lock and the user's slot, given back."""
-    await rt.live.unlock_conversation(job.conversation["id"], job.lock_token)
-    await rt.live.free_generation_slot(job.reply.user_id, str(job.reply.id))
 
 
 async def _generate(rt: Runtime, job: Job, progress: _Progress) -> Status:
@@ -220,8 +219,7 @@ async def _purged(rt: Runtime, reply: Message) -> None:
     """The reply's conversation was deleted and its messages purged while it generated: it is not
     paid, and whoever streams it hears so."""
     await bookkeeping.release_purged(rt, reply)
-    await rt.live.publish(str(reply.id), "error", GONE)
-    await rt.live.retain(str(reply.id), rt.settings.stream_retention_seconds)
+    await rt.live.publish_end(str(reply.id), "error", GONE, rt.settings.stream_retention_seconds)
 
 
 async def _keep_alive(rt: Runtime, job: Job) -> None:
@@ -235,7 +233,10 @@ async def _keep_alive(rt: Runtime, job: Job) -> None:
             await rt.live.renew_generation_slot(job.reply.user_id, str(job.reply.id), lease)
 
 
-async def _finish(rt: Runtime, job: Job, progress: _Progress, status: Status, error: AppError | None) -> None:
+async def _finish(
+    rt: Runtime, job: Job, progress: _Progress, status: Status, error: AppError | None
+) -> Message | None:
+    """The reply's end stored and published; the stored reply (None when it was ended elsewhere)."""
     reply = job.reply
     assert reply.id is not None and reply.generation is not None
     generated = "".join(progress.text)
@@ -267,7 +268,7 @@ async def _finish(rt: Runtime, job: Job, progress: _Progress, status: Status, er
         # A continuation that failed before adding anything leaves the reply as it was (its error
         # noted): a completed reply does not become a failed one, dropped from later prompts.
         status = job.resumed_status
-    finished = await rt.messages.finish(
+    stored = await rt.messages.finish(
         reply.id,
         status=status,
         content=job.prefix + generated,
@@ -275,28 +276,29 @@ async def _finish(rt: Runtime, job: Job, progress: _Progress, status: Status, er
         generation=generation,
         at=now(),
     )
-    stored = await rt.messages.get(reply.id)
-    if stored is None:  # its conversation was deleted and purged meanwhile
-        await _purged(rt, reply)
-        return
-    if not finished:
-        return  # the sweeper ended it first (its lease had expired) and settled it
+    if stored is None:
+        if await rt.messages.get(reply.id) is None:  # its conversation was deleted and purged meanwhile
+            await _purged(rt, reply)
+        return None  # else the sweeper ended it first (its lease had expired) and settled it
     # The end goes to the stream first: a client is not kept waiting on the bookkeeping.
     if error is not None:
         details = error.details if isinstance(error.details, dict) else None
-        await rt.live.publish(
-            str(reply.id), "error", {"code": error.code, "message": error.message, "details": details}
-        )
+        end = ("error", {"code": error.code, "message": error.message, "details": details})
     else:
-        await rt.live.publish(str(reply.id), "message.completed", public(stored).model_dump(mode="json"))
-    await rt.live.retain(str(reply.id), rt.settings.stream_retention_seconds)
-    # The client was told the reply ended: the conversation is free for its next message now, not
-    # once the bookkeeping (idempotent, retried by the sweeper, settled first by a continue or delete) is.
-    await _free(rt, job)
-    await bookkeeping.settle(rt, stored)
+        end = ("message.completed", public(stored).model_dump(mode="json"))
+    await rt.live.publish_end(str(reply.id), *end, rt.settings.stream_retention_seconds)
+    return stored
+
+
+async def _bookkeeping(rt: Runtime, job: Job, progress: _Progress, stored: Message) -> None:
+    """Credits settled, the estimator calibrated and the other services told, at once: each is
+    independent of the others (and retried by the sweeper when it fails)."""
+    steps: list[Awaitable[object]] = [bookkeeping.settle_and_follow_up(rt, stored, job.parent)]
     if progress.usage and progress.usage.prompt_tokens:
-        with contextlib.suppress(Exception):  # calibration is a refinement, never a failure
-            await prompting.calibration(rt).record(
-                job.model_key, job.estimated_tokens, progress.usage.prompt_tokens
-            )
-    await bookkeeping.follow_up(rt, stored)
+        steps.append(_calibrate(rt, job, progress.usage.prompt_tokens))
+    await asyncio.gather(*steps)
+
+
+async def _calibrate(rt: Runtime, job: Job, prompt_tokens: int) -> None:
+    with contextlib.suppress(Exception):  # calibration is a refinement, never a failure
+        await prompting.calibration(rt).record(job.model_key, job.estimated_tokens, prompt_tokens)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from bson import ObjectId
@@ -44,7 +45,10 @@ def new_message(conversation: dict[str, Any], **fields: Any) -> Message:
 async def load_tree(rt: Runtime, conversation: dict[str, Any]) -> Tree:
     """The conversation's messages; on its first read, its greetings (the snapshot's greeting and
     alternate greetings as sibling roots), created once however many read at once."""
-    messages = await rt.messages.for_conversation(conversation["id"])
+    return await _tree_of(rt, conversation, await rt.messages.for_conversation(conversation["id"]))
+
+
+async def _tree_of(rt: Runtime, conversation: dict[str, Any], messages: list[Message]) -> Tree:
     if not messages:
         snapshot = conversation.get("character") or {}
         texts = [snapshot.get("greeting") or "", *(snapshot.get("alternate_greetings") or [])]
@@ -69,10 +73,25 @@ async def load_tree(rt: Runtime, conversation: dict[str, Any]) -> Tree:
 
 
 async def active_path(rt: Runtime, conversation: dict[str, Any]) -> tuple[Tree, list[Message]]:
-    tree = await load_tree(rt, conversation)
-    state = await rt.messages.state(conversation["id"])
+    # read at once: a state read before a first read's greetings falls back to the same leaf
+    tree, state = await asyncio.gather(load_tree(rt, conversation), rt.messages.state(conversation["id"]))
     leaf = tree.active_leaf(state.active_leaf_id if state else None)
     return tree, tree.path_to(str(leaf.id)) if leaf else []
+
+
+async def owned_active_path(
+    rt: Runtime, conversation_id: str, user_id: str
+) -> tuple[dict[str, Any], Tree, list[Message]]:
+    """The user's live conversation (else 404) and its active path. Its messages are read while the
+    conversation is checked at conversation-service, and used only once it passed."""
+    conversation, messages, state = await asyncio.gather(
+        access.conversation(rt, conversation_id, user_id),
+        rt.messages.for_conversation(conversation_id),
+        rt.messages.state(conversation_id),
+    )
+    tree = await _tree_of(rt, conversation, messages)
+    leaf = tree.active_leaf(state.active_leaf_id if state else None)
+    return conversation, tree, tree.path_to(str(leaf.id)) if leaf else []
 
 
 async def owned_message(rt: Runtime, message_id: str, user_id: str) -> tuple[Message, dict[str, Any]]:

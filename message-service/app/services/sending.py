@@ -76,35 +76,39 @@ async def start_reply(
     reply_id = continue_of.id if continue_of else PydanticObjectId()
     assert reply_id is not None
     lease = rt.settings.job_lease_seconds
-    lock = await rt.live.lock_conversation(conversation["id"], lease)
-    if lock is None:
+    lock = await rt.live.start_generation(
+        conversation["id"], user_id, str(reply_id), rt.settings.max_concurrent_generations, lease
+    )
+    if lock == 0:
         raise ConflictError(
             "A reply is already being generated in this conversation", code="generation_in_progress"
         )
+    if not isinstance(lock, str):
+        raise RateLimitedError(
+            f"At most {rt.settings.max_concurrent_generations} replies generating at once",
+            retry_after=2,
+            code="too_many_generations",
+        )
     try:
         # under the lock no delete runs: a parent deleted since the tree was read stays deleted
-        if parent is not None and await rt.messages.get_by_str(str(parent.id)) is None:
+        found, character = await asyncio.gather(
+            rt.messages.get_by_str(str(parent.id)) if parent is not None else _nothing(),
+            access.character(rt, conversation["character_id"]),
+        )
+        if parent is not None and found is None:
             raise message_not_found()
-        if not await rt.live.take_generation_slot(
-            user_id, str(reply_id), rt.settings.max_concurrent_generations, lease
-        ):
-            raise RateLimitedError(
-                f"At most {rt.settings.max_concurrent_generations} replies generating at once",
-                retry_after=2,
-                code="too_many_generations",
-            )
         return await _reserve_and_start(
-            rt, conversation, tree, parent, user_content, chosen, reply_id, lock, continue_of
+            rt, conversation, character, tree, parent, user_content, chosen, reply_id, lock, continue_of
         )
     except BaseException:
-        await rt.live.unlock_conversation(conversation["id"], lock)
-        await rt.live.free_generation_slot(user_id, str(reply_id))
+        await rt.live.end_generation(conversation["id"], lock, user_id, str(reply_id))
         raise
 
 
 async def _reserve_and_start(
     rt: Runtime,
     conversation: dict[str, Any],
+    character: dict[str, Any],
     tree: Tree,
     parent: Message | None,
     user_content: str | None,
@@ -116,7 +120,6 @@ async def _reserve_and_start(
     if continue_of is not None:
         # its last generation's reservation must be settled before the continuation's replaces it
         await bookkeeping.settle_now(rt, continue_of)
-    character = await access.character(rt, conversation["character_id"])
     parent_id = str(parent.id) if parent is not None else None
     history = tree.path_to(parent_id) if parent_id else []
     user_message = None
@@ -176,12 +179,21 @@ async def _reserve_and_start(
         estimated_tokens=prompt.estimated_tokens,
         model_key=prompting.model_key(chosen),
         rebuild=rebuild,
+        parent=user_message or parent,
     )
     created: dict[str, Any] = {"user_message": None}
     if user_message is not None:
         others = len(tree.children[parent_id])  # the new message is the newest of its siblings
         created["user_message"] = public(user_message, siblings=(others, others + 1)).model_dump(mode="json")
-    await rt.live.publish(str(reply.id), "message.created", {**created, "reply_id": str(reply.id)})
+    told = rt.live.publish(str(reply.id), "message.created", {**created, "reply_id": str(reply.id)})
+    if continue_of is None:  # a continued reply is the active leaf already
+        # at once: each only follows the stored messages, and the job starts once both are done
+        await asyncio.gather(
+            told,
+            rt.messages.set_active_leaf(conversation["id"], conversation["user_id"], str(reply_id), now()),
+        )
+    else:
+        await told
     rt.spawn(generation.run(rt, job), reply_id=str(reply.id))
     return user_message, reply
 
@@ -218,6 +230,10 @@ async def _give_back(rt: Runtime, hold: dict[str, Any]) -> None:
             delay *= 2
 
 
+async def _nothing() -> None:
+    return None
+
+
 async def _store(
     rt: Runtime,
     conversation: dict[str, Any],
@@ -251,8 +267,6 @@ async def _store(
         stored = await rt.messages.get(continue_of.id)
         assert stored is not None
         return stored
-    if user_message is not None:
-        await rt.messages.insert(user_message)
     answered = user_message or parent
     assert answered is not None, "a reply answers a message"
     reply = new_message(
@@ -263,8 +277,8 @@ async def _store(
         status="generating",
         generation=generation_info,
         lease_until=lease_until,
+        with_parent=user_message is not None,
     )
     reply.id = reply_id
-    await rt.messages.insert(reply)
-    await rt.messages.set_active_leaf(conversation["id"], conversation["user_id"], str(reply_id), at)
+    await rt.messages.insert_all([user_message, reply] if user_message is not None else [reply])
     return reply

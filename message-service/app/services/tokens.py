@@ -94,6 +94,7 @@ class CalibrationStore:
         self._alpha = alpha
         self._max_step = max_step
         self._ttl = ttl_seconds
+        self._record = redis.register_script(_RECORD_SCRIPT)  # EVALSHA: not compiled on every call
 
     def _key(self, model: str) -> str:
         return f"{self._prefix}{model}"
@@ -117,14 +118,14 @@ class CalibrationStore:
             return
         factor = estimated_tokens / reported_prompt_tokens
         factor = min(self._max_step, max(1 / self._max_step, factor))
-        await self._redis.eval(  # type: ignore[misc]
-            _RECORD_SCRIPT,
-            1,
-            self._key(model),
-            str(DEFAULT_CHARS_PER_TOKEN),
-            str(factor),
-            str(self._alpha),
-            str(MIN_CHARS_PER_TOKEN),
-            str(MAX_CHARS_PER_TOKEN),
-            str(self._ttl),
+        await self._record(
+            keys=[self._key(model)],
+            args=[
+                str(DEFAULT_CHARS_PER_TOKEN),
+                str(factor),
+                str(self._alpha),
+                str(MIN_CHARS_PER_TOKEN),
+                str(MAX_CHARS_PER_TOKEN),
+                str(self._ttl),
+            ],
         )

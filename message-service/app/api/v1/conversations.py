@@ -49,9 +49,8 @@ async def send_message(
     not stop (reattach with GET /messages/{reply_id}/stream)."""
     if len(data.content) > rt.settings.max_message_chars:
         raise UnprocessableError(f"content: at most {rt.settings.max_message_chars} characters")
-    conversation = await access.conversation(rt, conversation_id, user.user_id)
+    conversation, tree, path = await history.owned_active_path(rt, conversation_id, user.user_id)
     headers = await sending.check_message_limit(rt, user.user_id)
-    tree, path = await history.active_path(rt, conversation)
     # no parent: the conversation is empty (a character without greetings) and this is its first root
     parent = tree.get(data.parent_id) if data.parent_id else (path[-1] if path else None)
     if parent is None and data.parent_id:
@@ -80,8 +79,7 @@ async def list_messages(
     message with its sibling index and count for swipe arrows."""
     if before is not None and after is not None:
         raise UnprocessableError("Give before or after, not both")
-    conversation = await access.conversation(rt, conversation_id, user.user_id)
-    tree, path = await history.active_path(rt, conversation)
+    _, tree, path = await history.owned_active_path(rt, conversation_id, user.user_id)
     ids = [str(m.id) for m in path]
     start, end = max(0, len(path) - limit), len(path)
     for cursor, name in ((before, "before"), (after, "after")):
