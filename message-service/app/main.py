@@ -43,7 +43,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.token_verifier = jwks_verifier(settings)
         redis = Redis.from_url(settings.redis_url, socket_timeout=5, socket_connect_timeout=3)
-        live = Live(redis, settings.redis_prefix, messages_per_minute=settings.messages_per_minute)
+        live = Live(
+            redis, settings.redis_url, settings.redis_prefix, messages_per_minute=settings.messages_per_minute
+        )
         fleet = Fleet(settings)
         app.state.readiness_checks["redis"] = live.ping
         async with open_mongodb(app, settings, DOCUMENTS):

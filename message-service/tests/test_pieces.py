@@ -16,7 +16,7 @@ from app.services.pieces import PiecePublisher, merged
 async def live(redis_url: str) -> AsyncIterator[Live]:
     client = Redis.from_url(redis_url)
     try:
-        yield Live(client, f"test-{uuid.uuid4().hex[:8]}", messages_per_minute=10)
+        yield Live(client, redis_url, f"test-{uuid.uuid4().hex[:8]}", messages_per_minute=10)
     finally:
         await client.aclose()
 

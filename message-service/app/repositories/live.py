@@ -8,27 +8,10 @@ import time
 import uuid
 from typing import Any
 
+from limits import RateLimitItemPerMinute
+from limits.aio.storage import RedisStorage
+from limits.aio.strategies import MovingWindowRateLimiter
 from redis.asyncio import Redis
-
-# A moving window of hits (a sorted set of hit times): count this hit if fewer than the limit fall
-# within the last window; one round trip answers (allowed, remaining, reset: when the oldest hit in
-# the window leaves it, epoch ms).
-_HIT_WINDOW = """
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', tonumber(ARGV[1]) - tonumber(ARGV[2]))
-local count = redis.call('ZCARD', KEYS[1])
-local allowed = 0
-if count < tonumber(ARGV[3]) then
-  redis.call('ZADD', KEYS[1], ARGV[1], ARGV[4])
-  count = count + 1
-  allowed = 1
-end
-redis.call('PEXPIRE', KEYS[1], ARGV[2])
-local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
-local reset = tonumber(ARGV[1]) + tonumber(ARGV[2])
-if oldest[2] then reset = tonumber(oldest[2]) + tonumber(ARGV[2]) end
-return {allowed, tonumber(ARGV[3]) - count, reset}
-"""
-MINUTE_MS = 60_000
 
 # A reply's start: the conversation's lock (KEYS[1]), then a place among the user's running
 # generations (KEYS[2]); neither is taken unless both are. 1: taken, 0: the lock is held, -1: no place.
@@ -65,11 +48,13 @@ def _event(entry: Any) -> Event:
 
 
 class Live:
-    def __init__(self, redis: Redis, prefix: str, *, messages_per_minute: int) -> None:
+    def __init__(self, redis: Redis, redis_url: str, prefix: str, *, messages_per_minute: int) -> None:
         self.redis = redis
         self.prefix = prefix
-        self.messages_per_minute = messages_per_minute
-        self._hit_window = redis.register_script(_HIT_WINDOW)
+        self.per_minute = RateLimitItemPerMinute(messages_per_minute)
+        # The `limits` library's moving window, on the same Redis: shared by every replica.
+        storage = RedisStorage(f"async+{redis_url}", implementation="redispy", key_prefix=f"{prefix}:limits")
+        self.limiter = MovingWindowRateLimiter(storage)
         self._start = redis.register_script(_START)
         self._end = redis.register_script(_END)
         self._release = redis.register_script(_RELEASE)
@@ -85,13 +70,9 @@ class Live:
 
     async def hit_message_limit(self, user_id: str) -> tuple[bool, int, int]:
         """Count a message against the user's per-minute window: (allowed, remaining, reset epoch s)."""
-        now_ms = int(time.time() * 1000)
-        found: Any = await self._hit_window(
-            keys=[self._key("limits", "messages", user_id)],
-            args=[now_ms, MINUTE_MS, self.messages_per_minute, uuid.uuid4().hex],
-        )
-        allowed, remaining, reset_ms = (int(value) for value in found)
-        return bool(allowed), remaining, reset_ms // 1000
+        allowed = await self.limiter.hit(self.per_minute, "messages", user_id)
+        stats = await self.limiter.get_window_stats(self.per_minute, "messages", user_id)
+        return allowed, stats.remaining, int(stats.reset_time)
 
     async def start_generation(
         self, conversation_id: str, user_id: str, job_id: str, cap: int, lease_seconds: float
