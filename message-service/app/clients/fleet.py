@@ -62,17 +62,22 @@ class Fleet:
     async def _token(self) -> str:
         return await self.tokens.token()
 
-    async def conversation(self, conversation_id: str) -> dict[str, Any]:
+    async def _read(self, http: ServiceClient, path: str, missing: NotFoundError) -> dict[str, Any]:
+        """GET `path` with the service token; a 404 downstream is `missing`."""
         try:
-            response = await self.conversations_http.get(
-                f"/api/v1/internal/conversations/{conversation_id}", token=await self._token()
-            )
+            response = await http.get(path, token=await self._token())
         except AppError as exc:
             if exc.status_code == 404:
-                raise NotFoundError("Conversation not found", code="conversation_not_found") from exc
+                raise missing from exc
             raise
         body: dict[str, Any] = response.json()
         return body
+
+    async def conversation(self, conversation_id: str) -> dict[str, Any]:
+        missing = NotFoundError("Conversation not found", code="conversation_not_found")
+        return await self._read(
+            self.conversations_http, f"/api/v1/internal/conversations/{conversation_id}", missing
+        )
 
     async def record_activity(self, conversation_id: str, message_id: str, at: str) -> None:
         await self.conversations_http.post(
@@ -90,16 +95,8 @@ class Fleet:
         return body
 
     async def character(self, character_id: str) -> dict[str, Any]:
-        try:
-            response = await self.characters_http.get(
-                f"/api/v1/characters/{character_id}", token=await self._token()
-            )
-        except AppError as exc:
-            if exc.status_code == 404:
-                raise NotFoundError("Character not found", code="character_not_found") from exc
-            raise
-        body: dict[str, Any] = response.json()
-        return body
+        missing = NotFoundError("Character not found", code="character_not_found")
+        return await self._read(self.characters_http, f"/api/v1/characters/{character_id}", missing)
 
     async def count_messages(self, character_id: str, messages: int, key: str) -> None:
         await self.characters_http.post(

@@ -56,11 +56,9 @@ class MessageRepository:
             greeting.id = greeting.id or PydanticObjectId()
         try:
             await self.messages.insert_many([_stored(g) for g in greetings], ordered=False)
-        except BulkWriteError as exc:
+        except BulkWriteError as exc:  # duplicates only: those greetings exist already, as wanted
             if any(error.get("code") != DUPLICATE_KEY for error in exc.details.get("writeErrors", [])):
                 raise
-        except DuplicateKeyError:
-            pass
 
     async def get(self, message_id: ObjectId) -> Message | None:
         raw = await self.messages.find_one({"_id": message_id})

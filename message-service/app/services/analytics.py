@@ -7,6 +7,7 @@ conversation, is no longer counted; an impersonation (paid, never stored) is not
 
 from __future__ import annotations
 
+import contextlib
 import re
 import uuid
 from collections.abc import Iterable
@@ -36,11 +37,9 @@ _DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
 
 def _parse_day(name: str, value: str) -> date:
-    try:
-        if _DAY.match(value):
+    if _DAY.match(value):
+        with contextlib.suppress(ValueError):  # e.g. 2026-02-30: the shape is right, the day is not
             return date.fromisoformat(value)
-    except ValueError:
-        pass
     raise UnprocessableError(f"{name}: a day as YYYY-MM-DD", details={"field": name, "value": value})
 
 
