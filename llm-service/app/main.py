@@ -6,6 +6,7 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import httpx
 from fastapi import APIRouter, FastAPI
 
 from app.api.v1 import generation, models, status
@@ -17,6 +18,7 @@ from app.services.metering import CostModel, Meter
 from chat_common.app import create_service_app
 from chat_common.auth import jwks_verifier
 from chat_common.credits import CreditsClient
+from chat_common.transport import PooledTransport
 from lmstudio_client import LMStudioClient, Timeouts
 
 logger = logging.getLogger(__name__)
@@ -27,6 +29,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        connections = max(settings.max_concurrency * 2, 10)
         client = LMStudioClient(
             settings.lmstudio_base_url,
             api_key=settings.lmstudio_api_key.get_secret_value() if settings.lmstudio_api_key else None,
@@ -38,7 +41,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 models=settings.models_timeout_seconds,
                 load=settings.load_timeout_seconds,
             ),
-            max_connections=max(settings.max_concurrency * 2, 10),
+            max_connections=connections,
+            transport=PooledTransport(limits=httpx.Limits(max_connections=connections)),
         )
         gate = ConcurrencyGate(
             settings.max_concurrency,

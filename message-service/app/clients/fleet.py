@@ -14,6 +14,7 @@ from chat_common.credits import CreditsClient
 from chat_common.errors import AppError, BadGatewayError, GatewayTimeoutError, NotFoundError
 from chat_common.http import ServiceClient
 from chat_common.service_token import ServiceTokenProvider
+from chat_common.transport import PooledTransport
 
 SCOPES = [
     "credits:write",
@@ -52,6 +53,7 @@ class Fleet:
         self.llm_stream = httpx.AsyncClient(
             base_url=settings.llm_service_url,
             timeout=httpx.Timeout(None, connect=3.0, read=settings.llm_idle_timeout_seconds),
+            transport=PooledTransport(),
         )
 
     async def aclose(self) -> None:

@@ -15,6 +15,7 @@ from chat_common.errors import (
     ServiceUnavailableError,
     error_body,
 )
+from chat_common.transport import PooledTransport
 
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
 
@@ -43,7 +44,7 @@ class ServiceClient:
         self._client = httpx.AsyncClient(
             base_url=base_url,
             timeout=httpx.Timeout(read_timeout, connect=connect_timeout),
-            transport=transport,
+            transport=transport or PooledTransport(),
         )
 
     async def aclose(self) -> None:

@@ -24,7 +24,6 @@ from lmstudio_client.errors import (
     error_from_body,
     error_message,
 )
-from lmstudio_client.transport import PooledTransport
 from lmstudio_client.types import (
     ChatChunk,
     ChatCompletion,
@@ -69,7 +68,8 @@ class Timeouts:
 
 
 class LMStudioClient:
-    """One client per base URL; safe to share across tasks."""
+    """One client per base URL; safe to share across tasks. `transport`: httpx's own unless given
+    (llm-service gives chat_common's aiohttp-pooled one, which costs far less CPU per stream)."""
 
     def __init__(
         self,
@@ -88,7 +88,7 @@ class LMStudioClient:
             headers=headers,
             timeout=httpx.Timeout(None, connect=self.timeouts.connect),
             limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
-            transport=transport or PooledTransport(limits=httpx.Limits(max_connections=max_connections)),
+            transport=transport,
         )
 
     async def aclose(self) -> None:

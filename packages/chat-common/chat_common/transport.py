@@ -1,7 +1,8 @@
-"""The HTTP transport: httpx on top of aiohttp's connection pool.
+"""The fleet's HTTP transport: httpx on top of aiohttp's connection pool.
 
-httpcore's pool polls every pooled socket on each request (encode/httpcore#928), which costs
-llm-service most of its CPU at a few dozen concurrent streams; aiohttp's pool does not. httpx-aiohttp
+httpcore's pool polls every pooled socket on each request (encode/httpcore#928), and its anyio and
+h11 layers cost more than aiohttp's parser: with it, HTTP was about a third of message-service's
+CPU per chat exchange and most of llm-service's at a few dozen concurrent streams. httpx-aiohttp
 maps some aiohttp errors loosely (a refused connection arrives as ConnectTimeout), so they are
 mapped again here to what actually happened.
 """
