@@ -416,6 +416,34 @@ async def test_an_edit_longer_than_the_message_limit_is_422(
     assert len(await chat.siblings(sent["user_message"]["id"])) == 1
 
 
+async def test_whitespace_only_text_and_an_over_long_prompt_preview_are_422(
+    chat: Chat, fleet: Fleet, alice: FleetUser, settings: Settings
+) -> None:
+    conversation = fleet.conversation(alice)
+    sent = await chat.send(conversation["id"], "Hello")
+    before = await chat.path_ids(conversation["id"])
+
+    blank_send = await chat.client.post(
+        f"/api/v1/conversations/{conversation['id']}/messages",
+        json={"content": " \n\t\u3000 ", **FAST},
+        headers=alice.headers,
+    )
+    blank_edit = await chat.edit(sent["user_message"]["id"], "   ")
+    too_long = await chat.client.get(
+        f"/api/v1/conversations/{conversation['id']}/prompt",
+        params={"content": "x" * (settings.max_message_chars + 1)},
+        headers=alice.headers,
+    )
+
+    assert blank_send.status_code == 422, blank_send.text
+    assert blank_send.json()["error"]["details"][0]["loc"] == ["body", "content"]
+    assert blank_edit.status_code == 422, blank_edit.text
+    assert too_long.status_code == 422, too_long.text
+    assert too_long.json()["error"]["code"] == "validation_error"
+    assert await chat.path_ids(conversation["id"]) == before
+    assert len(await chat.siblings(sent["user_message"]["id"])) == 1
+
+
 # Delete.
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncGenerator
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 from httpx_sse import aconnect_sse
@@ -110,7 +111,7 @@ class Fleet:
 
     async def context_length(self, model: str | None) -> int | None:
         """The model's context length as llm-service reports it (None when it does not say)."""
-        path = f"/api/v1/models/{model}" if model else "/api/v1/models"
+        path = f"/api/v1/models/{quote(model, safe='')}" if model else "/api/v1/models"
         response = await self.llm_http.get(path, token=await self._token())
         body = response.json()
         entries = [body] if model else [m for m in body.get("data", []) if m.get("state") == "loaded"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
 from app.models import Message
 from app.models.message import Role, Status
@@ -13,6 +13,18 @@ from app.services.tree import Tree
 from chat_common.validation import InputModel
 
 Stop = Annotated[str, StringConstraints(min_length=1, max_length=100)]
+
+
+def _has_text(value: str) -> str:
+    if not value.strip():
+        raise ValueError("must contain text, not only whitespace")
+    return value
+
+
+# A message's text: at least one visible character (its length is checked against MAX_MESSAGE_CHARS).
+Text = Annotated[
+    str, Field(min_length=1, description="At most MAX_MESSAGE_CHARS characters"), AfterValidator(_has_text)
+]
 
 
 class GenerationOptions(InputModel):
@@ -29,12 +41,12 @@ class GenerationOptions(InputModel):
 
 
 class MessageCreate(GenerationOptions):
-    content: str = Field(min_length=1, description="At most MAX_MESSAGE_CHARS characters")
+    content: Text
     parent_id: str | None = Field(default=None, description="Default: the active leaf")
 
 
 class MessageEdit(GenerationOptions):
-    content: str = Field(min_length=1)
+    content: Text
     regenerate: bool = False
 
 

@@ -21,7 +21,7 @@ from app.services import access, bookkeeping, generation, prompting
 from app.services.history import message_not_found, new_message
 from app.services.tree import Tree
 from chat_common.credits import Reservation, may_have_reserved
-from chat_common.errors import AppError, ConflictError, RateLimitedError
+from chat_common.errors import AppError, ConflictError, RateLimitedError, UnprocessableError
 
 logger = logging.getLogger(__name__)
 
@@ -38,6 +38,12 @@ def generation_options(rt: Runtime, options: GenerationOptions) -> dict[str, Any
     if options.stop:
         chosen["stop"] = list(options.stop)
     return chosen
+
+
+def check_length(rt: Runtime, content: str) -> None:
+    """422 past MAX_MESSAGE_CHARS."""
+    if len(content) > rt.settings.max_message_chars:
+        raise UnprocessableError(f"content: at most {rt.settings.max_message_chars} characters")
 
 
 async def check_message_limit(rt: Runtime, user_id: str) -> dict[str, str]:

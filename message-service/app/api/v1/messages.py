@@ -21,7 +21,7 @@ from app.schemas.message import (
 from app.services import history, sending
 from app.services.exchanges import finished_exchange
 from chat_common.auth import CurrentUser
-from chat_common.errors import ConflictError, UnprocessableError
+from chat_common.errors import ConflictError
 
 router = APIRouter(prefix="/messages/{message_id}", tags=["messages"])
 
@@ -114,8 +114,7 @@ async def edit(
 ) -> Any:
     """Edit a message of yours as a branch: a new sibling with the new text (the old one stays), and
     with `regenerate: true` a new reply to it."""
-    if len(data.content) > rt.settings.max_message_chars:
-        raise UnprocessableError(f"content: at most {rt.settings.max_message_chars} characters")
+    sending.check_length(rt, data.content)
     message, conversation = await history.owned_message(rt, message_id, user.user_id)
     if message.role != "user":
         raise ConflictError("Only your own messages can be edited", code="not_a_user_message")
