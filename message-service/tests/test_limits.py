@@ -156,3 +156,33 @@ async def test_more_replies_generating_at_once_than_allowed_is_429_too_many_gene
     assert "Retry-After" in refused.headers
     assert [m["role"] for m in listed.json()["items"]] == ["assistant"]  # only the greeting
     await wait_until(lambda: fleet.balance(alice) < before)  # the stopped one paid, the refused one not
+
+
+async def test_an_impersonation_takes_a_place_among_the_users_running_generations(
+    fleet: Fleet, alice: FleetUser, standin: StandinProcess, extra_app: Any
+) -> None:
+    standin.configure(tokens_per_second=20)
+    url, _ = extra_app(max_concurrent_generations=1)
+    first, other = fleet.conversation(alice), fleet.conversation(alice)
+    reply_id, close = await start_slow_reply(url, alice, first["id"])
+    try:
+        async with httpx.AsyncClient(base_url=url, timeout=60) as http:
+            refused = await http.post(
+                f"/api/v1/conversations/{other['id']}/impersonate", json={}, headers=alice.headers
+            )
+            await http.post(f"/api/v1/messages/{reply_id}/stop", headers=alice.headers)
+    finally:
+        await close()
+    standin.configure(tokens_per_second=0)
+    async with httpx.AsyncClient(base_url=url, timeout=60) as http:
+        after = await http.post(
+            f"/api/v1/conversations/{other['id']}/impersonate", json={"max_tokens": 8}, headers=alice.headers
+        )
+        again = await http.post(
+            f"/api/v1/conversations/{other['id']}/impersonate", json={"max_tokens": 8}, headers=alice.headers
+        )
+
+    assert refused.status_code == 429, refused.text
+    assert refused.json()["error"]["code"] == "too_many_generations"
+    assert after.status_code == 200, after.text  # the place is free once the reply stopped
+    assert again.status_code == 200, again.text  # and an impersonation frees its own

@@ -200,6 +200,34 @@ async def test_deleting_a_reply_whose_commit_is_still_pending_commits_it_first(
     assert fleet.reservation(held)["committed_amount"] == 3
 
 
+async def test_a_deleted_conversation_is_purged_only_once_its_pending_commit_is_made(
+    client: httpx.AsyncClient,
+    fleet: Fleet,
+    alice: FleetUser,
+    settings: Settings,
+    messages: AsyncCollection[dict[str, Any]],
+    user_service: ServiceProcess,
+) -> None:
+    conversation, _, held = await _reply_with_a_pending_commit(client, fleet, alice, settings, messages)
+
+    async def purged() -> bool:
+        return await messages.count_documents({"conversation_id": conversation["id"]}) == 0
+
+    user_service.process.send_signal(signal.SIGSTOP)  # user-service away: the commit cannot be made
+    try:
+        fleet.delete_conversation(alice, conversation["id"])
+        # past a commit's timeout: the sweep gave up on it and went on to the purge
+        await asyncio.sleep(settings.downstream_timeout_seconds + 3)
+        kept = await messages.count_documents({"conversation_id": conversation["id"]})
+    finally:
+        user_service.process.send_signal(signal.SIGCONT)
+    await until(purged, 30)
+
+    assert kept > 0  # not purged while its reservation was still held
+    assert fleet.reservation(held)["status"] == "committed"
+    assert fleet.reservation(held)["committed_amount"] == 3
+
+
 async def test_reading_or_regenerating_a_message_deleted_meanwhile_is_404_never_500(
     client: httpx.AsyncClient, fleet: Fleet, alice: FleetUser
 ) -> None:

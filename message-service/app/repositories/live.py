@@ -32,6 +32,15 @@ redis.call('ZREM', KEYS[2], ARGV[2])
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
 """
+# A place among the user's running generations alone (KEYS[1]), for work that holds no conversation
+# lock (impersonation). 1: taken, 0: no place.
+_SLOT = """
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
+if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[2]) then return 0 end
+redis.call('ZADD', KEYS[1], ARGV[3], ARGV[4])
+redis.call('PEXPIRE', KEYS[1], ARGV[5])
+return 1
+"""
 # Delete or extend a lock only while it is still ours.
 _RELEASE = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0"
 _RENEW = (
@@ -57,6 +66,7 @@ class Live:
         self.limiter = MovingWindowRateLimiter(storage)
         self._start = redis.register_script(_START)
         self._end = redis.register_script(_END)
+        self._slot = redis.register_script(_SLOT)
         self._release = redis.register_script(_RELEASE)
         self._renew = redis.register_script(_RENEW)
 
@@ -95,6 +105,16 @@ class Live:
         """The place freed and the lock released (while it is still `token`'s), in one round trip."""
         keys = [self._key("generating", conversation_id), self._key("running", user_id)]
         await self._end(keys=keys, args=[token, job_id])
+
+    async def take_generation_slot(self, user_id: str, job_id: str, cap: int, lease_seconds: float) -> bool:
+        """A place among the user's running generations (at most `cap`), without a conversation lock."""
+        now_ms = int(time.time() * 1000)
+        lease_ms = int(lease_seconds * 1000)
+        args: list[int | str] = [now_ms, cap, now_ms + lease_ms, job_id, lease_ms * 2]
+        return bool(await self._slot(keys=[self._key("running", user_id)], args=args))
+
+    async def free_generation_slot(self, user_id: str, job_id: str) -> None:
+        await self.redis.zrem(self._key("running", user_id), job_id)
 
     async def renew_generation_slot(self, user_id: str, job_id: str, lease_seconds: float) -> None:
         expires = int((time.time() + lease_seconds) * 1000)

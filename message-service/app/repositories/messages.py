@@ -21,6 +21,7 @@ from app.models.message import CreditsState, Status
 from chat_common.mongo import MONGO_CONTEXT, to_millis
 
 DUPLICATE_KEY = 11000
+PENDING_CREDITS = ("commit_pending", "release_pending")
 
 
 def _stored(document: Message | ConversationState) -> dict[str, Any]:
@@ -156,6 +157,11 @@ class MessageRepository:
     async def with_credits(self, state: CreditsState, limit: int = 100) -> list[Message]:
         query = {"generation.credits": state}
         return [Message.model_validate(raw) async for raw in self.messages.find(query).limit(limit)]
+
+    async def unsettled(self, conversation_id: str) -> list[Message]:
+        """The conversation's replies whose commit or release is not acknowledged yet."""
+        query = {"conversation_id": conversation_id, "generation.credits": {"$in": list(PENDING_CREDITS)}}
+        return [Message.model_validate(raw) async for raw in self.messages.find(query)]
 
     async def with_followups_pending(self, limit: int = 100) -> list[Message]:
         query = {"followups_pending": True}

@@ -15,6 +15,7 @@ from datetime import timedelta
 from app.core.runtime import Runtime, now
 from app.models import Generation, Message
 from app.models.message import CreditsState
+from app.repositories.messages import PENDING_CREDITS
 from chat_common.errors import AppError, ServiceUnavailableError
 
 logger = logging.getLogger(__name__)
@@ -69,18 +70,15 @@ async def _tell_credits(rt: Runtime, reply: Message) -> tuple[CreditsState, Cred
     return True
 
 
-PENDING = ("commit_pending", "release_pending")
-
-
 async def settle_now(rt: Runtime, reply: Message) -> None:
     """Settle the reply's pending commit or release before the reply is continued or deleted (either
     would lose its reservation, left held and never charged); 503 naming user-service when it cannot."""
-    if reply.generation is None or reply.generation.credits not in PENDING or reply.id is None:
+    if reply.generation is None or reply.generation.credits not in PENDING_CREDITS or reply.id is None:
         return
     if await settle(rt, reply):
         return
     stored = await rt.messages.get(reply.id)  # the sweeper may have settled it meanwhile
-    if stored is not None and stored.generation is not None and stored.generation.credits in PENDING:
+    if stored is not None and stored.generation is not None and stored.generation.credits in PENDING_CREDITS:
         raise ServiceUnavailableError(
             "user-service could not settle this reply's credits yet: try again shortly",
             code="dependency_unavailable",
@@ -205,18 +203,31 @@ async def retry_pending(rt: Runtime) -> None:
 
 async def purge_deleted(rt: Runtime) -> int:
     """Messages of conversations conversation-service reports deleted, from where the last sweep
-    stopped (the cursor is kept in Redis)."""
+    stopped (the cursor is kept in Redis). A conversation whose replies' credits cannot be settled yet
+    (user-service away) is kept, and the sweep stops there: its page is read again next round."""
     purged = 0
     cursor = await rt.live.get_json("sweep", "deleted-cursor") or ""
     while True:
         feed = await rt.fleet.deleted_conversations(cursor)
         for item in feed["items"]:
+            if not await _settled_in(rt, item["id"]):
+                logger.warning("conversation %s not purged yet: its credits are not settled", item["id"])
+                return purged
             purged += await rt.messages.delete_conversation(item["id"])
             await rt.live.forget("conversation", item["id"])
         if not feed["items"]:
             return purged
         cursor = feed["next_cursor"]
         await rt.live.set_json(cursor, "sweep", "deleted-cursor")
+
+
+async def _settled_in(rt: Runtime, conversation_id: str) -> bool:
+    """Whether every reply of the conversation has its commit or release acknowledged (settled now
+    when pending): purged unsettled, a reservation would be left to expire, never charged."""
+    for reply in await rt.messages.unsettled(conversation_id):
+        if not await settle(rt, reply):
+            return False
+    return True
 
 
 async def sweep_forever(rt: Runtime) -> None:

@@ -64,7 +64,22 @@ def _failure(reply: Message, user_message: MessagePublic | None, error: AppError
 
 
 async def impersonate(rt: Runtime, conversation: dict[str, Any], options: GenerationOptions) -> Suggestion:
-    """Generate the user's next message as their persona; paid like a reply, stored nowhere."""
+    """Generate the user's next message as their persona; paid like a reply, stored nowhere. It takes a
+    place among the user's running generations like a reply (429 past the cap)."""
+    user_id, job_id = conversation["user_id"], f"impersonate:{uuid.uuid4().hex}"
+    settings = rt.settings
+    cap, lease = settings.max_concurrent_generations, settings.job_lease_seconds
+    if not await rt.live.take_generation_slot(user_id, job_id, cap, lease):
+        raise sending.too_many_generations(rt)
+    try:
+        return await _impersonate(rt, conversation, options, job_id)
+    finally:
+        await rt.live.free_generation_slot(user_id, job_id)
+
+
+async def _impersonate(
+    rt: Runtime, conversation: dict[str, Any], options: GenerationOptions, job_id: str
+) -> Suggestion:
     _, path = await history.active_path(rt, conversation)
     character = await access.character(rt, conversation["character_id"])
     chosen = sending.generation_options(rt, options)
@@ -75,7 +90,7 @@ async def impersonate(rt: Runtime, conversation: dict[str, Any], options: Genera
     hold = {
         "user_id": conversation["user_id"],
         "amount": reserved,
-        "idempotency_key": f"impersonate:{uuid.uuid4().hex}",
+        "idempotency_key": job_id,
         "reference": f"message-service impersonation in {conversation['id']}",
         "ttl_seconds": rt.settings.reply_reservation_seconds,
     }
@@ -90,11 +105,15 @@ async def impersonate(rt: Runtime, conversation: dict[str, Any], options: Genera
                     text.append(piece)
             if isinstance(chunk.get("usage"), dict):
                 tokens = int(chunk["usage"].get("completion_tokens") or 0)
-    except AppError:
-        await rt.fleet.credits.release(reservation.id)
+    except BaseException as exc:
+        released = sending.release(rt, reservation.id)
+        if isinstance(exc, AppError):
+            await released
+        else:  # the client left (cancelled): released apart from the request
+            rt.spawn(released)
         raise
     cost = min(
         reserved, rt.settings.cost_per_message + math.ceil(tokens * rt.settings.cost_per_1k_tokens / 1000)
     )
-    await rt.fleet.credits.commit(reservation.id, cost)
+    await sending.commit(rt, reservation.id, cost)
     return Suggestion(content="".join(text).strip(), cost=cost)

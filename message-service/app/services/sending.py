@@ -9,6 +9,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import uuid
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any
 
@@ -64,6 +66,14 @@ async def check_message_limit(rt: Runtime, user_id: str) -> dict[str, str]:
     return headers
 
 
+def too_many_generations(rt: Runtime) -> RateLimitedError:
+    return RateLimitedError(
+        f"At most {rt.settings.max_concurrent_generations} replies generating at once",
+        retry_after=2,
+        code="too_many_generations",
+    )
+
+
 async def start_reply(
     rt: Runtime,
     *,
@@ -90,11 +100,7 @@ async def start_reply(
             "A reply is already being generated in this conversation", code="generation_in_progress"
         )
     if not isinstance(lock, str):
-        raise RateLimitedError(
-            f"At most {rt.settings.max_concurrent_generations} replies generating at once",
-            retry_after=2,
-            code="too_many_generations",
-        )
+        raise too_many_generations(rt)
     try:
         # under the lock no delete runs: a parent deleted since the tree was read stays deleted
         found, character = await asyncio.gather(
@@ -173,7 +179,7 @@ async def _reserve_and_start(
             continue_of,
         )
     except BaseException:
-        await rt.fleet.credits.release(reservation.id)
+        await release(rt, reservation.id)
         raise
     job = generation.Job(
         conversation=conversation,
@@ -204,7 +210,7 @@ async def _reserve_and_start(
     return user_message, reply
 
 
-GIVE_BACK_ATTEMPTS = 6  # over about a minute (1 s, doubling)
+CREDITS_ATTEMPTS = 6  # over about a minute (1 s, doubling)
 
 
 async def reserve(rt: Runtime, hold: dict[str, Any]) -> Reservation:
@@ -214,26 +220,58 @@ async def reserve(rt: Runtime, hold: dict[str, Any]) -> Reservation:
         return await rt.fleet.credits.reserve(**hold)
     except AppError as exc:
         if may_have_reserved(exc):
-            rt.spawn(_give_back(rt, hold))
+            rt.spawn(_until_done(f"give back {hold['idempotency_key']}", lambda: _give_back(rt, hold)))
         raise
 
 
 async def _give_back(rt: Runtime, hold: dict[str, Any]) -> None:
-    """Release what a reserve whose answer was lost (a timeout, a 5xx) may hold: reserving again with
-    the same idempotency key gives that reservation (or one that is released at once)."""
+    """Reserving again with the same idempotency key gives the reservation a lost answer may have made
+    (or a refusal, 402...: nothing is held under this key), which is then released."""
+    reservation = await rt.fleet.credits.reserve(**hold)
+    await rt.fleet.credits.release(reservation.id)
+
+
+async def release(rt: Runtime, reservation_id: uuid.UUID) -> None:
+    """Release a reservation nothing stored keeps track of (its reply was never stored, or an
+    impersonation), now or, when user-service cannot be told, in the background (`_tell_credits`)."""
+    await _tell_credits(rt, f"release {reservation_id}", lambda: rt.fleet.credits.release(reservation_id))
+
+
+async def commit(rt: Runtime, reservation_id: uuid.UUID, amount: int) -> None:
+    """Commit an impersonation's reservation, as `release` does."""
+    await _tell_credits(
+        rt, f"commit {reservation_id}", lambda: rt.fleet.credits.commit(reservation_id, amount)
+    )
+
+
+async def _tell_credits(rt: Runtime, label: str, call: Callable[[], Awaitable[object]]) -> None:
+    """Tried now; when user-service cannot be told, retried in the background for about a minute
+    (past that, the reservation ends with its TTL at user-service)."""
+    try:
+        await call()
+    except AppError as exc:
+        if not _refused(exc):
+            rt.spawn(_until_done(label, call))
+
+
+async def _until_done(label: str, call: Callable[[], Awaitable[object]]) -> None:
     delay = 1.0
-    for attempt in range(GIVE_BACK_ATTEMPTS):
-        try:
-            reservation = await rt.fleet.credits.reserve(**hold)
-            await rt.fleet.credits.release(reservation.id)
-            return
-        except AppError as exc:
-            if not may_have_reserved(exc):
-                return  # refused (402...): nothing is held under this key
-            logger.warning("credits of %s not given back yet (%s)", hold["idempotency_key"], exc.code)
-        if attempt + 1 < GIVE_BACK_ATTEMPTS:
+    for attempt in range(CREDITS_ATTEMPTS):
+        if attempt:
             await asyncio.sleep(delay)
             delay *= 2
+        try:
+            await call()
+            return
+        except AppError as exc:
+            if _refused(exc):
+                return
+            logger.warning("credits: %s not done yet (%s)", label, exc.code)
+
+
+def _refused(exc: AppError) -> bool:
+    """user-service answered no (a 4xx): final, retrying cannot change it."""
+    return 400 <= exc.status_code < 500
 
 
 async def _nothing() -> None:
