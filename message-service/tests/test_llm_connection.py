@@ -44,5 +44,5 @@ async def test_replies_one_after_another_reuse_one_connection_to_llm_service(
         assert response.status_code == 201, response.text
         kept.append(client_ports(llm_port))
 
-    assert kept[0] and len(kept[0]) <= len(idle) + 1
+    assert kept[0] and len(kept[0] - idle) <= 2  # at most one each: the stream's client, the model info's
     assert kept[1] <= kept[0]  # no new connection for the next reply
