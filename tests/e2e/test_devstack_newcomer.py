@@ -18,7 +18,8 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
-from chat_common.embedded import free_port
+from chat_common.embedded import free_port, wait_for_port
+from devstack.table import describe_lmstudio
 from tests.e2e.test_devstack_lifecycle import (
     SERVICES,
     Devstack,
@@ -204,3 +205,32 @@ def test_a_service_that_fails_to_start_is_named_with_its_log_and_the_rest_stop(
         assert alive(stack.seen) == []
         assert listening(list(stack.ports.values()) + [stack.lmstudio_port]) == []
         assert not (tmp_path / "urls.json").exists()
+
+
+def test_the_table_tells_a_running_stand_in_from_lm_studio_and_from_something_else(tmp_path: Path) -> None:
+    """What already listens on LM Studio's port is asked for its models before the table names it."""
+    standin_port, other_port = free_port(), free_port()
+    standin = subprocess.Popen(
+        [sys.executable, "-m", "lmstudio_client.standin", "--port", str(standin_port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    other = subprocess.Popen(  # an HTTP server that is not LM Studio
+        [sys.executable, "-m", "http.server", str(other_port), "--bind", "127.0.0.1", "-d", str(tmp_path)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_for_port(standin_port)
+        wait_for_port(other_port)
+
+        assert describe_lmstudio(f"http://127.0.0.1:{standin_port}", started_standin=False) == (
+            f"stand-in :{standin_port} (already running)"
+        )
+        assert describe_lmstudio(f"http://127.0.0.1:{other_port}", started_standin=False) == (
+            f"LM Studio? http://127.0.0.1:{other_port} does not answer GET /v1/models"
+        )
+    finally:
+        for process in (standin, other):
+            process.terminate()
+            process.wait(10)
