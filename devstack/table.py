@@ -35,6 +35,8 @@ def describe_lmstudio(url: str, *, started_standin: bool) -> str:
         return f"stand-in {where} (no LM Studio answered)"
     try:
         response = httpx.get(f"{url.rstrip('/')}/v1/models", timeout=3.0)
+        if response.status_code in (401, 403):  # its server asks for LMSTUDIO_API_KEY
+            return f"LM Studio {url} (its models need LMSTUDIO_API_KEY)"
         ids = [str(model.get("id")) for model in response.json().get("data", [])]
     except (httpx.HTTPError, ValueError, AttributeError):
         return f"LM Studio? {url} does not answer GET /v1/models"

@@ -209,9 +209,14 @@ def test_a_service_that_fails_to_start_is_named_with_its_log_and_the_rest_stop(
 
 def test_the_table_tells_a_running_stand_in_from_lm_studio_and_from_something_else(tmp_path: Path) -> None:
     """What already listens on LM Studio's port is asked for its models before the table names it."""
-    standin_port, other_port = free_port(), free_port()
+    standin_port, locked_port, other_port = free_port(), free_port(), free_port()
     standin = subprocess.Popen(
         [sys.executable, "-m", "lmstudio_client.standin", "--port", str(standin_port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    locked = subprocess.Popen(  # an LM Studio whose server asks for a token
+        [sys.executable, "-m", "lmstudio_client.standin", "--port", str(locked_port), "--api-key", "sesame"],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -221,16 +226,19 @@ def test_the_table_tells_a_running_stand_in_from_lm_studio_and_from_something_el
         stderr=subprocess.DEVNULL,
     )
     try:
-        wait_for_port(standin_port)
-        wait_for_port(other_port)
+        for port in (standin_port, locked_port, other_port):
+            wait_for_port(port)
 
         assert describe_lmstudio(f"http://127.0.0.1:{standin_port}", started_standin=False) == (
             f"stand-in :{standin_port} (already running)"
+        )
+        assert describe_lmstudio(f"http://127.0.0.1:{locked_port}", started_standin=False) == (
+            f"LM Studio http://127.0.0.1:{locked_port} (its models need LMSTUDIO_API_KEY)"
         )
         assert describe_lmstudio(f"http://127.0.0.1:{other_port}", started_standin=False) == (
             f"LM Studio? http://127.0.0.1:{other_port} does not answer GET /v1/models"
         )
     finally:
-        for process in (standin, other):
+        for process in (standin, locked, other):
             process.terminate()
             process.wait(10)
