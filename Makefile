@@ -9,7 +9,7 @@ MYPYPATH := $(subst $(eval) ,:,$(foreach p,$(PACKAGES),../$(p)))
 REQUIREMENTS := requirements-dev.txt $(foreach s,$(SERVICES),$(s)/requirements.txt) \
 	$(foreach p,$(PACKAGES),$(p)/pyproject.toml)
 
-.PHONY: install run test lint format clean
+.PHONY: install run demo test lint format clean
 
 # (Re)install whenever .aienv is missing or a requirements file is newer than the last install.
 $(STAMP): $(REQUIREMENTS)
@@ -23,6 +23,10 @@ install: $(STAMP)
 
 run: install
 	$(BIN)/python -m devstack
+
+# With `make run` going in another terminal: a scripted walk through the API, with its curl commands.
+demo: install
+	$(BIN)/python -m devstack.demo
 
 test: install
 	$(BIN)/python -m pytest -q $(foreach p,$(PACKAGES),$(p)/tests) tests

@@ -1,8 +1,10 @@
-"""Start embedded backends, then every service; wait for `/ready`, print URLs, stream logs.
+"""Start embedded backends, then every service; wait for `/ready`, print one table, stream logs.
 
 Each service keeps its fixed port (or the one its variable, e.g. USER_SERVICE_PORT, names): a busy
-port stops the start, naming the port and its holder, before anything runs. Every child dies with
-devstack, even a SIGKILLed one, and a started shutdown runs to its end whatever signals follow.
+port stops the start, naming the port and its holder, before anything runs. A service that dies is
+named with the last lines of its log, and the rest are stopped. One devstack per state directory: a
+second one says so and leaves. Every child dies with devstack, even a SIGKILLed one, and a started
+shutdown runs to its end whatever signals follow.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,8 +39,10 @@ from chat_common.embedded import (
     stopped_on_failure,
     wait_listening,
 )
+from devstack.lock import AlreadyRunning, single_instance
 from devstack.ports import describe_holder, holders, port_busy
 from devstack.services import SERVICES, ServiceSpec, Urls
+from devstack.table import describe_backend, describe_lmstudio, fleet_table
 
 ROOT = Path(__file__).resolve().parent.parent
 Starter = Callable[[Path, int], EmbeddedServer]
@@ -47,6 +52,9 @@ BACKENDS: dict[str, tuple[str, int, Starter]] = {
     "mongodb": ("MONGODB_URL", 27017, start_mongodb),
 }
 Config = dict[str, str | None]
+TAIL_LINES = 25  # of a service's log, shown when it fails
+READY_TIMEOUT = 120.0
+OUTPUT = threading.Lock()  # log lines of the services and devstack's own never interleave mid-line
 
 
 class StartError(Exception):
@@ -54,7 +62,8 @@ class StartError(Exception):
 
 
 def log(message: str) -> None:
-    print(f"[devstack] {message}", flush=True)
+    with OUTPUT:
+        print("\n".join(f"[devstack] {line}" for line in message.splitlines()), flush=True)
 
 
 @dataclass
@@ -64,6 +73,10 @@ class Fleet:
     urls: Urls = field(default_factory=dict)
     servers: list[EmbeddedServer] = field(default_factory=list)
     processes: dict[str, subprocess.Popen[str]] = field(default_factory=dict)
+    backends: dict[str, str] = field(default_factory=dict)  # what each backend is, for the table
+    tails: dict[str, deque[str]] = field(default_factory=dict)
+    readers: dict[str, threading.Thread] = field(default_factory=dict)
+    log_dir: Path = ROOT / ".devstack" / "logs"
     stopping: bool = False
 
     def on_signal(self, signum: int, frame: FrameType | None) -> None:
@@ -97,6 +110,16 @@ class Fleet:
     def exited(self) -> list[str]:
         dead = [name for name, process in self.processes.items() if process.poll() is not None]
         return dead + [s.name for s in self.servers if s.process and s.process.poll() is not None]
+
+    def last_lines(self, name: str) -> str:
+        """The end of a service's log, once its reader has taken in everything the process wrote."""
+        if reader := self.readers.get(name):
+            reader.join(5)
+        lines = list(self.tails.get(name, ()))
+        where = self.log_dir / f"{name}.log"
+        if not lines:
+            return f"{name} wrote nothing to its log ({where})"
+        return "\n".join([f"the last lines of its log ({where}):", *(f"  | {line}" for line in lines)])
 
 
 def service_ports(config: Config) -> dict[str, int]:
@@ -149,12 +172,14 @@ def start_backends(
             continue
         if configured := config.get(variable):
             fleet.urls[name] = configured
+            fleet.backends[name] = describe_backend(name, configured, embedded=False)
             log(f"{name}: using {variable} from the environment")
             continue
         port = backend_port(preferred, reserved)
         server = start(state_dir / name, port)
         fleet.servers.append(server)
         fleet.urls[name] = server.url
+        fleet.backends[name] = describe_backend(name, server.url, embedded=True)
         log(f"{name}: embedded at {server.url}" + ("" if port == preferred else f" ({preferred} was busy)"))
 
 
@@ -163,10 +188,12 @@ def start_lmstudio(fleet: Fleet, state_dir: Path, config: Config, port: int) -> 
     if configured := config.get("LMSTUDIO_BASE_URL"):
         log(f"lmstudio: using LMSTUDIO_BASE_URL {configured}")
         fleet.urls["lmstudio"] = configured
+        fleet.backends["lmstudio"] = describe_lmstudio(configured, started_standin=False)
         return
     fleet.urls["lmstudio"] = url = f"http://127.0.0.1:{port}"
     if not port_is_free(port):
         log(f"lmstudio: something listens on {port}; using it as LM Studio")
+        fleet.backends["lmstudio"] = describe_lmstudio(url, started_standin=False)
         return
     (state_dir / "lmstudio").mkdir(parents=True, exist_ok=True)
     command = [sys.executable, "-m", "lmstudio_client.standin", "--port", str(port)]
@@ -176,14 +203,22 @@ def start_lmstudio(fleet: Fleet, state_dir: Path, config: Config, port: int) -> 
     fleet.servers.append(server)
     with stopped_on_failure(server):
         wait_listening(process, port, "the LM Studio stand-in", log_path)
+    fleet.backends["lmstudio"] = describe_lmstudio(url, started_standin=True)
     log(f"lmstudio: no LM Studio on {port}; started the STAND-IN there (echo replies, lmstudio-standin/*)")
 
 
-def pipe_logs(name: str, process: subprocess.Popen[str]) -> None:
+def pipe_logs(name: str, process: subprocess.Popen[str], tail: deque[str], log_path: Path) -> None:
+    """Each line to the terminal with the service's name, to its log file, and to its tail."""
     assert process.stdout is not None
     width = max(len(s.name) for s in SERVICES)
-    for line in process.stdout:
-        print(f"{name:<{width}} | {line.rstrip()}", flush=True)
+    with log_path.open("w") as file:
+        for raw in process.stdout:
+            line = raw.rstrip()
+            tail.append(line)
+            file.write(line + "\n")
+            file.flush()
+            with OUTPUT:
+                print(f"{name:<{width}} | {line}", flush=True)
 
 
 def start_service(fleet: Fleet, spec: ServiceSpec, state_dir: Path, config: Config) -> None:
@@ -210,29 +245,47 @@ def start_service(fleet: Fleet, spec: ServiceSpec, state_dir: Path, config: Conf
         start_new_session=True,
         preexec_fn=die_with_parent(signal.SIGKILL),
     )
-    threading.Thread(target=pipe_logs, args=(spec.name, process), daemon=True).start()
+    tail: deque[str] = deque(maxlen=TAIL_LINES)
+    fleet.tails[spec.name] = tail
+    fleet.log_dir.mkdir(parents=True, exist_ok=True)
+    log_path = fleet.log_dir / f"{spec.name}.log"
+    reader = threading.Thread(target=pipe_logs, args=(spec.name, process, tail, log_path), daemon=True)
+    fleet.readers[spec.name] = reader
+    reader.start()
 
 
-def wait_ready(name: str, port: int, process: subprocess.Popen[str], timeout: float = 120.0) -> None:
-    """`/ready` answers 200 from this very process (not from whatever else took its port)."""
+def is_ready(fleet: Fleet, name: str, port: int) -> bool:
+    """`/ready` answers 200 from this very service's process (not from whatever else took its port)."""
+    process = fleet.processes[name]
     taken = f"{name} could not listen on port {port}: it is in use by "
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            if port_busy(port):
+    if process.poll() is not None:
+        if port_busy(port):
+            raise StartError(taken + describe_holder(port))
+        code = process.returncode
+        raise StartError(f"{name} exited with code {code} before it was ready; {fleet.last_lines(name)}")
+    with contextlib.suppress(httpx.HTTPError):
+        if httpx.get(f"http://127.0.0.1:{port}/ready", timeout=2.0).status_code == 200:
+            found = [pid for pid, _ in holders(port)]
+            if found and process.pid not in found:
                 raise StartError(taken + describe_holder(port))
-            raise StartError(f"{name} exited with code {process.returncode}")
-        with contextlib.suppress(httpx.HTTPError):
-            if httpx.get(f"http://127.0.0.1:{port}/ready", timeout=2.0).status_code == 200:
-                found = [pid for pid, _ in holders(port)]
-                if found and process.pid not in found:
-                    raise StartError(taken + describe_holder(port))
-                return
-        time.sleep(0.3)
-    raise StartError(f"{name} was not ready after {timeout:.0f}s")
+            return True
+    return False
 
 
-def run(fleet: Fleet, state_dir: Path, config: Config, lmstudio_port: int) -> int:
+def wait_all_ready(fleet: Fleet, ports: dict[str, int], timeout: float = READY_TIMEOUT) -> None:
+    """Every service's `/ready`, watched together: the first to die fails the start at once."""
+    waiting = [spec.name for spec in SERVICES]
+    deadline = time.monotonic() + timeout
+    while waiting:
+        waiting = [name for name in waiting if not is_ready(fleet, name, ports[name])]
+        if waiting and time.monotonic() > deadline:
+            name = waiting[0]
+            raise StartError(f"{name} was not ready after {timeout:.0f}s; {fleet.last_lines(name)}")
+        if waiting:
+            time.sleep(0.3)
+
+
+def run(fleet: Fleet, state_dir: Path, config: Config, lmstudio_port: int, started: float) -> int:
     ports = service_ports(config)
     check_service_ports(ports)
     needed = {backend for spec in SERVICES for backend in spec.needs}
@@ -243,16 +296,18 @@ def run(fleet: Fleet, state_dir: Path, config: Config, lmstudio_port: int) -> in
         fleet.urls[spec.name] = f"http://127.0.0.1:{ports[spec.name]}"
     for spec in SERVICES:
         start_service(fleet, spec, state_dir, config)
-    for spec in SERVICES:
-        wait_ready(spec.name, ports[spec.name], fleet.processes[spec.name])
+    wait_all_ready(fleet, ports)
     (state_dir / "urls.json").write_text(json.dumps(fleet.urls, indent=2))
-    log("the fleet is ready:")
-    for spec in SERVICES:
-        log(f"  {spec.name:<22} {fleet.urls[spec.name]}/docs")
-    log("Ctrl-C stops everything")
+    elapsed = time.monotonic() - started
+    table = fleet_table(fleet.urls, fleet.backends)
+    log(f"the fleet is ready: all services ready in {elapsed:.1f} s\n{table}")
+    log(f"logs: {fleet.log_dir}/<service>.log; try `make demo` in another terminal; Ctrl-C stops everything")
     while not (dead := fleet.exited()):
         time.sleep(0.5)
     log(f"{', '.join(dead)} exited: the whole fleet stops")
+    for name in dead:
+        if name in fleet.processes:
+            log(f"{name}: {fleet.last_lines(name)}")
     return 1
 
 
@@ -277,17 +332,27 @@ def main(argv: list[str] | None = None) -> int:
         help="where LM Studio is looked for, and the stand-in started if none answers",
     )
     args = parser.parse_args(argv)
+    started = time.monotonic()
     state_dir: Path = args.state_dir.resolve()
     state_dir.mkdir(parents=True, exist_ok=True)
-    config: Config = {**dotenv_values(ROOT / ".env"), **os.environ}
+    try:
+        with single_instance(state_dir):
+            return start_and_serve(state_dir, args.lmstudio_port, started)
+    except AlreadyRunning as running:
+        log(str(running))
+        return 1
 
-    fleet = Fleet()
+
+def start_and_serve(state_dir: Path, lmstudio_port: int, started: float) -> int:
+    """Run the fleet until Ctrl-C, SIGTERM or a death; stop everything that was started, always."""
+    config: Config = {**dotenv_values(ROOT / ".env"), **os.environ}
+    fleet = Fleet(log_dir=state_dir / "logs")
     # Ctrl-C and SIGTERM both stop the fleet, even when started in the background (where a shell
     # starts Python with SIGINT ignored); once stopping, neither can interrupt the clean-up.
     signal.signal(signal.SIGINT, fleet.on_signal)
     signal.signal(signal.SIGTERM, fleet.on_signal)
     try:
-        return run(fleet, state_dir, config, args.lmstudio_port)
+        return run(fleet, state_dir, config, lmstudio_port, started)
     except KeyboardInterrupt:
         return 0
     except (StartError, TimeoutError, OSError, subprocess.CalledProcessError, RuntimeError) as exc:

@@ -225,7 +225,7 @@ def test_a_busy_service_port_fails_the_start_naming_port_and_holder(tmp_path: Pa
             assert f"port {busy}" in output and "CHARACTER_SERVICE_PORT" in output, output
             assert f"pid {os.getpid()}" in output, output  # the holder: this test process
             # nothing was started: no backend data dir, no stand-in, no process left
-            assert sorted(p.name for p in tmp_path.iterdir()) == []
+            assert sorted(p.name for p in tmp_path.iterdir()) == ["devstack.lock"]
             assert listening([stack.lmstudio_port]) == []
             assert alive(stack.seen) == []
 
