@@ -105,6 +105,25 @@ def test_greetings_keep_the_card_order_whichever_first_read_stored_them() -> Non
     assert tree.active_leaf(None) is first
 
 
+async def test_greetings_are_shown_with_the_character_and_persona_names_filled_in(
+    chat: Chat, fleet: Fleet, alice: FleetUser
+) -> None:
+    character = fleet.character(
+        alice,
+        name="Mira",
+        greeting="Evening, {{user}}. I am {{char}}.",
+        alternate_greetings=["<USER>? <BOT> here."],
+    )
+    conversation = fleet.conversation(alice, character["id"])
+
+    items = (await chat.path(conversation["id"]))["items"]
+    alternates = await chat.siblings(items[0]["id"])
+
+    user = conversation["persona"]["name"]
+    assert items[0]["content"] == f"Evening, {user}. I am Mira."
+    assert [m["content"] for m in alternates] == [f"Evening, {user}. I am Mira.", f"{user}? Mira here."]
+
+
 async def test_a_character_without_greetings_is_answered_from_the_first_message(
     chat: Chat, fleet: Fleet, alice: FleetUser
 ) -> None:

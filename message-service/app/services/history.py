@@ -11,6 +11,8 @@ from bson.errors import InvalidId
 from app.core.runtime import Runtime, now
 from app.models import Message
 from app.services import access, bookkeeping
+from app.services.prompt_text import substitute
+from app.services.prompting import persona_name
 from app.services.tree import GREETING_MARKER, Tree
 from chat_common.errors import ConflictError, NotFoundError
 
@@ -52,11 +54,13 @@ async def _tree_of(rt: Runtime, conversation: dict[str, Any], messages: list[Mes
     if not messages:
         snapshot = conversation.get("character") or {}
         texts = [snapshot.get("greeting") or "", *(snapshot.get("alternate_greetings") or [])]
+        # shown as the character says them: the names filled in with the persona of the conversation
+        names = {"char": str(snapshot.get("name") or ""), "user": persona_name(conversation)}
         greetings = [
             new_message(
                 conversation,
                 role="assistant",
-                content=text,
+                content=substitute(text, **names),
                 unique_key=f"{conversation['id']}{GREETING_MARKER}{n}",
             )
             for n, text in enumerate(texts)

@@ -15,6 +15,11 @@ from app.services.tokens import CalibrationStore
 MODEL_INFO_SECONDS = 60.0
 
 
+def persona_name(conversation: dict[str, Any]) -> str:
+    """The name `{{user}}` stands for: the conversation's persona (or display name) snapshot."""
+    return str((conversation.get("persona") or {}).get("name") or "User")
+
+
 def model_key(chosen: dict[str, Any]) -> str:
     return str(chosen.get("model") or "default")
 
@@ -57,7 +62,7 @@ async def build(
     estimator = await calibration(rt).get(model_key(chosen))
     return build_prompt(
         Card.from_character(character),
-        Persona(name=str(persona.get("name") or "User"), description=str(persona.get("description") or "")),
+        Persona(name=persona_name(conversation), description=str(persona.get("description") or "")),
         _turns(history),
         context_length=context or await context_length(rt, chosen.get("model")),
         max_tokens=int(chosen["max_tokens"]),
