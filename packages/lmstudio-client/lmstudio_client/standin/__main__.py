@@ -22,7 +22,7 @@ def main(argv: list[str] | None = None) -> None:
         "--no-jit",
         dest="jit_loading",
         action="store_false",
-        help="JIT loading off: a model that is not loaded is not loaded on demand (LM Studio's default is on)",
+        help="JIT loading off: a model that is not loaded is not loaded on demand (LM Studio's default: on)",
     )
     parser.add_argument("--api-key", default=None, help="require this bearer token (LM Studio 0.4+)")
     parser.add_argument(

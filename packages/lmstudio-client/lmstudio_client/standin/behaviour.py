@@ -58,7 +58,9 @@ def no_model_loaded(legacy: bool) -> tuple[int, dict[str, Any]]:
     return 400, ({"error": message} if legacy else {"error": {"message": message}})
 
 
-def model_not_found(model: str, legacy: bool, candidates: list[str] | None = None) -> tuple[int, dict[str, Any]]:
+def model_not_found(
+    model: str, legacy: bool, candidates: list[str] | None = None
+) -> tuple[int, dict[str, Any]]:
     """Unknown model; new builds name a few of the models that could be used instead."""
     if legacy:
         return 404, {
