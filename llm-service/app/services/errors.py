@@ -80,7 +80,7 @@ def missing_model(
     what = (
         f"Model {requested!r} not found"
         if known is None
-        else f"Model {requested!r} ({known.type}) cannot serve this request"
+        else f"Model {requested!r} ({known.type or 'of another kind'}) cannot serve this request"
     )
     return NotFoundError(
         f"{what}; available models: {', '.join(available) or 'none'}",
