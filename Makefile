@@ -45,3 +45,8 @@ format: install
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache htmlcov .coverage
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
+
+# Delete .devstack/ (make run's embedded databases, keys and logs); refused while make run uses it.
+.PHONY: clean-data
+clean-data:
+	$(PYTHON) -m devstack.clean

@@ -1,9 +1,10 @@
-"""Benchmark of a started character-service (e.g. `make run`): get-by-id and search vs hello-world.
+"""Benchmark of character-service: get-by-id and search vs hello-world.
 
-    python bench/character_service.py [--url http://127.0.0.1:8020] [--user-url http://127.0.0.1:8024]
+    python bench/character_service.py [--duration 10] [--characters 10000]
 
-Signs up a bench user at user-service, makes sure 10,000 public characters tagged `bench-seed` exist
-(created through the API once, reused afterwards), then reports at concurrency 32: GET
+Self-contained: starts its own embedded PostgreSQL and Redis, user-service and character-service in a
+temporary directory (never the development data of `make run`), signs up a bench user, creates
+10,000 public characters tagged `bench-seed` through the API, then reports at concurrency 32: GET
 /characters/{id} requests/s and a search query's requests/s, next to a bare FastAPI hello-world
 measured in the same run. Targets: at least 0.35 of hello-world for the get, 0.2 for the search.
 """
@@ -14,6 +15,7 @@ import argparse
 import asyncio
 import random
 import sys
+import time
 import uuid
 from pathlib import Path
 
@@ -22,6 +24,7 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.loadgen import build_request, hello_world, run_load
+from bench.state import own_fleet
 from chat_common.embedded import free_port
 
 SEED_TAG = "bench-seed"
@@ -40,11 +43,11 @@ async def bench_token(user_url: str) -> str:
         return str(token.json()["access_token"])
 
 
-async def seed(base: str, headers: dict[str, str]) -> str:
-    """Top up the catalogue to 10,000 seeded characters; returns one character id."""
+async def seed(base: str, headers: dict[str, str], total: int) -> str:
+    """Top up the catalogue to `total` seeded characters; returns one character id."""
     async with httpx.AsyncClient(base_url=base, headers=headers, timeout=60) as client:
         have = (await client.get("/api/v1/characters", params={"tags": SEED_TAG, "limit": 1})).json()
-        missing = TOTAL - have["total"]
+        missing = total - have["total"]
         rng = random.Random(7)
         queue: asyncio.Queue[int] = asyncio.Queue()
         for i in range(max(missing, 0)):
@@ -69,29 +72,21 @@ async def seed(base: str, headers: dict[str, str]) -> str:
         return str(first["items"][0]["id"])
 
 
-async def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--url", default="http://127.0.0.1:8020")
-    parser.add_argument("--user-url", default="http://127.0.0.1:8024")
-    parser.add_argument("--duration", type=float, default=10.0)
-    args = parser.parse_args()
-    base = args.url.rstrip("/")
-    headers = {"Authorization": f"Bearer {await bench_token(args.user_url)}"}
-    character_id = await seed(base, headers)
+async def measure(base: str, user_url: str, duration: float, total: int) -> None:
+    headers = {"Authorization": f"Bearer {await bench_token(user_url)}"}
+    started = time.perf_counter()
+    character_id = await seed(base, headers, total)
+    print(f"{total} characters seeded in {time.perf_counter() - started:.0f} s", flush=True)
 
     get_url = f"{base}/api/v1/characters/{character_id}"
-    get = await run_load(
-        base, build_request(get_url, headers=headers), concurrency=32, duration=args.duration
-    )
+    get = await run_load(base, build_request(get_url, headers=headers), concurrency=32, duration=duration)
     search_url = f"{base}/api/v1/characters?q=dragon%20kni&limit=20"
     search = await run_load(
-        base, build_request(search_url, headers=headers), concurrency=32, duration=args.duration
+        base, build_request(search_url, headers=headers), concurrency=32, duration=duration
     )
     with hello_world(free_port()) as hello_url:
         hello = await run_load(
-            hello_url, build_request(f"{hello_url}/hello"), concurrency=32, duration=args.duration
+            hello_url, build_request(f"{hello_url}/hello"), concurrency=32, duration=duration
         )
     get_ratio, search_ratio = get.rps / hello.rps, search.rps / hello.rps
     print(f"GET /characters/{{id}} c=32  {get.summary()}")
@@ -102,5 +97,17 @@ async def main() -> None:
         print(f"{label} vs hello-world: {ratio:.2f}   target >= {target}: {verdict}")
 
 
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--duration", type=float, default=10.0)
+    parser.add_argument("--characters", type=int, default=TOTAL, help="how many characters to seed")
+    args = parser.parse_args()
+    with own_fleet("bench-characters-", characters=True) as fleet:
+        assert fleet.characters is not None
+        asyncio.run(measure(fleet.characters.url, fleet.users.url, args.duration, args.characters))
+
+
 if __name__ == "__main__":
-    asyncio.run(main())
+    main()

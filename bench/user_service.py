@@ -1,7 +1,11 @@
-"""Benchmark of a started user-service (e.g. `make run`): logins, /health under login load, /users/me,
-and the CPU cost of a credits reserve+commit pair.
+"""Benchmark of user-service: logins, /health under login load, /users/me, and the CPU cost of a
+credits reserve+commit pair.
 
-    python bench/user_service.py [--url http://127.0.0.1:8024] [--duration 10] [--only credits]
+    python bench/user_service.py [--duration 10] [--only credits]
+
+Self-contained: starts its own embedded PostgreSQL and Redis and a user-service (bcrypt at its
+default cost, login limits out of the way) in a temporary directory, never the development data of
+`make run`.
 
 Reports login p50/p99 and logins/s at concurrency 16, /health p99 while those logins run (the
 logins come from a separate process, so the load generator does not share the measuring process's
@@ -37,6 +41,7 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.loadgen import Result, build_request, hello_world, run_load
+from bench.state import own_fleet
 from chat_common.embedded import free_port
 
 PASSWORD = "Bench-pass-2024"
@@ -294,17 +299,7 @@ async def credits_cpu(
     )
 
 
-async def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--url", default="http://127.0.0.1:8024")
-    parser.add_argument("--duration", type=float, default=10.0)
-    parser.add_argument("--only", choices=["credits"], help="run only this part")
-    parser.add_argument("--client-id", default="message-service", help="service client with credits:write")
-    parser.add_argument("--client-secret", default="dev-message-service-secret")
-    args = parser.parse_args()
-    base = args.url.rstrip("/")
+async def run(base: str, args: argparse.Namespace) -> None:
     if args.only == "credits":
         await credits_cpu(base, args.duration, args.client_id, args.client_secret)
         return
@@ -337,5 +332,19 @@ async def main() -> None:
     await credits_cpu(base, args.duration, args.client_id, args.client_secret)
 
 
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--duration", type=float, default=10.0)
+    parser.add_argument("--only", choices=["credits"], help="run only this part")
+    parser.add_argument("--client-id", default="message-service", help="service client with credits:write")
+    parser.add_argument("--client-secret", default="dev-message-service-secret")
+    args = parser.parse_args()
+    # bcrypt at user-service's default cost: logins cost what they cost in a deployment.
+    with own_fleet("bench-users-", BCRYPT_ROUNDS="12") as fleet:
+        asyncio.run(run(fleet.users.url, args))
+
+
 if __name__ == "__main__":
-    asyncio.run(main())
+    main()

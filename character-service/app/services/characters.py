@@ -142,24 +142,38 @@ async def set_metadata(
 
 async def catalogue(
     session: AsyncSession,
+    caller: Principal,
     *,
     q: str | None,
     tags: list[str],
     creator: str | None,
+    owner_id: uuid.UUID | None,
+    mine: bool,
     sort: str | None,
     limit: int,
     offset: int,
 ) -> tuple[list[Any], int]:
-    """Public characters matching `q`, all of `tags` and `creator`; by relevance when searching,
-    else newest first, unless `sort` says otherwise."""
+    """Characters matching `q`, all of `tags`, `creator` and the owner; by relevance when searching,
+    else newest first, unless `sort` says otherwise. Only public ones, but for the caller's own (`mine`,
+    or `owner_id` the caller's id), which are listed whatever their visibility."""
     if q is not None and repo.prefix_tsquery(q) is None:
         raise UnprocessableError("q must contain at least one letter or digit")
+    if mine:
+        if caller.is_service:
+            raise ForbiddenError("mine=true lists a user's own characters: it needs a user's token")
+        if owner_id is not None and str(owner_id) != caller.subject:
+            raise UnprocessableError(
+                "mine=true and an owner_id other than the caller's contradict each other",
+                details={"field": "owner_id"},
+            )
+        owner_id = uuid.UUID(caller.subject)
+    own = owner_id is not None and not caller.is_service and str(owner_id) == caller.subject
     query = CatalogueQuery(
         q=q,
         tags=tags,
         creator=creator,
-        owner_id=None,
-        public_only=True,
+        owner_id=owner_id,
+        public_only=not own,
         sort=sort or ("relevance" if q else "newest"),
         limit=limit,
         offset=offset,

@@ -25,6 +25,7 @@ from lmstudio_client import (
     LMStudioTimeout,
     LMStudioUnavailable,
     ModelCrashed,
+    ModelInfo,
     ModelNotFound,
     NoModelLoaded,
     NotLMStudio,
@@ -54,6 +55,38 @@ def upstream_error(exc: LMStudioError, base_url: str) -> AppError:
     error = _mapped(exc)
     error.message = redact(error.message, base_url)
     return error
+
+
+def missing_model(
+    exc: LMStudioError, requested: str, models: list[ModelInfo], *, kind: str | None
+) -> AppError:
+    """LM Studio refused the model named: 503 `no_model_loaded` when it is downloaded but not loaded (LM
+    Studio's JIT loading is off, or the load failed), else 404 `model_not_found` listing the ids of the
+    models there are for this `kind` of request (`llm`, `embeddings`, or None for any)."""
+    logger.warning("LM Studio refused model %r: %s: %s", requested, type(exc).__name__, exc.message)
+    known = next((m for m in models if m.id == requested), None)
+    if known is not None and not known.is_loaded:
+        return ServiceUnavailableError(
+            f"Model {requested!r} is downloaded but not loaded, and LM Studio did not load it "
+            "(its just-in-time loading is off, or loading failed)",
+            code="no_model_loaded",
+            details={
+                "model": requested,
+                "loaded": [m.id for m in models if m.is_loaded],
+                "hint": NO_MODEL_HINT,
+            },
+        )
+    available = [m.id for m in models if kind is None or (m.type == "embeddings") == (kind == "embeddings")]
+    what = (
+        f"Model {requested!r} not found"
+        if known is None
+        else f"Model {requested!r} ({known.type or 'of another kind'}) cannot serve this request"
+    )
+    return NotFoundError(
+        f"{what}; available models: {', '.join(available) or 'none'}",
+        code="model_not_found",
+        details={"model": requested, "available": available},
+    )
 
 
 def _mapped(exc: LMStudioError) -> AppError:

@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 from pydantic import BaseModel
 
 from app.config import Settings
-from app.services.errors import redact, upstream_error
+from app.services.errors import missing_model, redact, upstream_error
 from app.services.gate import ConcurrencyGate
 from chat_common.errors import AppError
 from lmstudio_client import (
@@ -19,6 +19,7 @@ from lmstudio_client import (
     LMStudioClient,
     LMStudioError,
     ModelInfo,
+    ModelNotFound,
     NoModelLoaded,
 )
 
@@ -81,11 +82,26 @@ class LLMService:
         self._models: list[ModelInfo] = []
         self._models_at = 0.0
 
-    async def call(self, operation: Callable[[], Awaitable[T]]) -> T:
+    async def call(
+        self, operation: Callable[[], Awaitable[T]], *, model: str | None = None, kind: str = "llm"
+    ) -> T:
+        """`operation`'s result; LM Studio's failures as the fleet's errors. With `model`, a refused
+        model is explained from the model list (not loaded, or which ids there are)."""
         try:
             return await operation()
+        except ModelNotFound as exc:
+            if model is None:
+                raise upstream_error(exc, self.client.base_url) from exc
+            raise await self._refused(exc, model, kind) from exc
         except LMStudioError as exc:
             raise upstream_error(exc, self.client.base_url) from exc
+
+    async def _refused(self, exc: ModelNotFound, model: str, kind: str | None) -> AppError:
+        try:
+            models = await self.models(fresh=True)
+        except AppError:  # the list failed too: say what LM Studio said
+            return upstream_error(exc, self.client.base_url)
+        return missing_model(exc, model, models, kind=kind)
 
     # -- models -----------------------------------------------------------------------------------
 
@@ -96,7 +112,11 @@ class LLMService:
         return self._models
 
     async def model(self, model_id: str) -> ModelInfo:
-        return await self.call(lambda: self.client.get_model(model_id))
+        models = await self.models(fresh=True)
+        found = next((m for m in models if m.id == model_id), None)
+        if found is None:
+            raise missing_model(ModelNotFound(f"Model {model_id!r} not found"), model_id, models, kind=None)
+        return found
 
     async def load(self, model_id: str, context_length: int | None) -> dict[str, Any]:
         result = await self.call(lambda: self.client.load_model(model_id, context_length=context_length))
@@ -129,10 +149,11 @@ class LLMService:
             started = time.perf_counter()
             progress.started = True
             result: ChatCompletion | Completion
+            model = payload["model"]
             if kind == "chat":
-                result = await self.call(lambda: self.client.chat(payload))
+                result = await self.call(lambda: self.client.chat(payload), model=model)
             else:
-                result = await self.call(lambda: self.client.complete(payload))
+                result = await self.call(lambda: self.client.complete(payload), model=model)
         body = _dump(result)
         usage = result.usage.completion_tokens if result.usage else None
         progress.completion_tokens = usage or 0
@@ -142,7 +163,11 @@ class LLMService:
     async def embeddings(self, payload: dict[str, Any], progress: Progress) -> dict[str, Any]:
         async with self.gate.slot():
             progress.started = True
-            return _dump(await self.call(lambda: self.client.embeddings(payload)))
+            return _dump(
+                await self.call(
+                    lambda: self.client.embeddings(payload), model=payload.get("model"), kind="embeddings"
+                )
+            )
 
     async def open_stream(self, kind: str, payload: dict[str, Any], progress: Progress) -> ChunkStream:
         """Take a slot and wait for the first chunk, so that errors before streaming are plain HTTP errors.
@@ -156,7 +181,7 @@ class LLMService:
             self.client.stream_chat(payload) if kind == "chat" else self.client.stream_completion(payload)
         )
         try:
-            first = _dump(await self.call(lambda: anext(source)))
+            first = _dump(await self.call(lambda: anext(source), model=payload["model"]))
         except BaseException:
             await source.aclose()
             self.gate.release()

@@ -18,24 +18,67 @@ from app.schemas.character import (
 from app.services import characters as character_service
 from chat_common.auth import CurrentPrincipal, CurrentUser
 from chat_common.database import ReadSessionDep, SessionDep
+from chat_common.errors import UnprocessableError
 from chat_common.pagination import Page, PageDep
 
 router = APIRouter(prefix="/characters", tags=["characters"])
 
 
+MAX_TAG_FILTERS = 10
+TAGS_DOC = (
+    "Characters having **all** of these tags (AND; matched exactly, case included). Repeat the "
+    f"parameter (`tags=elf&tags=mage`), separate with commas (`tags=elf,mage`), or both; at most "
+    f"{MAX_TAG_FILTERS} tags."
+)
+CREATOR_DOC = (
+    "The card's free-text `creator` field (its author's name as written on the card, e.g. from an "
+    "imported card), matched whole, case-insensitively. Not the account that owns the character: "
+    "that is `owner_id`."
+)
+OWNER_DOC = (
+    "Characters owned by this user account (its id, as in a character's `owner_id`): its public ones, "
+    "or every visibility when it is the caller's own id."
+)
+MINE_DOC = "Only the caller's own characters, every visibility (as `owner_id` = the caller's id); users only."
+
+
+def tag_filters(tags: list[str]) -> list[str]:
+    """Repeated and comma-separated `tags` as one list: split, stripped, blanks and repeats dropped."""
+    parts = [part.strip() for tag in tags for part in tag.split(",")]
+    wanted = list(dict.fromkeys(part for part in parts if part))
+    if len(wanted) > MAX_TAG_FILTERS:
+        raise UnprocessableError(
+            f"at most {MAX_TAG_FILTERS} tags can be filtered on",
+            details={"field": "tags", "given": len(wanted)},
+        )
+    return wanted
+
+
 @router.get("", response_model=Page[CharacterSummary])
 async def catalogue(
-    _: CurrentPrincipal,
+    caller: CurrentPrincipal,
     session: ReadSessionDep,
     page: PageDep,
     q: Annotated[str | None, Query(max_length=200, description="Words in name, tags, description")] = None,
-    tags: Annotated[list[str], Query(max_length=10, description="Characters having all of these")] = [],  # noqa: B006
-    creator: Annotated[str | None, Query(max_length=200)] = None,
+    tags: Annotated[list[str], Query(max_length=MAX_TAG_FILTERS, description=TAGS_DOC)] = [],  # noqa: B006
+    creator: Annotated[str | None, Query(max_length=200, description=CREATOR_DOC)] = None,
+    owner_id: Annotated[uuid.UUID | None, Query(description=OWNER_DOC)] = None,
+    mine: Annotated[bool, Query(description=MINE_DOC)] = False,
     sort: Annotated[SortOrder | None, Query(description="Default: relevance with q, else newest")] = None,
 ) -> Page[CharacterSummary]:
-    """Public characters, searched and ranked (a name match ranks above a description match)."""
+    """Public characters, searched and ranked (a name match ranks above a description match); others'
+    private and unlisted characters are never listed, the caller's own are with `mine` or `owner_id`."""
     rows, total = await character_service.catalogue(
-        session, q=q, tags=tags, creator=creator, sort=sort, limit=page.limit, offset=page.offset
+        session,
+        caller,
+        q=q,
+        tags=tag_filters(tags),
+        creator=creator,
+        owner_id=owner_id,
+        mine=mine,
+        sort=sort,
+        limit=page.limit,
+        offset=page.offset,
     )
     return Page.of([CharacterSummary.model_validate(row) for row in rows], total, page)
 

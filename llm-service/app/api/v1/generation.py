@@ -6,10 +6,20 @@ from typing import Any
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 
 from app.api.v1.streaming import ClientDisconnected, SSEResponse, unless_disconnected
 from app.core.deps import Generation
 from app.schemas.openai import ChatCompletionRequest, CompletionRequest, EmbeddingRequest
+from app.schemas.replies import (
+    CHAT_CHUNK_EXAMPLE,
+    COMPLETION_CHUNK_EXAMPLE,
+    ChatCompletion,
+    ChatCompletionChunk,
+    Completion,
+    Embeddings,
+    streamed,
+)
 from app.services.llm import ChunkStream
 from chat_common.auth import CurrentPrincipal, Principal
 
@@ -20,13 +30,18 @@ PAID_DOC: dict[int | str, dict[str, Any]] = {
     403: {"description": "A service token without the scope `llm:generate`"},
     503: {"description": "LM Studio, or user-service (credits), is unavailable"},
 }
-STREAM_DOC: dict[int | str, dict[str, Any]] = {
-    200: {
-        "description": "JSON, or with `stream: true` SSE chunks ending in `data: [DONE]`",
-        "content": {"text/event-stream": {}},
-    },
-    **PAID_DOC,
-}
+
+
+def _replies(whole: type[BaseModel], chunk: type[BaseModel], first: dict[str, Any]) -> dict[int | str, Any]:
+    """The documented 200: `whole` as JSON, or with `stream: true` SSE events of `chunk`."""
+    return {
+        200: {
+            "model": whole,
+            "description": "JSON, or with `stream: true` SSE chunks ending in `data: [DONE]`",
+            "content": {"text/event-stream": streamed(chunk, first)},
+        },
+        **PAID_DOC,
+    }
 
 
 async def _generate(
@@ -48,7 +63,11 @@ async def _generate(
         return Response(status_code=499)
 
 
-@router.post("/chat/completions", responses=STREAM_DOC)
+@router.post(
+    "/chat/completions",
+    response_model=None,
+    responses=_replies(ChatCompletion, ChatCompletionChunk, CHAT_CHUNK_EXAMPLE),
+)
 async def chat_completions(
     body: ChatCompletionRequest, principal: CurrentPrincipal, service: Generation, request: Request
 ) -> Response:
@@ -56,7 +75,9 @@ async def chat_completions(
     return await _generate("chat", body.payload(), body.stream, principal, service, request)
 
 
-@router.post("/completions", responses=STREAM_DOC)
+@router.post(
+    "/completions", response_model=None, responses=_replies(Completion, Completion, COMPLETION_CHUNK_EXAMPLE)
+)
 async def completions(
     body: CompletionRequest, principal: CurrentPrincipal, service: Generation, request: Request
 ) -> Response:
@@ -64,7 +85,7 @@ async def completions(
     return await _generate("text", body.payload(), body.stream, principal, service, request)
 
 
-@router.post("/embeddings", responses=PAID_DOC)
+@router.post("/embeddings", response_model=None, responses={200: {"model": Embeddings}, **PAID_DOC})
 async def embeddings(
     body: EmbeddingRequest, principal: CurrentPrincipal, service: Generation
 ) -> dict[str, Any]:

@@ -8,12 +8,14 @@ from fastapi import APIRouter, status
 
 from app.core.deps import LLM
 from app.schemas.openai import LoadRequest
+from app.schemas.replies import ModelList
 from chat_common.auth import CurrentAdmin, CurrentPrincipal
+from lmstudio_client import ModelInfo
 
 router = APIRouter(tags=["models"])
 
 
-@router.get("/models")
+@router.get("/models", response_model=None, responses={200: {"model": ModelList}})
 async def list_models(_: CurrentPrincipal, llm: LLM) -> dict[str, Any]:
     """OpenAI list shape, each model with type, state, context length and quantization when known."""
     models = await llm.models(fresh=True)
@@ -31,6 +33,6 @@ async def unload_model(model_id: str, _: CurrentAdmin, llm: LLM) -> None:
     await llm.unload(model_id)
 
 
-@router.get("/models/{model_id:path}")
+@router.get("/models/{model_id:path}", response_model=None, responses={200: {"model": ModelInfo}})
 async def get_model(model_id: str, _: CurrentPrincipal, llm: LLM) -> dict[str, Any]:
     return (await llm.model(model_id)).model_dump(mode="json")

@@ -18,6 +18,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--first-token-delay", type=float, default=0.0, help="seconds before the first token")
     parser.add_argument("--context-length", type=int, default=4096)
     parser.add_argument("--legacy-errors", action="store_true", help="answer like older LM Studio builds")
+    parser.add_argument(
+        "--no-jit",
+        dest="jit_loading",
+        action="store_false",
+        help="JIT loading off: a model that is not loaded is not loaded on demand (LM Studio's default: on)",
+    )
     parser.add_argument("--api-key", default=None, help="require this bearer token (LM Studio 0.4+)")
     parser.add_argument(
         "--request-log-size", type=int, default=100, help="requests kept for GET /__standin/requests"
@@ -31,6 +37,7 @@ def main(argv: list[str] | None = None) -> None:
         first_token_delay=args.first_token_delay,
         context_length=args.context_length,
         legacy_errors=args.legacy_errors,
+        jit_loading=args.jit_loading,
         api_key=args.api_key,
         request_log_size=args.request_log_size,
     )

@@ -58,7 +58,10 @@ def no_model_loaded(legacy: bool) -> tuple[int, dict[str, Any]]:
     return 400, ({"error": message} if legacy else {"error": {"message": message}})
 
 
-def model_not_found(model: str, legacy: bool) -> tuple[int, dict[str, Any]]:
+def model_not_found(
+    model: str, legacy: bool, candidates: list[str] | None = None
+) -> tuple[int, dict[str, Any]]:
+    """Unknown model; new builds name a few of the models that could be used instead."""
     if legacy:
         return 404, {
             "error": {
@@ -70,7 +73,8 @@ def model_not_found(model: str, legacy: bool) -> tuple[int, dict[str, Any]]:
         }
     return 400, {
         "error": {
-            "message": f'Invalid model identifier "{model}". Please specify a valid downloaded model.',
+            "message": f'Invalid model identifier "{model}". Please specify a valid downloaded model'
+            + (f" (e.g., {', '.join(candidates[:3])})." if candidates else "."),
             "type": "invalid_request_error",
             "param": "model",
             "code": "model_not_found",

@@ -46,8 +46,8 @@ async def _generate(request: Request, kind: str) -> Response:
     response_format = body.get("response_format")
     if isinstance(response_format, dict) and response_format.get("type") == "json_object":
         return error(b.bad_request("'response_format.type' must be 'json_schema' or 'text'"))
-    if used > standin.config.context_length:
-        return error(b.context_overflow(used, standin.config.context_length))
+    if used > standin.loaded_context(resolved):
+        return error(b.context_overflow(used, standin.loaded_context(resolved)))
     if standin.config.failure == "crash":
         return error(b.crashed())
     pieces = b.tokens(reply)
@@ -199,13 +199,9 @@ async def embeddings(request: Request) -> Response:
     body = await json_body(request)
     if isinstance(body, JSONResponse):
         return body
-    model = standin.find(str(body.get("model", "")))
-    embedders = [m for m in standin.config.models if m.type == "embeddings" and m.state == "loaded"]
-    if model is None or model.type != "embeddings":
-        if len(embedders) == 1 and model is None:
-            model = embedders[0]
-        else:
-            return error(b.model_not_found(str(body.get("model", "")), standin.config.legacy_errors))
+    model = standin.resolve_embedder(str(body.get("model", "")))
+    if isinstance(model, tuple):
+        return error(model)
     inputs = body.get("input")
     texts = [inputs] if isinstance(inputs, str) else inputs
     if not isinstance(texts, list) or not all(isinstance(t, str) for t in texts) or not texts:

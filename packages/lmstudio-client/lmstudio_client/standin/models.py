@@ -11,11 +11,11 @@ from lmstudio_client.standin.http import error, json_body, standin_of
 
 
 async def models_v1(request: Request) -> Response:
-    loaded = [m for m in standin_of(request).config.models if m.state == "loaded"]
+    listed = standin_of(request).listed()
     return JSONResponse(
         {
             "object": "list",
-            "data": [{"id": m.id, "object": "model", "owned_by": "organization_owner"} for m in loaded],
+            "data": [{"id": m.id, "object": "model", "owned_by": "organization_owner"} for m in listed],
         }
     )
 
@@ -44,7 +44,7 @@ async def native_models(request: Request) -> Response:
                     "type": m.type,
                     "max_context_length": m.max_context_length,
                     "loaded_instances": (
-                        [{"id": m.id, "config": {"context_length": standin.config.context_length}}]
+                        [{"id": m.id, "config": {"context_length": standin.loaded_context(m)}}]
                         if m.state == "loaded"
                         else []
                     ),

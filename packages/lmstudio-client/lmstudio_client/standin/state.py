@@ -45,6 +45,10 @@ class StandinConfig:
     disconnect_after: int = 3  # chunks sent before a "disconnect" failure drops the connection
     stall_after: int = 3  # chunks sent before a "stall" failure stops sending (connection kept open)
     legacy_errors: bool = False  # older builds: string errors, 404 for unknown models
+    # LM Studio's default: a request naming a downloaded model that is not loaded loads it and is
+    # answered, and `/v1/models` lists every downloaded model. Off: only loaded models exist for
+    # requests and `/v1/models`.
+    jit_loading: bool = True
     native_api: bool = True  # the 0.4+ /api/v1 model management endpoints
     api_key: str | None = None
     request_log_size: int = 100  # the last requests kept for `/__standin/requests`; reset keeps it
@@ -95,17 +99,52 @@ class Standin:
     def find(self, model_id: str) -> StandinModel | None:
         return next((m for m in self.config.models if m.id == model_id), None)
 
+    def listed(self) -> list[StandinModel]:
+        """What `/v1/models` lists: every downloaded model with JIT loading on, else the loaded ones."""
+        return [m for m in self.config.models if self.config.jit_loading or m.state == "loaded"]
+
+    def loaded_context(self, m: StandinModel) -> int:
+        """The context a loaded model runs with: the configured one, never above the model's maximum."""
+        return min(self.config.context_length, m.max_context_length)
+
+    def _jit_load(self, model: StandinModel | None) -> StandinModel | None:
+        """With JIT loading on, a downloaded model that is not loaded is loaded by the request naming it."""
+        if model is not None and model.state != "loaded" and self.config.jit_loading:
+            model.state = "loaded"
+        return model if model is not None and model.state == "loaded" else None
+
+    def _not_found(self, requested: str, kind: str) -> tuple[int, dict[str, Any]]:
+        """LM Studio's "invalid model identifier", naming the models that could have been used."""
+        candidates = [m.id for m in self.listed() if (m.type == "embeddings") == (kind == "embeddings")]
+        return b.model_not_found(requested, self.config.legacy_errors, candidates)
+
     def resolve_llm(self, requested: str | None) -> StandinModel | tuple[int, dict[str, Any]]:
-        """The model that will answer, or an error body. With one LLM loaded, any name gets it."""
-        loaded = self.loaded_llms()
-        if self.config.failure == "no_model_loaded" or not loaded:
+        """The model that will answer, or an error body. A downloaded model is loaded on demand with JIT
+        loading on; otherwise, with one LLM loaded, any name gets it."""
+        if self.config.failure == "no_model_loaded":
             return b.no_model_loaded(self.config.legacy_errors)
-        model = self.find(requested or "")
-        if model is not None and model.state == "loaded" and model.type != "embeddings":
+        named = self.find(requested or "")
+        model = self._jit_load(named if named is not None and named.type != "embeddings" else None)
+        if model is not None:
             return model
+        loaded = self.loaded_llms()
+        if not loaded:
+            return b.no_model_loaded(self.config.legacy_errors)
         if len(loaded) == 1:
             return loaded[0]
-        return b.model_not_found(requested or "", self.config.legacy_errors)
+        return self._not_found(requested or "", "llm")
+
+    def resolve_embedder(self, requested: str) -> StandinModel | tuple[int, dict[str, Any]]:
+        """The embedding model that will answer (loaded on demand with JIT loading on), or an error
+        body. With one embedding model loaded, an unknown name gets it."""
+        named = self.find(requested)
+        model = self._jit_load(named if named is not None and named.type == "embeddings" else None)
+        if model is not None:
+            return model
+        embedders = [m for m in self.config.models if m.type == "embeddings" and m.state == "loaded"]
+        if named is None and len(embedders) == 1:
+            return embedders[0]
+        return self._not_found(requested, "embeddings")
 
     def v0_entry(self, m: StandinModel) -> dict[str, Any]:
         entry: dict[str, Any] = {
@@ -121,7 +160,7 @@ class Standin:
             "capabilities": [],
         }
         if m.state == "loaded":
-            entry["loaded_context_length"] = self.config.context_length
+            entry["loaded_context_length"] = self.loaded_context(m)
         return entry
 
     # -- generation -------------------------------------------------------------------------------
