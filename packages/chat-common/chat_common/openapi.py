@@ -1,5 +1,5 @@
 """What every service's OpenAPI document says beyond its routes: the error envelope on every error
-response, 401 on secured operations, 415 on bodies, and where to get a token."""
+response, 401 on secured operations, 415 and 422 where there is input, and where to get a token."""
 
 from __future__ import annotations
 
@@ -70,6 +70,8 @@ def _complete_operation(operation: dict[str, Any]) -> None:
         responses.setdefault("415", dict(_UNSUPPORTED_MEDIA_TYPE))
     if _documents_fastapi_validation_error(responses.get("422")):
         responses["422"] = dict(_VALIDATION)
+    if "requestBody" in operation or operation.get("parameters"):
+        responses.setdefault("422", dict(_VALIDATION))
     for status, response in responses.items():
         if status[:1] in ("4", "5") and "content" not in response:
             response["content"] = {"application/json": {"schema": dict(ERROR_REF)}}

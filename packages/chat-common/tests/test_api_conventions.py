@@ -249,12 +249,17 @@ def test_every_error_response_is_the_error_envelope() -> None:
             assert schema == {"$ref": "#/components/schemas/ErrorResponse"}, (name, status)
 
 
-def test_secured_operations_document_401_and_bodies_document_415() -> None:
+def test_secured_operations_document_401_and_input_documents_415_and_422() -> None:
     paths = make_app().openapi()["paths"]
     assert "401" in paths["/me"]["get"]["responses"]
     assert "401" not in paths["/login"]["post"]["responses"]
     assert "415" in paths["/login"]["post"]["responses"] and "415" in paths["/items"]["post"]["responses"]
     assert "415" not in paths["/me"]["get"]["responses"]
+    assert (
+        "422" in paths["/items/{item_id}"]["get"]["responses"]
+        and "422" in paths["/login"]["post"]["responses"]
+    )
+    assert "422" not in paths["/me"]["get"]["responses"]
 
 
 def test_swagger_gets_its_token_at_user_service_public_url() -> None:
