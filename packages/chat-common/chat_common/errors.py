@@ -233,8 +233,9 @@ def expected_body_type(request: Request) -> str | None:
 def _body_type_accepted(expected: str, received: str) -> bool:
     if expected == JSON:
         return is_json_media_type(received)  # FastAPI reads a body without a Content-Type as bytes
-    if expected == FORM:
-        return received in (FORM, MULTIPART)  # Starlette reads either as a form
+    if expected in (FORM, MULTIPART):
+        # Starlette reads either as a form; a urlencoded one without the file says "file: Field required"
+        return received in (FORM, MULTIPART)
     return received == expected
 
 

@@ -163,10 +163,13 @@ async def test_json_sent_to_a_form_endpoint_is_415_naming_the_form_type(client: 
     assert (await client.post("/login", data={"username": "ada", "password": "x"})).status_code == 200
 
 
-async def test_a_form_sent_to_an_upload_endpoint_is_415_naming_multipart(client: httpx.AsyncClient) -> None:
-    response = await client.post("/upload", data={"file": "not a file"})
+async def test_json_sent_to_an_upload_endpoint_is_415_naming_multipart(client: httpx.AsyncClient) -> None:
+    response = await client.post("/upload", json={"file": "not a file"})
     assert response.status_code == 415
     assert response.json()["error"]["details"]["expected"] == "multipart/form-data"
+    without_file = await client.post("/upload", data={"other": "field"})
+    assert without_file.status_code == 422
+    assert without_file.json()["error"]["details"][0]["loc"] == ["body", "file"]
     uploaded = await client.post("/upload", files={"file": ("card.json", b"{}", "application/json")})
     assert uploaded.json() == {"size": 2}
 
