@@ -23,7 +23,7 @@ from app.services.auth import AuthContext
 from app.services.keys import TokenSigner, load_private_key_pem
 from app.services.passwords import PasswordHasher
 from chat_common.app import create_service_app
-from chat_common.auth import StaticKeySource, TokenVerifier
+from chat_common.auth import TOKEN_PATH, StaticKeySource, TokenVerifier
 from chat_common.database import open_database
 
 logger = logging.getLogger(__name__)
@@ -121,6 +121,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         title="user-service",
         description="Accounts, OAuth2 login, RS256 JWT + JWKS, service tokens and the credits ledger.",
         lifespan=lifespan,
+        token_url=TOKEN_PATH,  # its own: the documents of the other services point here
     )
     app.include_router(api_router)
     app.include_router(jwks.router)

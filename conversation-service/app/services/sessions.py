@@ -103,6 +103,13 @@ async def start(
     raise ConflictError("Sessions of this conversation changed too often; try again", code="session_conflict")
 
 
+async def read(
+    stores: Stores, *, session_id: str, user_id: str, clock: Clock, idle_timeout: timedelta
+) -> SessionPublic:
+    """The user's session as it is now (one idle past the timeout reads as ended at its last activity)."""
+    return _present(await _owned(stores, session_id, user_id), clock.now(), idle_timeout)
+
+
 async def heartbeat(
     stores: Stores, *, session_id: str, user_id: str, clock: Clock, idle_timeout: timedelta
 ) -> SessionPublic:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
-from typing import Any
 
 from asgi_correlation_id import CorrelationIdMiddleware
 from fastapi import FastAPI
@@ -12,20 +11,17 @@ from fastapi.middleware.cors import CORSMiddleware
 from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector
 from prometheus_fastapi_instrumentator import Instrumentator, metrics
 
+from chat_common.auth import TOKEN_PATH
 from chat_common.errors import install_error_handlers
 from chat_common.health import health_router
 from chat_common.logging import configure_logging
-from chat_common.middleware import BodyLimitsMiddleware, valid_request_id
+from chat_common.middleware import BodyLimitsMiddleware, TrailingSlashMiddleware, valid_request_id
+from chat_common.openapi import ERROR_RESPONSES, install_openapi
 from chat_common.settings import CommonSettings
 
 Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
-
-ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
-    "4XX": {"description": "Client error in the shared error shape"},
-    "5XX": {"description": "Server or dependency error in the shared error shape"},
-}
 
 
 def create_service_app(
@@ -35,8 +31,13 @@ def create_service_app(
     description: str,
     lifespan: Lifespan | None = None,
     version: str = "1.0.0",
+    token_url: str | None = None,
 ) -> FastAPI:
-    """A service's FastAPI app with the fleet's middleware, handlers, `/health`, `/ready`, `/metrics`."""
+    """A service's FastAPI app with the fleet's middleware, handlers, `/health`, `/ready`, `/metrics`.
+
+    Its OpenAPI document sends Swagger's Authorize button to `token_url`: by default user-service's
+    token endpoint at `USER_SERVICE_PUBLIC_URL` (user-service itself passes its own path). A path
+    answers with or without a trailing slash, never with a redirect."""
     configure_logging(settings.service_name, settings.log_level, settings.json_logs)
     app = FastAPI(
         title=title,
@@ -45,10 +46,13 @@ def create_service_app(
         lifespan=lifespan,
         debug=settings.debug,
         responses=ERROR_RESPONSES,
+        redirect_slashes=False,
     )
     app.state.settings = settings
     app.state.readiness_checks = {}
     install_error_handlers(app)
+    install_openapi(app, token_url=token_url or settings.user_service_public_url.rstrip("/") + TOKEN_PATH)
+    app.add_middleware(TrailingSlashMiddleware)
     app.add_middleware(BodyLimitsMiddleware, max_bytes=settings.max_body_bytes)
     if settings.cors_origins:
         app.add_middleware(

@@ -16,7 +16,7 @@ from fastapi.security import OAuth2PasswordBearer
 from jose import JOSEError, jwk, jwt
 from jose.utils import base64url_decode
 
-from chat_common.errors import ForbiddenError, UnauthorizedError
+from chat_common.errors import ForbiddenError, InsufficientScopeError, InvalidTokenError, UnauthorizedError
 from chat_common.jwks import JWKSKeySource as JWKSKeySource
 from chat_common.jwks import KeySource as KeySource
 from chat_common.jwks import StaticKeySource as StaticKeySource
@@ -93,7 +93,7 @@ class TokenVerifier:
             if cached.claims["exp"] > time.time():
                 return cached
             del self._verified[token]
-            raise UnauthorizedError("Token has expired", code="token_expired")
+            raise InvalidTokenError("Token has expired", code="token_expired")
         principal = await self._verify_uncached(token)
         self._verified[token] = principal
         if len(self._verified) > self.cache_size:
@@ -106,12 +106,12 @@ class TokenVerifier:
         try:
             header = jwt.get_unverified_header(token)
         except JOSEError as exc:
-            raise UnauthorizedError("Malformed token", code="invalid_token") from exc
+            raise InvalidTokenError("Malformed token") from exc
         if header.get("alg") != ALGORITHM:
-            raise UnauthorizedError("Token algorithm not accepted", code="invalid_token")
+            raise InvalidTokenError("Token algorithm not accepted")
         key = await self.keys.get_key(str(header.get("kid", "")))
         if key is None:
-            raise UnauthorizedError("Token signed with an unknown key", code="invalid_token")
+            raise InvalidTokenError("Token signed with an unknown key")
         try:
             claims = jwt.decode(
                 token,
@@ -122,7 +122,7 @@ class TokenVerifier:
                 options=dict(_DECODE_OPTIONS),
             )
         except jwt.ExpiredSignatureError as exc:
-            raise UnauthorizedError("Token has expired", code="token_expired") from exc
+            raise InvalidTokenError("Token has expired", code="token_expired") from exc
         except (JOSEError, TypeError, ValueError, OverflowError, RecursionError) as exc:
             # python-jose calls int() on `exp`/`iat`/`nbf` as they come: TypeError for null,
             # OverflowError for infinity. RecursionError cannot happen after `_nested_too_deep`.
@@ -155,9 +155,9 @@ def _nested_too_deep(token: str) -> bool:
         return False
 
 
-def _invalid(detail: str) -> UnauthorizedError:
+def _invalid(detail: str) -> InvalidTokenError:
     logger.info("token rejected: %s", detail)
-    return UnauthorizedError("Invalid token", code="invalid_token")
+    return InvalidTokenError("Invalid token")
 
 
 def claims_problem(claims: dict[str, Any], *, now: float) -> str | None:
@@ -211,7 +211,10 @@ def jwks_verifier(settings: CommonSettings) -> TokenVerifier:
     )
 
 
-oauth2_scheme = OAuth2PasswordBearer(tokenUrl="/api/v1/auth/token", auto_error=False)
+# user-service's OAuth2 password endpoint. In the other services' OpenAPI documents the app factory
+# makes it absolute (USER_SERVICE_PUBLIC_URL), so that Swagger's Authorize button reaches user-service.
+TOKEN_PATH = "/api/v1/auth/token"
+oauth2_scheme = OAuth2PasswordBearer(tokenUrl=TOKEN_PATH, auto_error=False)
 
 
 def get_verifier(request: Request) -> TokenVerifier:
@@ -252,7 +255,9 @@ def require_scopes(*scopes: str) -> Callable[..., Awaitable[Principal]]:
             raise ForbiddenError("This endpoint is for internal services only")
         missing = needed - principal.scopes
         if missing:
-            raise ForbiddenError(f"Missing scope(s): {', '.join(sorted(missing))}")
+            raise InsufficientScopeError(
+                f"Missing scope(s): {', '.join(sorted(missing))}", scope=" ".join(sorted(needed))
+            )
         return principal
 
     return dependency

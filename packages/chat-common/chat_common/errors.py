@@ -9,7 +9,12 @@ from asgi_correlation_id import correlation_id
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
+from starlette.types import Scope
+
+from chat_common.validation import is_json_media_type, media_type
 
 logger = logging.getLogger(__name__)
 
@@ -41,10 +46,27 @@ class BadRequestError(AppError):
 
 
 class UnauthorizedError(AppError):
+    """401 with the bare `Bearer` challenge: no credentials were given (RFC 6750 3.1)."""
+
     status_code, code = 401, "unauthorized"
 
     def __init__(self, message: str = "Not authenticated", **kwargs: Any) -> None:
         kwargs.setdefault("headers", {"WWW-Authenticate": "Bearer"})
+        super().__init__(message, **kwargs)
+
+
+class InvalidTokenError(UnauthorizedError):
+    """401 for a bearer token that was given but is refused (malformed, expired, revoked, its account
+    gone): the challenge says so with `error="invalid_token"` (RFC 6750 3.1)."""
+
+    code = "invalid_token"
+
+    def __init__(self, message: str = "Invalid token", **kwargs: Any) -> None:
+        description = message.replace("\\", "").replace('"', "'")
+        kwargs.setdefault(
+            "headers",
+            {"WWW-Authenticate": f'Bearer error="invalid_token", error_description="{description}"'},
+        )
         super().__init__(message, **kwargs)
 
 
@@ -54,6 +76,16 @@ class PaymentRequiredError(AppError):
 
 class ForbiddenError(AppError):
     status_code, code = 403, "forbidden"
+
+
+class InsufficientScopeError(ForbiddenError):
+    """403 for a valid token without the scopes an endpoint needs (RFC 6750 3.1)."""
+
+    def __init__(self, message: str, *, scope: str, **kwargs: Any) -> None:
+        kwargs.setdefault(
+            "headers", {"WWW-Authenticate": f'Bearer error="insufficient_scope", scope="{scope}"'}
+        )
+        super().__init__(message, **kwargs)
 
 
 class NotFoundError(AppError):
@@ -91,6 +123,36 @@ class ServiceUnavailableError(AppError):
 
 class GatewayTimeoutError(AppError):
     status_code, code = 504, "gateway_timeout"
+
+
+class ErrorDetail(BaseModel):
+    """What went wrong, in every service's error responses."""
+
+    code: str = Field(description="Stable machine-readable code, e.g. `not_found`, `validation_error`")
+    message: str = Field(description="What went wrong, for a person")
+    details: Any = Field(default=None, description="More about it, when there is more: fields, limits, ids")
+    request_id: str | None = Field(description="The request's X-Request-ID, also in the service's logs")
+
+
+class ErrorResponse(BaseModel):
+    """The one error body of the fleet: `{"error": {...}}` on every 4xx and 5xx."""
+
+    error: ErrorDetail
+
+    model_config = {
+        "json_schema_extra": {
+            "examples": [
+                {
+                    "error": {
+                        "code": "not_found",
+                        "message": "The requested resource was not found",
+                        "details": None,
+                        "request_id": "3f0c6a2e9b7d4f1c8e5a0b2d4c6e8f10",
+                    }
+                }
+            ]
+        }
+    }
 
 
 _STATUS_CODES = {
@@ -149,9 +211,59 @@ async def _app_error_handler(_: Request, exc: Exception) -> JSONResponse:
     return error_response(exc.status_code, exc.code, exc.message, exc.details, exc.headers)
 
 
-async def _validation_handler(_: Request, exc: Exception) -> JSONResponse:
+FORM = "application/x-www-form-urlencoded"
+MULTIPART = "multipart/form-data"
+JSON = "application/json"
+_HOW_TO_SEND = {
+    JSON: "JSON with Content-Type: application/json (curl: --json '{...}')",
+    FORM: f"a form with Content-Type: {FORM} (curl: -d 'name=value&...')",
+    MULTIPART: f"{MULTIPART} (curl: -F 'name=@file')",
+}
+
+
+def expected_body_type(request: Request) -> str | None:
+    """The media type the matched route's body parameters are read as (FastAPI decides it from them:
+    File, Form or JSON); None when the route takes no body."""
+    body_field = getattr(request.scope.get("route"), "body_field", None)
+    if body_field is None:
+        return None
+    return str(getattr(body_field.field_info, "media_type", JSON))
+
+
+def _body_type_accepted(expected: str, received: str) -> bool:
+    if expected == JSON:
+        return is_json_media_type(received)  # FastAPI reads a body without a Content-Type as bytes
+    if expected in (FORM, MULTIPART):
+        # Starlette reads either as a form; a urlencoded one without the file says "file: Field required"
+        return received in (FORM, MULTIPART)
+    return received == expected
+
+
+def _wrong_body_type(request: Request, errors: list[dict[str, Any]]) -> JSONResponse | None:
+    """415 naming the expected Content-Type, when the body failed validation because it was sent as
+    something else (JSON to a form endpoint, a form or a bare body to a JSON one): otherwise the
+    caller would read "Input should be a valid dictionary" or "username: Field required"."""
+    if not any(err["loc"][:1] == ["body"] for err in errors):
+        return None
+    expected = expected_body_type(request)
+    received = media_type(request.headers.get("content-type"))
+    if expected is None or _body_type_accepted(expected, received):
+        return None
+    sent = f"Content-Type {received}" if received else "no Content-Type"
+    return error_response(
+        415,
+        "unsupported_media_type",
+        f"This endpoint takes {_HOW_TO_SEND.get(expected, expected)}; the request was sent with {sent}",
+        {"expected": expected, "received": received or None},
+    )
+
+
+async def _validation_handler(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     details = _clean_validation_errors(exc.errors())
+    wrong_type = _wrong_body_type(request, details)
+    if wrong_type is not None:
+        return wrong_type
     first = details[0] if details else None
     message = "Request validation failed"
     if first:
@@ -160,13 +272,40 @@ async def _validation_handler(_: Request, exc: Exception) -> JSONResponse:
     return error_response(422, "validation_error", message, details)
 
 
-async def _http_error_handler(_: Request, exc: Exception) -> JSONResponse:
+_METHOD_ORDER = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+
+
+def allowed_methods(request: Request) -> list[str]:
+    """Every method some route of the app answers at the request's path: Starlette's 405 names only
+    those of the first route matching the path, and a path is often served by several. Each method
+    is tried on a fresh scope, through the routes' own matching (included routers too)."""
+    allowed = []
+    for method in _METHOD_ORDER:
+        probe: Scope = {
+            "type": "http",
+            "method": method,
+            "path": request.scope["path"],
+            "root_path": request.scope.get("root_path", ""),
+            "headers": [],
+        }
+        if any(route.matches(dict(probe))[0] == Match.FULL for route in request.app.router.routes):
+            allowed.append(method)
+    return allowed
+
+
+async def _http_error_handler(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     code = _STATUS_CODES.get(exc.status_code, "http_error")
     message = exc.detail if isinstance(exc.detail, str) else "HTTP error"
+    headers = dict(getattr(exc, "headers", None) or {})
     if exc.status_code == 404 and message == "Not Found":
         message = "The requested resource was not found"
-    return error_response(exc.status_code, code, message, headers=getattr(exc, "headers", None))
+    if exc.status_code == 405:
+        allowed = allowed_methods(request)
+        if allowed:
+            headers["Allow"] = ", ".join(allowed)
+            message = f"{request.method} is not allowed here; this path answers {', '.join(allowed)}"
+    return error_response(exc.status_code, code, message, headers=headers or None)
 
 
 async def _unhandled_handler(_: Request, exc: Exception) -> JSONResponse:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import email.message
 import re
 from functools import lru_cache
 
@@ -10,7 +9,7 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from chat_common.errors import error_response
-from chat_common.validation import MAX_JSON_DEPTH, json_depth_exceeds
+from chat_common.validation import MAX_JSON_DEPTH, is_json_media_type, json_depth_exceeds, media_type
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
@@ -39,12 +38,7 @@ def parsed_as_json(content_type: bytes | None) -> bool:
     empty one) a route reading `request.json()` still parses the body, so it counts as JSON."""
     if not content_type:
         return True
-    message = email.message.Message()
-    message["content-type"] = content_type.decode("latin-1")  # as Starlette decodes header values
-    subtype = message.get_content_subtype()
-    return message.get_content_maintype() == "application" and (
-        subtype == "json" or subtype.endswith("+json")
-    )
+    return is_json_media_type(media_type(content_type.decode("latin-1")))  # as Starlette decodes headers
 
 
 def first_header(scope: Scope, name: bytes) -> bytes | None:
@@ -108,3 +102,20 @@ class BodyLimitsMiddleware:
             413, "payload_too_large", f"Request body exceeds the limit of {self.max_bytes} bytes"
         )
         await response(scope, receive, send)
+
+
+class TrailingSlashMiddleware:
+    """Serve `/path/` as `/path`: no route of the fleet ends with a slash, and a client that adds one
+    expects the resource, not an empty 307 to follow (which drops a POST's body in some clients)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path = scope.get("path", "")
+        if scope["type"] == "http" and len(path) > 1 and path.endswith("/"):
+            scope = dict(scope, path=path.rstrip("/") or "/")
+            raw_path = scope.get("raw_path")
+            if raw_path is not None:
+                scope["raw_path"] = raw_path.rstrip(b"/") or b"/"
+        await self.app(scope, receive, send)

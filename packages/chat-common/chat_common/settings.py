@@ -33,6 +33,8 @@ class CommonSettings(BaseSettings):
     jwt_issuer: str = "character-chat-user-service"
     jwt_audience: str = "character-chat"
     jwks_url: str = "http://127.0.0.1:8024/.well-known/jwks.json"
+    # user-service as a browser reaches it: the OpenAPI documents send Swagger's Authorize there.
+    user_service_public_url: str = "http://localhost:8024"
     jwks_cache_seconds: int = 300
 
     @field_validator("forwarded_allow_ips")

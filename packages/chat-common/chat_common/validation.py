@@ -8,6 +8,7 @@ value would otherwise hit their recursion limits (a 500), and MongoDB stores at 
 
 from __future__ import annotations
 
+import email.message
 import json
 import re
 from itertools import accumulate, count
@@ -46,6 +47,22 @@ class InputModel(BaseModel):
         if contains_nul(data):
             raise ValueError(NUL_MESSAGE)
         return data
+
+
+def media_type(content_type: str | None) -> str:
+    """The media type of a Content-Type value, lower case and without parameters, read as FastAPI
+    reads it (a value without a slash counts as text/plain); "" when there is none."""
+    if not content_type or not content_type.strip():
+        return ""
+    message = email.message.Message()
+    message["content-type"] = content_type
+    return message.get_content_type()
+
+
+def is_json_media_type(value: str) -> bool:
+    """application/json and any application/<something>+json, as FastAPI decides to parse JSON."""
+    maintype, _, subtype = value.partition("/")
+    return maintype == "application" and (subtype == "json" or subtype.endswith("+json"))
 
 
 MAX_JSON_DEPTH = 64

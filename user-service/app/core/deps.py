@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Request, Response
 
 from app.models import User
 from app.services import users as user_service
@@ -27,6 +27,19 @@ async def get_client_ip(request: Request) -> str:
 
 
 ClientIP = Annotated[str, Depends(get_client_ip)]
+
+
+async def no_store(response: Response) -> None:
+    """A response carrying tokens must not be cached by anything on the way (RFC 6749 5.1)."""
+    response.headers["Cache-Control"] = "no-store"
+    response.headers["Pragma"] = "no-cache"
+
+
+NoStore = Depends(no_store)
+NO_STORE_HEADERS = {
+    "Cache-Control": {"description": "`no-store`: tokens are never cached", "schema": {"type": "string"}},
+    "Pragma": {"description": "`no-cache`, for HTTP/1.0 caches", "schema": {"type": "string"}},
+}
 
 
 async def get_me(session: SessionDep, principal: CurrentUser) -> User:

@@ -5,15 +5,20 @@ from __future__ import annotations
 import re
 import uuid
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, EmailStr, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, EmailStr, Field, ValidationInfo, field_validator
 
 from chat_common.validation import InputModel
 
 USERNAME_PATTERN = r"^[A-Za-z0-9_.-]{3,32}$"
 BCRYPT_MAX_BYTES = 72  # bcrypt ignores every byte past the 72nd
 PASSWORD_MIN_LENGTH = 8
+PASSWORD_RULES = (
+    f"{PASSWORD_MIN_LENGTH} characters to {BCRYPT_MAX_BYTES} bytes in UTF-8 (bcrypt ignores the rest); "
+    "letters mixed with digits or symbols; at least 4 different characters; not containing the username "
+    "(case-insensitive). A password breaking a rule is refused with 422, `details[].loc` naming this field."
+)
 Role = Literal["user", "admin"]
 
 
@@ -41,19 +46,30 @@ class UserBase(InputModel):
         return value.lower()
 
 
+def password_field(example: str) -> Any:
+    """A new password's field, its rules in the schema (the mix and the username are checked in code)."""
+    return Field(
+        min_length=PASSWORD_MIN_LENGTH,
+        max_length=BCRYPT_MAX_BYTES,
+        description=PASSWORD_RULES,
+        examples=[example],
+    )
+
+
+def check_not_username(password: str, username: str | None) -> str:
+    if username and username.lower() in password.lower():
+        raise ValueError("Password must not contain the username")
+    return password
+
+
 class UserCreate(UserBase):
-    password: str = Field(max_length=256, examples=["correct-horse-42"])
+    password: str = password_field("correct-horse-42")
 
     @field_validator("password")
     @classmethod
-    def _strong_password(cls, value: str) -> str:
-        return check_password_strength(value)
-
-    @model_validator(mode="after")
-    def _password_not_username(self) -> UserCreate:
-        if self.username.lower() in self.password.lower():
-            raise ValueError("Password must not contain the username")
-        return self
+    def _strong_password(cls, value: str, info: ValidationInfo) -> str:
+        # `username` is declared first, so it is in `info.data` unless it failed its own checks.
+        return check_not_username(check_password_strength(value), info.data.get("username"))
 
 
 class UserUpdate(InputModel):
@@ -71,7 +87,7 @@ class UserUpdate(InputModel):
 
 class PasswordChange(InputModel):
     current_password: str = Field(max_length=256)
-    new_password: str = Field(max_length=256)
+    new_password: str = password_field("another-horse-43")
 
     @field_validator("new_password")
     @classmethod

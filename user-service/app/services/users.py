@@ -15,14 +15,21 @@ from app.schemas.user import AdminUserUpdate, PasswordChange, UserCreate, UserUp
 from app.services import credits as credit_service
 from app.services.passwords import PasswordHasher, verify_throttled
 from chat_common.auth import Principal
-from chat_common.errors import ConflictError, ForbiddenError, NotFoundError, UnauthorizedError
+from chat_common.errors import (
+    ConflictError,
+    ForbiddenError,
+    InvalidTokenError,
+    NotFoundError,
+    UnauthorizedError,
+    UnprocessableError,
+)
 
 
 async def get_active(session: AsyncSession, user_id: str) -> User:
     """The caller's own account; a deleted or deactivated account no longer answers."""
     user = await user_repo.get(session, uuid.UUID(user_id))
     if user is None or not user.is_active:
-        raise UnauthorizedError("This account no longer exists or is deactivated", code="account_inactive")
+        raise InvalidTokenError("This account no longer exists or is deactivated", code="account_inactive")
     return user
 
 
@@ -66,6 +73,12 @@ async def change_password(
     ip: str,
 ) -> None:
     """New password after proving the current one (throttled as logins are); refresh tokens revoked."""
+    if user.username.lower() in data.new_password.lower():
+        message = "Password must not contain the username"
+        raise UnprocessableError(
+            f"new_password: {message}",
+            details=[{"loc": ["body", "new_password"], "msg": message, "type": "value_error"}],
+        )
     valid = await verify_throttled(
         hasher,
         limiter,

@@ -10,7 +10,7 @@ from typing import Annotated, Any, Literal
 from urllib.parse import quote
 
 import anyio
-from fastapi import APIRouter, File, Form, Query, Response, UploadFile, status
+from fastapi import APIRouter, File, Form, Query, Request, Response, UploadFile, status
 from fastapi.responses import JSONResponse
 
 from app.core.deps import SettingsDep
@@ -20,6 +20,7 @@ from app.services import characters as character_service
 from chat_common.auth import CurrentPrincipal, CurrentUser
 from chat_common.database import ReadSessionDep, SessionDep
 from chat_common.errors import NotFoundError, PayloadTooLargeError
+from chat_common.locations import set_location
 
 router = APIRouter(prefix="/characters", tags=["cards"])
 UNSAFE = {"Cc", "Cs", "Zl", "Zp"}  # controls, lone surrogates, line breaks: each becomes "_"
@@ -69,9 +70,12 @@ async def import_card(
     user: CurrentUser,
     session: SessionDep,
     settings: SettingsDep,
+    request: Request,
+    response: Response,
     visibility: Annotated[Visibility | None, Form()] = None,
 ) -> Any:
-    """Create a character from a card; a PNG's image becomes the character's avatar."""
+    """Create a character from a card; a PNG's image becomes the character's avatar. `Location`: the
+    new character."""
     data = await file.read(settings.max_upload_bytes + 1)
     if len(data) > settings.max_upload_bytes:
         raise PayloadTooLargeError(f"card files are limited to {settings.max_upload_bytes} bytes")
@@ -83,9 +87,11 @@ async def import_card(
     )
     parse = partial(cards.parse_card, data, limits)
     card = await anyio.to_thread.run_sync(parse)
-    return await character_service.import_card(
+    character = await character_service.import_card(
         session, user, card, visibility=visibility, metadata_limit=settings.metadata_max_bytes
     )
+    set_location(request, response, "read", character_id=character.id)
+    return character
 
 
 @router.get("/{character_id}/export", responses={200: {"content": {"image/png": {}, "application/json": {}}}})

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Query, status
+from fastapi import APIRouter, Body, Query, Request, Response, status
 
 from app.core.deps import SettingsDep
 from app.schemas.character import (
@@ -19,6 +19,7 @@ from app.services import characters as character_service
 from chat_common.auth import CurrentPrincipal, CurrentUser
 from chat_common.database import ReadSessionDep, SessionDep
 from chat_common.errors import UnprocessableError
+from chat_common.locations import set_location
 from chat_common.pagination import Page, PageDep
 
 router = APIRouter(prefix="/characters", tags=["characters"])
@@ -96,11 +97,18 @@ async def mine(
 
 @router.post("", response_model=CharacterPublic, status_code=status.HTTP_201_CREATED)
 async def create(
-    data: CharacterCreate, user: CurrentUser, session: SessionDep, settings: SettingsDep
+    data: CharacterCreate,
+    user: CurrentUser,
+    session: SessionDep,
+    settings: SettingsDep,
+    request: Request,
+    response: Response,
 ) -> CharacterPublic:
+    """`Location`: the new character."""
     character = await character_service.create(
         session, user, data, metadata_limit=settings.metadata_max_bytes
     )
+    set_location(request, response, "read", character_id=character.id)
     return CharacterPublic.model_validate(character)
 
 

@@ -6,13 +6,14 @@ import re
 import uuid
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Query, Response, status
+from fastapi import APIRouter, Header, Query, Request, Response, status
 
 from app.core.deps import CharactersDep, ClockDep, ConversationsDep, CounterDep, PersonasDep
 from app.models.conversation import Status
 from app.schemas.conversation import ConversationCreate, ConversationPublic, ConversationUpdate, public
 from app.services import conversations as conversation_service
 from chat_common.auth import CurrentUser
+from chat_common.locations import set_location
 from chat_common.pagination import Page, PageDep
 
 router = APIRouter(prefix="/conversations", tags=["conversations"])
@@ -65,8 +66,10 @@ async def create_conversation(
     clock: ClockDep,
     response: Response,
     counter: CounterDep,
+    request: Request,
 ) -> ConversationPublic:
-    """Start a conversation with a character you may see, as one of your personas."""
+    """Start a conversation with a character you may see, as one of your personas. `Location`: the new
+    conversation."""
     conversation = await conversation_service.create(
         conversations,
         user_id=user.user_id,
@@ -78,6 +81,7 @@ async def create_conversation(
     )
     assert conversation.id is not None
     counter.count_soon(conversation.id, conversation.character_id)
+    set_location(request, response, "read_conversation", conversation_id=conversation.id)
     return _with_etag(response, public(conversation))
 
 

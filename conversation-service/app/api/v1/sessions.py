@@ -5,12 +5,13 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from fastapi import APIRouter, Response, status
+from fastapi import APIRouter, Request, Response, status
 
 from app.core.deps import ClockDep, SessionStoresDep, SettingsDep
 from app.schemas.session import SessionPublic, SessionsPublic
 from app.services import sessions as session_service
 from chat_common.auth import CurrentUser
+from chat_common.locations import set_location
 from chat_common.pagination import PageDep
 
 router = APIRouter(tags=["sessions"])
@@ -42,8 +43,10 @@ async def start_session(
     settings: SettingsDep,
     response: Response,
     stores: SessionStoresDep,
+    request: Request,
 ) -> SessionPublic:
-    """Start a session (201), or get the one already active in this conversation (200)."""
+    """Start a session (201, `Location`: the session), or get the one already active in this
+    conversation (200)."""
     session, started = await session_service.start(
         stores,
         conversation_id=conversation_id,
@@ -51,9 +54,21 @@ async def start_session(
         clock=clock,
         idle_timeout=_idle_timeout(settings),
     )
-    if not started:
+    if started:
+        set_location(request, response, "read_session", session_id=session.id)
+    else:
         response.status_code = status.HTTP_200_OK
     return session
+
+
+@router.get("/sessions/{session_id}", response_model=SessionPublic, responses=SESSION_NOT_FOUND)
+async def read_session(
+    session_id: str, user: CurrentUser, clock: ClockDep, settings: SettingsDep, stores: SessionStoresDep
+) -> SessionPublic:
+    """One of your sessions, as it is now."""
+    return await session_service.read(
+        stores, session_id=session_id, user_id=user.user_id, clock=clock, idle_timeout=_idle_timeout(settings)
+    )
 
 
 @router.post(

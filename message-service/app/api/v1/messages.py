@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Response, status
+from fastapi import APIRouter, Header, Request, Response, status
 
 from app.api.v1.conversations import wants_stream
 from app.api.v1.streaming import sse
@@ -22,8 +22,17 @@ from app.services import history, sending
 from app.services.exchanges import finished_exchange
 from chat_common.auth import CurrentUser
 from chat_common.errors import ConflictError
+from chat_common.locations import set_location
 
 router = APIRouter(prefix="/messages/{message_id}", tags=["messages"])
+
+
+@router.get("", response_model=MessagePublic)
+async def read_message(message_id: str, user: CurrentUser, rt: RuntimeDep) -> MessagePublic:
+    """One message of yours, with its place among its siblings."""
+    message, conversation = await history.owned_message(rt, message_id, user.user_id)
+    tree = await history.load_tree(rt, conversation)
+    return public(history.in_tree(tree, str(message.id)), tree)
 
 
 @router.get("/siblings", response_model=list[MessagePublic])
@@ -35,6 +44,7 @@ async def siblings(message_id: str, user: CurrentUser, rt: RuntimeDep) -> list[M
 
 
 async def _reply_started(rt: Any, reply: Any, options: GenerationOptions, accept: str | None) -> Any:
+    """The reply streamed (a stream answers 200, without `Location`), or once it is finished."""
     if wants_stream(options, accept):
         return sse(rt, str(reply.id))
     return await finished_exchange(rt, reply)
@@ -46,9 +56,12 @@ async def regenerate(
     options: GenerationOptions,
     user: CurrentUser,
     rt: RuntimeDep,
+    request: Request,
+    response: Response,
     accept: Annotated[str | None, Header()] = None,
 ) -> Any:
-    """A new reply beside this one (a swipe), from the same history; paid like a send."""
+    """A new reply beside this one (a swipe), from the same history; paid like a send. `Location`: the
+    new reply."""
     message, conversation = await history.owned_message(rt, message_id, user.user_id)
     tree = await history.load_tree(rt, conversation)
     if message.role != "assistant" or message.parent_id is None:
@@ -62,6 +75,7 @@ async def regenerate(
         user_content=None,
         options=options,
     )
+    set_location(request, response, "read_message", message_id=reply.id)
     return await _reply_started(rt, reply, options, accept)
 
 
@@ -110,10 +124,12 @@ async def edit(
     data: MessageEdit,
     user: CurrentUser,
     rt: RuntimeDep,
+    request: Request,
+    response: Response,
     accept: Annotated[str | None, Header()] = None,
 ) -> Any:
     """Edit a message of yours as a branch: a new sibling with the new text (the old one stays), and
-    with `regenerate: true` a new reply to it."""
+    with `regenerate: true` a new reply to it. `Location`: the new message."""
     sending.check_length(rt, data.content)
     message, conversation = await history.owned_message(rt, message_id, user.user_id)
     if message.role != "user":
@@ -122,11 +138,13 @@ async def edit(
     parent = tree.by_id.get(message.parent_id) if message.parent_id else None  # None: a root
     if data.regenerate:
         await sending.check_message_limit(rt, user.user_id)
-        _, reply = await sending.start_reply(
+        sent, reply = await sending.start_reply(
             rt, conversation=conversation, tree=tree, parent=parent, user_content=data.content, options=data
         )
+        set_location(request, response, "read_message", message_id=(sent or reply).id)
         return await _reply_started(rt, reply, data, accept)
     tree, branch = await history.add_branch(rt, conversation, message, data.content)
+    set_location(request, response, "read_message", message_id=branch.id)
     return Branch(user_message=public(branch, tree), reply=None)
 
 

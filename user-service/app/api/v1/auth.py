@@ -2,29 +2,34 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Form, status
+from fastapi import APIRouter, Depends, Form, Request, Response, status
 from fastapi.security import OAuth2PasswordRequestForm
 
-from app.core.deps import AuthDep, ClientIP
+from app.core.deps import NO_STORE_HEADERS, AuthDep, ClientIP, NoStore
 from app.schemas.auth import RefreshRequest, ServiceToken, TokenPair
 from app.schemas.user import UserCreate, UserPublic
 from app.services import auth as auth_service
 from chat_common.database import SessionDep
 from chat_common.errors import BadRequestError
+from chat_common.locations import set_location
 
 router = APIRouter(prefix="/auth", tags=["auth"])
+NOT_CACHED: dict[int | str, dict[str, Any]] = {200: {"headers": NO_STORE_HEADERS}}
 
 
 @router.post("/register", response_model=UserPublic, status_code=status.HTTP_201_CREATED)
-async def register(data: UserCreate, session: SessionDep, ctx: AuthDep) -> UserPublic:
-    """Create an account; it starts with `INITIAL_CREDITS` credits."""
+async def register(
+    data: UserCreate, session: SessionDep, ctx: AuthDep, request: Request, response: Response
+) -> UserPublic:
+    """Create an account; it starts with `INITIAL_CREDITS` credits. `Location`: the new account."""
     user = await auth_service.register(session, ctx, data)
+    set_location(request, response, "read_user", user_id=user.id)
     return UserPublic.model_validate(user)
 
 
-@router.post("/token", response_model=TokenPair)
+@router.post("/token", response_model=TokenPair, dependencies=[NoStore], responses=NOT_CACHED)
 async def token(
     form: Annotated[OAuth2PasswordRequestForm, Depends()],
     ip: ClientIP,
@@ -37,9 +42,10 @@ async def token(
     )
 
 
-@router.post("/refresh", response_model=TokenPair)
+@router.post("/refresh", response_model=TokenPair, dependencies=[NoStore], responses=NOT_CACHED)
 async def refresh(data: RefreshRequest, session: SessionDep, ctx: AuthDep) -> TokenPair:
-    """Exchange a refresh token for a new pair; the old refresh token stops working."""
+    """Exchange a refresh token (JSON `{"refresh_token": "..."}`) for a new pair; the old refresh token
+    stops working, and using it again revokes every token of that login."""
     return await auth_service.refresh(session, ctx, data.refresh_token)
 
 
@@ -49,7 +55,7 @@ async def logout(data: RefreshRequest, session: SessionDep) -> None:
     await auth_service.logout(session, data.refresh_token)
 
 
-@router.post("/service-token", response_model=ServiceToken)
+@router.post("/service-token", response_model=ServiceToken, dependencies=[NoStore], responses=NOT_CACHED)
 async def service_token(
     ctx: AuthDep,
     ip: ClientIP,

@@ -18,6 +18,7 @@ from app.schemas.credit import (
 from app.services import credits as credit_service
 from chat_common.auth import Principal, require_scopes
 from chat_common.database import ReadSessionDep
+from chat_common.locations import set_location
 from chat_common.pagination import Page, PageDep
 
 router = APIRouter(prefix="/credits", tags=["credits"])
@@ -78,7 +79,9 @@ async def reserve(
     reservation, created = await credit_service.reserve(
         session, data=data, client_id=_client_id(service), ttl_seconds=ttl
     )
-    if not created:
+    if created:
+        set_location(request, response, "get_reservation", reservation_id=reservation.id)
+    else:
         response.status_code = status.HTTP_200_OK
     return reservation
 

@@ -5,13 +5,14 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Request, status
+from fastapi import APIRouter, Depends, Request, Response, status
 
 from app.core.deps import Me, MeReadOnly
 from app.schemas.persona import PersonaCreate, PersonaForService, PersonaPublic, PersonaUpdate
 from app.services import personas as persona_service
 from chat_common.auth import Principal, require_scopes
 from chat_common.database import ReadSessionDep, SessionDep
+from chat_common.locations import set_location
 from chat_common.pagination import Page, PageDep
 
 router = APIRouter(prefix="/users/me/personas", tags=["personas"])
@@ -33,9 +34,14 @@ async def list_personas(me: MeReadOnly, session: ReadSessionDep, page: PageDep) 
     status_code=status.HTTP_201_CREATED,
     responses={409: {"description": "The user already has MAX_PERSONAS_PER_USER personas (persona_limit)"}},
 )
-async def create_persona(data: PersonaCreate, me: Me, session: SessionDep, request: Request) -> PersonaPublic:
+async def create_persona(
+    data: PersonaCreate, me: Me, session: SessionDep, request: Request, response: Response
+) -> PersonaPublic:
+    """`Location`: the new persona."""
     limit = request.app.state.settings.max_personas_per_user
-    return PersonaPublic.model_validate(await persona_service.create(session, me, data, limit=limit))
+    persona = await persona_service.create(session, me, data, limit=limit)
+    set_location(request, response, "read_persona", persona_id=persona.id)
+    return PersonaPublic.model_validate(persona)
 
 
 @router.get("/{persona_id}", response_model=PersonaPublic)
