@@ -24,8 +24,12 @@ class ServiceSpec:
 
 
 def jwks(urls: Urls) -> dict[str, str]:
-    """Every service but user-service verifies tokens with user-service's published keys."""
-    return {"JWKS_URL": f"{urls['user-service']}/.well-known/jwks.json"}
+    """Every service but user-service verifies tokens with user-service's published keys (and sends
+    Swagger's Authorize there, wherever user-service was moved)."""
+    return {
+        "JWKS_URL": f"{urls['user-service']}/.well-known/jwks.json",
+        "USER_SERVICE_PUBLIC_URL": urls["user-service"],
+    }
 
 
 SERVICES: list[ServiceSpec] = [
