@@ -1,7 +1,9 @@
-"""docker-compose files, checked statically (no Docker engine here): every devstack service is in the
-fleet's compose file, wired as devstack wires it; conversation-service's own file runs it in mock mode;
-message-service is given every URL its settings read; each Dockerfile copies what exists and what its
-requirements install."""
+"""docker-compose files and Dockerfiles, checked statically against the code (no Docker engine here):
+every devstack service is composed with its port, healthcheck on /ready and healthy dependencies,
+wired as devstack wires it; the backends are the documented images and ports; every setting a service
+needs in a container is set (nothing left pointing at the container itself); conversation-service's
+own file runs it in mock mode; each Dockerfile copies what exists, installs its lock before its code,
+runs unprivileged with a HEALTHCHECK."""
 
 from __future__ import annotations
 
@@ -303,11 +305,11 @@ def container_settings(name: str, environment: dict[str, str]) -> dict[str, Any]
 
 
 def local_addresses(values: dict[str, str]) -> list[str]:
-    """Settings that point at the container itself: a URL at 127.0.0.1/localhost, or a host to bind."""
+    """URL settings that point at the container itself (127.0.0.1, localhost), user info or not."""
     return [
         name
         for name, value in values.items()
-        if name.endswith("_url") and re.search(r"//(127\.0\.0\.1|localhost)[:/]", value)
+        if name.endswith("_url") and re.search(r"//([^/@]*@)?(127\.0\.0\.1|localhost|\[::1\])(:|/|$)", value)
     ]
 
 
