@@ -6,20 +6,30 @@ STAMP := $(VENV)/.installed
 SERVICES := user-service character-service conversation-service message-service llm-service
 PACKAGES := packages/chat-common packages/lmstudio-client
 MYPYPATH := $(subst $(eval) ,:,$(foreach p,$(PACKAGES),../$(p)))
-REQUIREMENTS := requirements-dev.txt $(foreach s,$(SERVICES),$(s)/requirements.txt) \
+LOCK := requirements.lock
+LOCK_INPUTS := requirements-dev.txt $(foreach s,$(SERVICES),$(s)/requirements.txt) \
 	$(foreach p,$(PACKAGES),$(p)/pyproject.toml)
 
-.PHONY: install run demo test lint format clean
+.PHONY: install lock run demo test lint format clean
 
-# (Re)install whenever .aienv is missing or a requirements file is newer than the last install.
-$(STAMP): $(REQUIREMENTS)
+# (Re)install whenever .aienv is missing or the lock or a lock input is newer than the last install.
+# Third-party packages come from the lock only, every file checked against its hash; the local
+# packages are installed editable on top, built by the lock's setuptools, their dependencies
+# already there (pip check proves it).
+$(STAMP): $(LOCK) $(LOCK_INPUTS)
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/pip install -q -r requirements-dev.txt
-	@for s in $(SERVICES); do (cd $$s && ../$(BIN)/pip install -q -r requirements.txt) || exit 1; done
+	$(BIN)/pip install -q --require-hashes -r $(LOCK)
+	$(BIN)/pip install -q --no-deps --no-build-isolation $(foreach p,$(PACKAGES),-e $(p))
+	$(BIN)/pip check
+	@$(BIN)/python -m tools.lock --check || echo "warning: installed the old lock"
 	@touch $(STAMP)
 
 install: $(STAMP)
+
+# Re-pin everything (requirements.lock and each service's) from the requirements files: run it after
+# changing one, and commit the locks with it.
+lock: install
+	$(BIN)/python -m tools.lock
 
 run: install
 	$(BIN)/python -m devstack
@@ -35,7 +45,7 @@ test: install
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy $(foreach p,$(PACKAGES),$(p)) devstack
+	$(BIN)/mypy $(foreach p,$(PACKAGES),$(p)) devstack tools
 	@for s in $(SERVICES); do (cd $$s && MYPYPATH=$(MYPYPATH) ../$(BIN)/mypy --config-file ../pyproject.toml app) || exit 1; done
 
 format: install

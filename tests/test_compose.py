@@ -1,12 +1,18 @@
-"""docker-compose files, checked statically (no Docker engine here): every devstack service is in the
-fleet's compose file, wired as devstack wires it; conversation-service's own file runs it in mock mode;
-message-service is given every URL its settings read; each Dockerfile copies what exists and what its
-requirements install."""
+"""docker-compose files and Dockerfiles, checked statically against the code (no Docker engine here):
+every devstack service is composed with its port, healthcheck on /ready and healthy dependencies,
+wired as devstack wires it; the backends are the documented images and ports; every setting a service
+needs in a container is set (nothing left pointing at the container itself); conversation-service's
+own file runs it in mock mode; each Dockerfile copies what exists, installs its lock before its code,
+runs unprivileged with a HEALTHCHECK."""
 
 from __future__ import annotations
 
+import fnmatch
 import importlib.util
+import json
+import os
 import re
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -14,7 +20,7 @@ from typing import Any
 import pytest
 import yaml
 
-from devstack.services import SERVICES
+from devstack.services import SERVICES, ServiceSpec
 
 ROOT = Path(__file__).resolve().parent.parent
 # Where the fleet's compose file puts each backend, as the services see it on the compose network.
@@ -149,3 +155,184 @@ def test_each_dockerfile_copies_paths_that_exist_and_every_package_its_requireme
     requirements = (ROOT / name / "requirements.txt").read_text()
     for package in re.findall(r"^-e \.\./(packages/[\w-]+)", requirements, flags=re.MULTILINE):
         assert package in sources, (name, package)
+
+
+# --- Dockerfiles -------------------------------------------------------------------------------
+
+
+def instructions(dockerfile: Path) -> list[tuple[str, str]]:
+    """A Dockerfile's instructions in order, continuation lines joined: [(INSTRUCTION, arguments)]."""
+    text = re.sub(r"\\\n\s*", " ", dockerfile.read_text())
+    lines = [line.strip() for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
+    return [(line.split(None, 1)[0].upper(), line.split(None, 1)[1]) for line in lines]
+
+
+def dockerignore_patterns() -> list[str]:
+    lines = (ROOT / ".dockerignore").read_text().splitlines()
+    return [line.strip() for line in lines if line.strip() and not line.startswith("#")]
+
+
+def ignored(path: str) -> bool:
+    """Whether the build context leaves `path` out (the .dockerignore forms used here: `name`, `**/name`)."""
+    parts = Path(path).parts
+    for pattern in dockerignore_patterns():
+        if pattern.startswith("**/"):
+            if any(fnmatch.fnmatch(part, pattern[3:]) for part in parts):
+                return True
+        elif fnmatch.fnmatch(path, pattern) or parts[0] == pattern:
+            return True
+    return False
+
+
+@pytest.mark.parametrize("spec", SERVICES, ids=[spec.name for spec in SERVICES])
+def test_each_dockerfile_installs_the_locked_dependencies_first_and_runs_unprivileged_with_a_healthcheck(
+    spec: ServiceSpec,
+) -> None:
+    steps = instructions(ROOT / spec.name / "Dockerfile")
+    kinds = [kind for kind, _ in steps]
+
+    assert steps[0] == ("FROM", "python:3.11-slim")
+    for kind, arguments in steps:
+        if kind == "COPY":
+            source = arguments.split()[0]
+            assert (ROOT / source).exists() and not ignored(source), (spec.name, source)
+    lock = f"{spec.name}/requirements.lock"
+    install = kinds.index("RUN", kinds.index("COPY"))
+    assert steps[kinds.index("COPY")] == ("COPY", f"{lock} /srv/{lock}")
+    assert steps[install] == ("RUN", f"pip install --require-hashes -r /srv/{lock}")
+    code = steps.index(("COPY", f"{spec.name} /srv/{spec.name}"))
+    assert install < code, "the dependency layer comes before the code"
+    user = steps[kinds.index("USER")][1]
+    assert user not in {"root", "0"} and kinds.index("USER") > code
+    assert ("EXPOSE", str(spec.port)) in steps
+    assert f"HOST=0.0.0.0 PORT={spec.port}" in [arguments for kind, arguments in steps if kind == "ENV"]
+    [healthcheck] = [arguments for kind, arguments in steps if kind == "HEALTHCHECK"]
+    assert f'"http://127.0.0.1:{spec.port}/ready"' in healthcheck
+    assert steps[-1] == ("CMD", '["python", "run.py"]')
+
+
+def test_the_build_context_leaves_out_environments_data_caches_and_history() -> None:
+    for path in [".git", ".aienv", ".devstack", "user-service/.data", "app/__pycache__", ".ruff_cache"]:
+        assert ignored(path), path
+    for path in [
+        "packages/chat-common",
+        "user-service/requirements.lock",
+        "requirements.lock",
+        "llm-service",
+    ]:
+        assert not ignored(path), path
+
+
+# --- compose files against the code ------------------------------------------------------------
+
+
+def test_backends_are_the_documented_images_ports_and_database_each_with_a_healthcheck() -> None:
+    services = load(ROOT / "docker-compose.yml")["services"]
+    postgres = services["postgres"]
+    assert postgres["image"] == "postgres:16" and postgres["ports"] == ["5431:5432"]
+    environment = {key: interpolated(value) for key, value in postgres["environment"].items()}
+    assert (environment["POSTGRES_PASSWORD"], environment["POSTGRES_DB"]) == ("secret", "chatbot")
+    assert (services["mongodb"]["image"], services["mongodb"]["ports"]) == ("mongo:7", ["27017:27017"])
+    assert (services["redis"]["image"], services["redis"]["ports"]) == ("redis:7", ["6379:6379"])
+    for name in ("postgres", "mongodb", "redis"):
+        assert services[name]["healthcheck"]["test"], name
+
+
+@pytest.mark.parametrize("compose_file", ["docker-compose.yml", "conversation-service/docker-compose.yml"])
+def test_every_dependency_waits_for_a_healthy_service(compose_file: str) -> None:
+    compose = load(ROOT / compose_file)
+    services = compose["services"]
+    for name, service in services.items():
+        for dependency, condition in service.get("depends_on", {}).items():
+            assert condition == {"condition": "service_healthy"}, (name, dependency)
+            assert services[dependency]["healthcheck"]["test"], dependency
+        build = service.get("build")
+        if build:
+            assert (ROOT / compose_file).parent.joinpath(build["context"], build["dockerfile"]).exists(), name
+    for secret in compose.get("secrets", {}).values():
+        assert (ROOT / interpolated(secret["file"])).exists(), secret
+
+
+def test_llm_service_reaches_lm_studio_on_the_host_unless_told_otherwise() -> None:
+    service = load(ROOT / "docker-compose.yml")["services"]["llm-service"]
+    value = service["environment"]["LMSTUDIO_BASE_URL"]
+
+    assert value.startswith("${LMSTUDIO_BASE_URL:-")  # overridable from the environment
+    assert interpolated(value) == "http://host.docker.internal:1234"
+    assert "host.docker.internal:host-gateway" in service["extra_hosts"]
+
+
+@pytest.mark.parametrize("name", ["user-service", "character-service"])
+def test_sql_services_serve_only_after_migrating(name: str) -> None:
+    """They start with run.py, whose app migrates (open_database runs Alembic) before it serves, so
+    compose sees them healthy, and starts what depends on them, only once the schema is current."""
+    service = load(ROOT / "docker-compose.yml")["services"][name]
+    assert "command" not in service and "entrypoint" not in service
+    assert "open_database(app, SERVICE_DIR, settings)" in (ROOT / name / "app" / "main.py").read_text()
+    source = (ROOT / "packages/chat-common/chat_common/database.py").read_text()
+    opening = source[source.index("async def open_database") :]
+    assert opening.index("await run_migrations(") < opening.index("yield")
+    assert service["depends_on"]["postgres"] == {"condition": "service_healthy"}
+
+
+SETTINGS_PROBE = """
+import json
+from app.config import Settings
+prefix = Settings.model_config.get("env_prefix", "")
+required = [(prefix + name).upper() for name, field in Settings.model_fields.items() if field.is_required()]
+print(json.dumps({"required": required}))
+settings = Settings(_env_file=None)
+print(json.dumps({"values": {name: str(getattr(settings, name)) for name in Settings.model_fields}}))
+"""
+
+
+def container_settings(name: str, environment: dict[str, str]) -> dict[str, Any]:
+    """The service's settings as its container builds them: the Dockerfile's ENV, then compose's
+    environment (`${X:-default}` taken at its default), nothing else (no .env, no host variables)."""
+    dockerfile_env: dict[str, str] = {}
+    for kind, arguments in instructions(ROOT / name / "Dockerfile"):
+        if kind == "ENV":
+            dockerfile_env |= dict(pair.split("=", 1) for pair in arguments.split())
+    env = {"PATH": os.environ["PATH"], **dockerfile_env}
+    env |= {str(key): interpolated(value) for key, value in environment.items()}
+    command = [sys.executable, "-c", SETTINGS_PROBE]
+    result = subprocess.run(command, cwd=ROOT / name, env=env, capture_output=True, text=True, timeout=60)
+    lines = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+    report: dict[str, Any] = {"required": lines[0]["required"] if lines else None, "error": result.stderr}
+    report["values"] = lines[1]["values"] if len(lines) > 1 else None
+    report["environment"] = env
+    return report
+
+
+def local_addresses(values: dict[str, str]) -> list[str]:
+    """URL settings that point at the container itself (127.0.0.1, localhost), user info or not."""
+    return [
+        name
+        for name, value in values.items()
+        if name.endswith("_url") and re.search(r"//([^/@]*@)?(127\.0\.0\.1|localhost|\[::1\])(:|/|$)", value)
+    ]
+
+
+COMPOSED = [(spec.name, "docker-compose.yml") for spec in SERVICES] + [
+    ("conversation-service", "conversation-service/docker-compose.yml")
+]
+
+
+@pytest.mark.parametrize(("name", "compose_file"), COMPOSED)
+def test_compose_sets_every_setting_a_service_needs_in_a_container(name: str, compose_file: str) -> None:
+    service = load(ROOT / compose_file)["services"][name]
+    [spec] = [spec for spec in SERVICES if spec.name == name]
+
+    report = container_settings(name, service.get("environment", {}))
+
+    missing = [variable for variable in report["required"] or [] if variable not in report["environment"]]
+    assert missing == [], f"{name}: required settings not set in {compose_file}: {missing}"
+    assert report["values"] is not None, report["error"][-2000:]
+    values = report["values"]
+    assert (values["host"], values["port"]) == ("0.0.0.0", str(spec.port))
+    local = local_addresses(values)
+    if compose_file == "docker-compose.yml":
+        assert local == [], f"{name} would call itself at {local}: set them in {compose_file}"
+    else:  # conversation-service alone in mock mode: it calls no other service, only its database
+        assert values["mock_services"] == "True"
+        assert "mongodb_url" not in local

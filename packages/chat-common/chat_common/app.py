@@ -8,6 +8,7 @@ from contextlib import AbstractAsyncContextManager
 from asgi_correlation_id import CorrelationIdMiddleware
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
+from fastapi_offline import FastAPIOffline
 from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector
 from prometheus_fastapi_instrumentator import Instrumentator, metrics
 
@@ -37,9 +38,11 @@ def create_service_app(
 
     Its OpenAPI document sends Swagger's Authorize button to `token_url`: by default user-service's
     token endpoint at `USER_SERVICE_PUBLIC_URL` (user-service itself passes its own path). A path
-    answers with or without a trailing slash, never with a redirect."""
+    answers with or without a trailing slash, never with a redirect.
+    `/docs` (Swagger UI, with its OAuth2 redirect page) and `/redoc` load their JavaScript, CSS and
+    icon from the service itself (fastapi-offline ships them), not from a CDN: they work offline."""
     configure_logging(settings.service_name, settings.log_level, settings.json_logs)
-    app = FastAPI(
+    app = FastAPIOffline(
         title=title,
         description=description,
         version=version,
@@ -47,6 +50,8 @@ def create_service_app(
         debug=settings.debug,
         responses=ERROR_RESPONSES,
         redirect_slashes=False,
+        # Swagger UI's validator badge would load an image from validator.swagger.io
+        swagger_ui_parameters={"validatorUrl": None},
     )
     app.state.settings = settings
     app.state.readiness_checks = {}

@@ -1,0 +1,1 @@
+"""Repository tooling run through the Makefile (not part of any service)."""
