@@ -53,8 +53,6 @@ class Fleet:
     ) -> None:
         self.processes = processes
         self.standin = standin
-        self.initial_credits = INITIAL_CREDITS
-        self.cost_per_reply = COST_PER_REPLY
         self._restart_user_service = restart_user_service
         self.http = httpx.Client(timeout=30)
 

@@ -16,7 +16,7 @@ from jose import jwk, jwt
 from chat_common.testing import generate_rsa_private_key_pem
 from chat_common.testing.fleet import FleetUser
 from chat_common.tokens import b64url, sign_claims
-from tests.e2e.conftest import Fleet
+from tests.e2e.conftest import INITIAL_CREDITS, Fleet
 
 # An endpoint of each service that needs a user's token and answers 200 to a genuine one.
 PROTECTED = {
@@ -64,7 +64,7 @@ def test_a_private_characters_conversation_works_for_its_owner_and_is_404_for_ot
     assert [m["content"] for m in listed.json()["items"]][:2] == [character["greeting"], "Hello, captain"]
     assert len(listed.json()["items"]) == 3  # bob's attempts stored nothing
     assert http.get(conversations_url, headers=bob.headers).json()["total"] == 0
-    assert fleet.balance(bob) == fleet.initial_credits  # and cost him nothing
+    assert fleet.balance(bob) == INITIAL_CREDITS  # and cost him nothing
 
 
 def _fresh_rsa_key(claims: dict[str, Any], kid: str, _: dict[str, Any]) -> str:
