@@ -165,6 +165,22 @@ async def test_regenerate_adds_an_active_sibling_reply_and_charges_its_cost(
     await _settled(fleet, alice, before - cost)
 
 
+async def test_regenerate_and_continue_need_no_body(
+    client: httpx.AsyncClient, chat: Chat, fleet: Fleet, alice: FleetUser
+) -> None:
+    conversation = fleet.conversation(alice)
+    first = (await chat.send(conversation["id"], "Hello"))["reply"]
+
+    regenerated = await client.post(f"/api/v1/messages/{first['id']}/regenerate", headers=alice.headers)
+    swipe = regenerated.json()["reply"]
+    continued = await client.post(f"/api/v1/messages/{swipe['id']}/continue", headers=alice.headers)
+
+    assert regenerated.status_code == 201, regenerated.text
+    assert swipe["parent_id"] == first["parent_id"] and swipe["status"] == "completed"
+    assert continued.status_code == 200, continued.text
+    assert continued.json()["reply"]["id"] == swipe["id"]
+
+
 async def test_regenerating_a_user_message_or_a_greeting_is_409(
     chat: Chat, fleet: Fleet, alice: FleetUser
 ) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Request, Response, status
+from fastapi import APIRouter, Body, Depends, Header, Request, Response, status
 
 from app.api.v1.conversations import wants_stream
 from app.api.v1.streaming import sse
@@ -25,6 +25,18 @@ from chat_common.errors import ConflictError
 from chat_common.locations import set_location
 
 router = APIRouter(prefix="/messages/{message_id}", tags=["messages"])
+
+
+async def _options(
+    options: Annotated[
+        GenerationOptions | None, Body(description="Every field optional; no body: the defaults")
+    ] = None,
+) -> GenerationOptions:
+    return options if options is not None else GenerationOptions()
+
+
+# Regenerate and continue need nothing but the message id: their body is optional.
+OptionsDep = Annotated[GenerationOptions, Depends(_options)]
 
 
 @router.get("", response_model=MessagePublic)
@@ -53,7 +65,7 @@ async def _reply_started(rt: Any, reply: Any, options: GenerationOptions, accept
 @router.post("/regenerate", status_code=status.HTTP_201_CREATED, response_model=Exchange)
 async def regenerate(
     message_id: str,
-    options: GenerationOptions,
+    options: OptionsDep,
     user: CurrentUser,
     rt: RuntimeDep,
     request: Request,
@@ -82,7 +94,7 @@ async def regenerate(
 @router.post("/continue", response_model=Exchange)
 async def continue_reply(
     message_id: str,
-    options: GenerationOptions,
+    options: OptionsDep,
     user: CurrentUser,
     rt: RuntimeDep,
     accept: Annotated[str | None, Header()] = None,

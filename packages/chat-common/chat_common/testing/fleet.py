@@ -35,10 +35,17 @@ def run_sync(coroutine: Coroutine[Any, Any, T]) -> T:
 
 @contextmanager
 def run_user_service(
-    postgres_url: str, redis_url: str, data_dir: Path, *, database_url: str | None = None, **env: str
+    postgres_url: str,
+    redis_url: str,
+    data_dir: Path,
+    *,
+    database_url: str | None = None,
+    port: int | None = None,
+    **env: str,
 ) -> Iterator[ServiceProcess]:
     """A real user-service on its own fresh database (or `database_url`), quick hashing, no login
-    limits in the way, and the first admin of `ADMIN`."""
+    limits in the way, and the first admin of `ADMIN`. Its signing key lives in `data_dir`, so a
+    restart on the same `data_dir`, `database_url` and `port` is the same user-service again."""
     values = {
         "ENVIRONMENT": "test",
         "DATABASE_URL": database_url or run_sync(create_database(postgres_url, "users")),
@@ -55,13 +62,15 @@ def run_user_service(
         "FIRST_ADMIN_USERNAME": "root",
         **env,
     }
-    with serve_service(REPO_ROOT / "user-service", values, log_path=data_dir / "user-service.log") as service:
+    with serve_service(
+        REPO_ROOT / "user-service", values, log_path=data_dir / "user-service.log", port=port
+    ) as service:
         yield service
 
 
 @contextmanager
 def run_character_service(
-    postgres_url: str, jwks_url: str, data_dir: Path, **env: str
+    postgres_url: str, jwks_url: str, data_dir: Path, *, port: int | None = None, **env: str
 ) -> Iterator[ServiceProcess]:
     """A real character-service on its own fresh database, trusting `jwks_url`."""
     values = {
@@ -72,9 +81,19 @@ def run_character_service(
         **env,
     }
     with serve_service(
-        REPO_ROOT / "character-service", values, log_path=data_dir / "character-service.log"
+        REPO_ROOT / "character-service", values, log_path=data_dir / "character-service.log", port=port
     ) as service:
         yield service
+
+
+@dataclass(frozen=True)
+class MessageServiceDownstream:
+    """Where message-service finds the services it calls."""
+
+    user_service: str
+    character_service: str
+    conversation_service: str
+    llm_service: str
 
 
 @dataclass
@@ -117,7 +136,13 @@ def register_user(user_service_url: str, prefix: str = "user") -> FleetUser:
 
 @contextmanager
 def run_conversation_service(
-    mongodb_url: str, user_service_url: str, character_service_url: str, data_dir: Path, **env: str
+    mongodb_url: str,
+    user_service_url: str,
+    character_service_url: str,
+    data_dir: Path,
+    *,
+    port: int | None = None,
+    **env: str,
 ) -> Iterator[ServiceProcess]:
     """A real conversation-service on its own MongoDB database, trusting user-service's JWKS."""
     values = {
@@ -132,14 +157,17 @@ def run_conversation_service(
         **env,
     }
     with serve_service(
-        REPO_ROOT / "conversation-service", values, log_path=data_dir / "conversation-service.log"
+        REPO_ROOT / "conversation-service",
+        values,
+        log_path=data_dir / "conversation-service.log",
+        port=port,
     ) as service:
         yield service
 
 
 @contextmanager
 def run_llm_service(
-    lmstudio_url: str, user_service_url: str, data_dir: Path, **env: str
+    lmstudio_url: str, user_service_url: str, data_dir: Path, *, port: int | None = None, **env: str
 ) -> Iterator[ServiceProcess]:
     """A real llm-service in front of `lmstudio_url` (the stand-in), paid through user-service."""
     values = {
@@ -150,5 +178,39 @@ def run_llm_service(
         "JSON_LOGS": "false",
         **env,
     }
-    with serve_service(REPO_ROOT / "llm-service", values, log_path=data_dir / "llm-service.log") as service:
+    with serve_service(
+        REPO_ROOT / "llm-service", values, log_path=data_dir / "llm-service.log", port=port
+    ) as service:
+        yield service
+
+
+@contextmanager
+def run_message_service(
+    mongodb_url: str,
+    redis_url: str,
+    urls: MessageServiceDownstream,
+    data_dir: Path,
+    *,
+    port: int | None = None,
+    **env: str,
+) -> Iterator[ServiceProcess]:
+    """A real message-service on its own MongoDB database and Redis prefix, calling the services of
+    `urls` and trusting user-service's JWKS."""
+    values = {
+        "ENVIRONMENT": "test",
+        "MONGODB_URL": mongodb_url,
+        "MONGODB_DATABASE": f"messages_{uuid.uuid4().hex[:8]}",
+        "REDIS_URL": redis_url,
+        "REDIS_PREFIX": f"test-ms-{uuid.uuid4().hex[:8]}",
+        "JWKS_URL": f"{urls.user_service}/.well-known/jwks.json",
+        "USER_SERVICE_URL": urls.user_service,
+        "CHARACTER_SERVICE_URL": urls.character_service,
+        "CONVERSATION_SERVICE_URL": urls.conversation_service,
+        "LLM_SERVICE_URL": urls.llm_service,
+        "JSON_LOGS": "false",
+        **env,
+    }
+    with serve_service(
+        REPO_ROOT / "message-service", values, log_path=data_dir / "message-service.log", port=port
+    ) as service:
         yield service
