@@ -61,7 +61,8 @@ def test_a_private_characters_conversation_works_for_its_owner_and_is_404_for_ot
 
     listed = http.get(messages_url, headers=alice.headers)
     assert listed.status_code == 200
-    assert [m["content"] for m in listed.json()["items"]][:2] == [character["greeting"], "Hello, captain"]
+    greeting = character["greeting"].replace("{{user}}", started.json()["persona"]["name"])
+    assert [m["content"] for m in listed.json()["items"]][:2] == [greeting, "Hello, captain"]
     assert len(listed.json()["items"]) == 3  # bob's attempts stored nothing
     assert http.get(conversations_url, headers=bob.headers).json()["total"] == 0
     assert fleet.balance(bob) == INITIAL_CREDITS  # and cost him nothing
