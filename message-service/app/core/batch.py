@@ -27,9 +27,6 @@ class Batcher(Generic[T]):
         self._arrived = asyncio.Event()
         self._full = asyncio.Event()
 
-    def __len__(self) -> int:
-        return len(self._items)
-
     def add(self, key: str, item: T) -> bool:
         """Queue `item` (one per key: a later one replaces it); False when the backlog is full."""
         if key not in self._items and len(self._items) >= self.size * BACKLOG_BATCHES:
