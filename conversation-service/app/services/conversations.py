@@ -259,8 +259,8 @@ async def _record_item(
     repository: ConversationRepository, item: ActivityItem, now: datetime
 ) -> ActivityOutcome:
     """Count the item's messages once each and move the times forward to its `at` (never past now).
-    Usually one update; the exact per-id path when that changed nothing (its first messages, a retry
-    with some ids counted, an older `at`, a deleted or unknown conversation)."""
+    Usually one update (two for a conversation's first messages); the exact per-id path when that
+    changed nothing (a retry with some ids counted, an older `at`, a deleted or unknown conversation)."""
 
     def outcome(status: ActivityStatus, counted: list[str]) -> ActivityOutcome:
         return ActivityOutcome(
