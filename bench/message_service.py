@@ -125,7 +125,7 @@ Redis.execute_command = _timed("redis", lambda args: str(args[1]).upper(), Redis
 Pipeline.execute = _timed("redis", "(pipeline)", Pipeline.execute)
 
 sys.path.insert(0, os.getcwd())
-from app.services import access, bookkeeping, generation, history, prompting, sending
+from app.services import access, bookkeeping, followups, generation, history, prompting, sending
 from app.repositories.live import Live
 from chat_common.credits import CreditsClient
 
@@ -141,7 +141,7 @@ STAGES = [
     (Live, "publish", "live.publish (every event)"),
     (generation, "_finish", "generation._finish (after the last piece)"),
     (bookkeeping, "settle", "  bookkeeping.settle (credits commit)"),
-    (bookkeeping, "follow_up", "  bookkeeping.follow_up"),
+    (followups, "tell", "followups.tell (one batch of follow-ups)"),
 ]
 for owner, attribute, label in STAGES:
     setattr(owner, attribute, _timed("stage", label, getattr(owner, attribute)))

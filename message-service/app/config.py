@@ -56,6 +56,10 @@ class Settings(MongoSettings):
     job_lease_seconds: float = Field(default=30.0, gt=0)  # renewed every third of it while running
     sweep_interval_seconds: float = Field(default=5.0, gt=0)
     stream_retention_seconds: int = Field(default=3600, gt=0)  # a finished reply's events in Redis
+    # Follow-ups (conversation activity, character counters) go out in batches: a finished reply's
+    # wait at most this long, or until this many replies wait (within the batch routes' limits).
+    follow_up_batch_seconds: float = Field(default=0.25, gt=0)
+    follow_up_batch_size: int = Field(default=64, gt=0, le=100)
     reply_reservation_seconds: int = Field(
         default=3600, gt=0
     )  # at most user-service's MAX_RESERVATION_TTL_SECONDS

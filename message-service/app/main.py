@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -22,13 +23,15 @@ from app.models import DOCUMENTS
 from app.repositories.analytics import AnalyticsRepository
 from app.repositories.live import Live
 from app.repositories.messages import MessageRepository
-from app.services import bookkeeping
+from app.services import bookkeeping, followups
 from chat_common.app import create_service_app
 from chat_common.auth import jwks_verifier
 from chat_common.errors import error_response
 from chat_common.mongo import install_mongodb_error_handlers, open_mongodb
 
 logger = logging.getLogger(__name__)
+
+FOLLOW_UP_DRAIN_SECONDS = 5.0  # the longest a shutdown waits to tell the follow-ups still waiting
 
 
 async def _redis_unavailable(_: Request, exc: Exception) -> JSONResponse:
@@ -55,17 +58,23 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             )
             app.state.runtime = runtime
             sweeper = asyncio.ensure_future(bookkeeping.sweep_forever(runtime))
+            tell = functools.partial(followups.tell, runtime)
+            batcher = asyncio.ensure_future(runtime.followups.run(tell))
             try:
                 yield
             finally:
                 sweeper.cancel()
+                batcher.cancel()
                 # Jobs still running finish on their own time elsewhere: their lease expires and the
                 # sweeper of another replica (or of the next start) fails them and frees their credits.
                 for task in list(runtime.background):
                     task.cancel()
-                for task in [sweeper, *runtime.background]:
+                for task in [sweeper, batcher, *runtime.background]:
                     with contextlib.suppress(asyncio.CancelledError, Exception):
                         await task
+                # What still waits for a batch, told now (best effort: the sweeper covers the rest).
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(runtime.followups.drain(tell), FOLLOW_UP_DRAIN_SECONDS)
                 await fleet.aclose()
                 await redis.aclose()
 

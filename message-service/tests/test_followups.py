@@ -3,14 +3,24 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
+import uuid
+from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 from bson import ObjectId
 from pymongo import AsyncMongoClient
 
-from chat_common.testing.fleet import FleetUser
-from tests.conftest import DATABASE, Fleet
+from app.config import Settings
+from app.main import create_app
+from chat_common.embedded import free_port
+from chat_common.testing import ServiceProcess, create_database, serve_app, serve_service
+from chat_common.testing.fleet import REPO_ROOT, FleetUser, run_sync
+from tests.conftest import DATABASE, Fleet, make_settings
 
 
 def _character_messages(fleet: Fleet, owner: FleetUser, character_id: str) -> int:
@@ -18,12 +28,45 @@ def _character_messages(fleet: Fleet, owner: FleetUser, character_id: str) -> in
     return int(response.json()["message_count"])
 
 
-async def _until(condition: Any) -> None:
-    for _ in range(100):
+async def _until(condition: Any, seconds: float = 10) -> None:
+    for _ in range(int(seconds * 10)):
         if condition():
             return
         await asyncio.sleep(0.1)
-    raise AssertionError("condition not met within 10 s")
+    raise AssertionError(f"condition not met within {seconds:g} s")
+
+
+async def _until_async(value: Callable[[], Awaitable[Any]], wanted: Any, seconds: float = 20) -> None:
+    for _ in range(int(seconds * 10)):
+        if (got := await value()) == wanted:
+            return
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"{got!r} is not {wanted!r} within {seconds:g} s")
+
+
+async def _stored(mongodb_url: str, message_id: str, database: str = DATABASE) -> dict[str, Any]:
+    mongo: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(mongodb_url)
+    try:
+        stored = await mongo[database]["messages"].find_one({"_id": ObjectId(message_id)})
+    finally:
+        await mongo.close()
+    assert stored is not None
+    return stored
+
+
+async def _pending(mongodb_url: str, reply_ids: list[str], database: str = DATABASE) -> int:
+    """How many of these replies still have their follow-ups pending."""
+    stored = [await _stored(mongodb_url, reply_id, database) for reply_id in reply_ids]
+    return sum(bool(message["followups_pending"]) for message in stored)
+
+
+async def _send(client: httpx.AsyncClient, owner: FleetUser, conversation_id: str, text: str) -> str:
+    """A plain send; the reply's id."""
+    sent = await client.post(
+        f"/api/v1/conversations/{conversation_id}/messages", json={"content": text}, headers=owner.headers
+    )
+    assert sent.status_code == 201, sent.text
+    return str(sent.json()["reply"]["id"])
 
 
 async def test_a_send_a_regenerate_and_a_continue_count_each_message_once(
@@ -67,12 +110,169 @@ async def test_a_finished_reply_is_left_with_its_credits_committed_and_its_follo
     )
 
     assert sent.status_code == 201, sent.text
-    mongo: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(mongodb_url)
-    try:
-        stored = await mongo[DATABASE]["messages"].find_one({"_id": ObjectId(sent.json()["reply"]["id"])})
-    finally:
-        await mongo.close()
-    assert stored is not None
+    reply_id = sent.json()["reply"]["id"]
+    assert (await _stored(mongodb_url, reply_id))["generation"]["credits"] == "committed"
+    await _until_async(lambda: _pending(mongodb_url, [reply_id]), 0)
+    stored = await _stored(mongodb_url, reply_id)
     assert stored["generation"]["credits"] == "committed"
     assert not stored["followups_pending"]
     assert stored["with_parent"]
+
+
+async def test_exchanges_in_several_conversations_at_once_count_exactly(
+    client: httpx.AsyncClient, mongodb_url: str, fleet: Fleet, alice: FleetUser
+) -> None:
+    shared, other = fleet.character(alice), fleet.character(alice)
+    conversations = [fleet.conversation(alice, c["id"]) for c in (shared, shared, shared, other)]
+
+    async def talk(conversation: dict[str, Any]) -> list[str]:  # one send at a time per conversation
+        return [await _send(client, alice, conversation["id"], f"Turn {turn}") for turn in range(4)]
+
+    replies = [r for rs in await asyncio.gather(*(talk(c) for c in conversations)) for r in rs]
+
+    await _until_async(lambda: _pending(mongodb_url, replies), 0)
+    await asyncio.sleep(1.5)  # past a few sweeps: nothing more arrives later
+    assert [fleet.read_conversation(alice, c["id"])["message_count"] for c in conversations] == [8] * 4
+    assert _character_messages(fleet, alice, shared["id"]) == 24
+    assert _character_messages(fleet, alice, other["id"]) == 8
+
+
+@pytest.fixture
+def make_settings_for(
+    mongodb_url: str,
+    redis_url: str,
+    user_service: ServiceProcess,
+    character_service: ServiceProcess,
+    conversation_service: ServiceProcess,
+    llm_service: ServiceProcess,
+) -> Callable[..., Settings]:
+    """`make_settings_for(**overrides)`: settings of another message-service on the session's fleet."""
+    return functools.partial(
+        make_settings,
+        mongodb_url,
+        redis_url,
+        user_service,
+        character_service,
+        conversation_service,
+        llm_service,
+    )
+
+
+async def test_follow_ups_still_waiting_are_told_when_the_process_shuts_down(
+    mongodb_url: str, make_settings_for: Callable[..., Settings], fleet: Fleet, alice: FleetUser
+) -> None:
+    character = fleet.character(alice)
+    conversation = fleet.conversation(alice, character["id"])
+    # A batch that would wait a minute, and no sweeper before then (a database of its own, which the
+    # session's message-service does not sweep): only the shutdown tells them.
+    database = f"message_service_test_{uuid.uuid4().hex[:8]}"
+    settings = make_settings_for(
+        follow_up_batch_seconds=60, sweep_interval_seconds=60, mongodb_database=database
+    )
+
+    with serve_app(create_app(settings)) as url:
+        async with httpx.AsyncClient(base_url=url, timeout=60) as client:
+            replies = [await _send(client, alice, conversation["id"], f"Turn {t}") for t in range(2)]
+            await asyncio.sleep(0.5)
+            waiting = await _pending(mongodb_url, replies, database)
+
+    assert waiting == 2
+    assert await _pending(mongodb_url, replies, database) == 0
+    assert fleet.read_conversation(alice, conversation["id"])["message_count"] == 4
+    assert _character_messages(fleet, alice, character["id"]) == 4
+
+
+class Restartable:
+    """A service process that a test stops and starts again on the same port and database."""
+
+    def __init__(self, name: str, env: dict[str, str], log_dir: Path) -> None:
+        self.name, self.env, self.log_dir = name, env, log_dir
+        self.url = f"http://127.0.0.1:{free_port()}"
+        self._running = contextlib.ExitStack()
+
+    def start(self) -> None:
+        port = int(self.url.rsplit(":", 1)[1])
+        log = self.log_dir / f"{self.name}.log"
+        self._running.enter_context(serve_service(REPO_ROOT / self.name, self.env, log_path=log, port=port))
+
+    def stop(self) -> None:
+        self._running.close()
+
+
+@pytest.fixture
+def own_services(
+    postgres_url: str, mongodb_url: str, user_service: ServiceProcess, tmp_path: Path
+) -> Iterator[tuple[Restartable, Restartable]]:
+    """A character-service and a conversation-service of this test's own (it talks to its character-
+    service), each on its own database, that the test may stop and start again."""
+    characters = Restartable(
+        "character-service",
+        {
+            "ENVIRONMENT": "test",
+            "DATABASE_URL": run_sync(create_database(postgres_url, "characters")),
+            "JWKS_URL": f"{user_service.url}/.well-known/jwks.json",
+            "JSON_LOGS": "false",
+        },
+        tmp_path,
+    )
+    conversations = Restartable(
+        "conversation-service",
+        {
+            "ENVIRONMENT": "test",
+            "MONGODB_URL": mongodb_url,
+            "MONGODB_DATABASE": f"conversations_{uuid.uuid4().hex[:8]}",
+            "JWKS_URL": f"{user_service.url}/.well-known/jwks.json",
+            "USER_SERVICE_URL": user_service.url,
+            "CHARACTER_SERVICE_URL": characters.url,
+            "JSON_LOGS": "false",
+        },
+        tmp_path,
+    )
+    characters.start()
+    conversations.start()
+    try:
+        yield characters, conversations
+    finally:
+        conversations.stop()
+        characters.stop()
+
+
+@pytest.mark.parametrize("away", ["character-service", "conversation-service"])
+async def test_counts_become_exact_once_a_service_that_was_away_is_back(
+    away: str,
+    own_services: tuple[Restartable, Restartable],
+    extra_app: Any,
+    mongodb_url: str,
+    user_service: ServiceProcess,
+    alice: FleetUser,
+) -> None:
+    characters, conversations = own_services
+    # Long caches: the sends read the conversation and the character before the outage only. A
+    # database of its own: the session's message-service sweeps its own, and would tell its fleet.
+    database = f"message_service_test_{uuid.uuid4().hex[:8]}"
+    url, _ = extra_app(
+        character_service_url=characters.url,
+        conversation_service_url=conversations.url,
+        conversation_cache_seconds=300,
+        character_cache_seconds=300,
+        mongodb_database=database,
+    )
+    scene = Fleet(user_service, characters, conversations)  # type: ignore[arg-type]
+    character = scene.character(alice)
+    chats = [scene.conversation(alice, character["id"]) for _ in range(2)]
+    service = characters if away == "character-service" else conversations
+
+    async with httpx.AsyncClient(base_url=url, timeout=60) as client:
+        first = [await _send(client, alice, chat["id"], "Hello") for chat in chats]  # caches warmed
+        await _until_async(lambda: _pending(mongodb_url, first, database), 0)
+        service.stop()
+        during = [await _send(client, alice, chat["id"], f"Turn {t}") for t in range(3) for chat in chats]
+        await asyncio.sleep(1.5)  # a few sweeps fail meanwhile
+        pending_while_away = await _pending(mongodb_url, during, database)
+        service.start()
+        await _until_async(lambda: _pending(mongodb_url, during, database), 0, seconds=30)
+
+    await asyncio.sleep(1.5)  # past a few sweeps: nothing is counted twice
+    assert pending_while_away == len(during)
+    assert [scene.read_conversation(alice, chat["id"])["message_count"] for chat in chats] == [8, 8]
+    assert _character_messages(scene, alice, character["id"]) == 16

@@ -7,7 +7,21 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, bindparam, exists, func, literal, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Integer,
+    String,
+    Uuid,
+    bindparam,
+    column,
+    exists,
+    func,
+    literal,
+    select,
+    tuple_,
+    update,
+    values,
+)
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -154,6 +168,71 @@ async def get_counter_change(
     session: AsyncSession, character_id: uuid.UUID, key: str
 ) -> AppliedCounterChange | None:
     return await session.get(AppliedCounterChange, (character_id, key))
+
+
+@dataclass(frozen=True)
+class KeyedChange:
+    character_id: uuid.UUID
+    key: str
+    conversations: int
+    messages: int
+
+
+async def record_counter_changes(
+    session: AsyncSession, changes: list[KeyedChange]
+) -> set[tuple[uuid.UUID, str]]:
+    """`record_counter_change` for many in one statement: the (character, key) pairs recorded now.
+    Rows are inserted in (character, key) order, so two batches that share keys wait on each other
+    in one order and never deadlock."""
+    rows = (
+        values(
+            column("character_id", Uuid),
+            column("idempotency_key", String),
+            column("conversations", Integer),
+            column("messages", Integer),
+            name="change",
+        )
+        .data([(c.character_id, c.key, c.conversations, c.messages) for c in changes])
+        .alias("change")
+    )
+    live = (
+        select(rows, literal(utcnow(), AppliedCounterChange.__table__.c.created_at.type))
+        .join(Character, Character.id == rows.c.character_id)
+        .where(Character.deleted_at.is_(None))
+        .order_by(rows.c.character_id, rows.c.idempotency_key)
+    )
+    result = await session.execute(
+        insert(AppliedCounterChange)
+        .from_select(["character_id", "idempotency_key", "conversations", "messages", "created_at"], live)
+        .on_conflict_do_nothing(index_elements=["character_id", "idempotency_key"])
+        .returning(AppliedCounterChange.character_id, AppliedCounterChange.idempotency_key)
+    )
+    return {(row[0], row[1]) for row in result}
+
+
+async def get_counter_changes(
+    session: AsyncSession, pairs: list[tuple[uuid.UUID, str]]
+) -> dict[tuple[uuid.UUID, str], AppliedCounterChange]:
+    """The recorded changes of these (character, key) pairs."""
+    if not pairs:
+        return {}
+    pair = tuple_(AppliedCounterChange.character_id, AppliedCounterChange.idempotency_key)
+    found = await session.scalars(select(AppliedCounterChange).where(pair.in_(pairs)))
+    return {(change.character_id, change.idempotency_key): change for change in found}
+
+
+async def live_counters(
+    session: AsyncSession, character_ids: list[uuid.UUID]
+) -> dict[uuid.UUID, tuple[int, int]]:
+    """(conversation count, message count) of each live character among `character_ids`."""
+    if not character_ids:
+        return {}
+    rows = await session.execute(
+        select(Character.id, Character.conversation_count, Character.message_count).where(
+            Character.id.in_(character_ids), Character.deleted_at.is_(None)
+        )
+    )
+    return {row[0]: (int(row[1]), int(row[2])) for row in rows}
 
 
 async def soft_delete(session: AsyncSession, character: Character) -> None:

@@ -145,6 +145,42 @@ class Counters(BaseModel):
     message_count: int
 
 
+MAX_COUNTER_CHANGES = 200
+
+
+class KeyedCounterChange(CounterChange):
+    """One change of a batch: its character, and an idempotency key (required: a batch is retried)."""
+
+    character_id: uuid.UUID
+    idempotency_key: IdempotencyKey = Field(
+        description="Applied at most once per character and key, as on the single route",
+        examples=["exchange:6750e3f2a1b2c3d4e5f60718"],
+    )
+
+
+class CounterChanges(BaseModel):
+    changes: list[KeyedCounterChange] = Field(min_length=1, max_length=MAX_COUNTER_CHANGES)
+
+
+CounterChangeStatus = Literal["applied", "repeated", "conflict", "not_found"]
+
+
+class CounterChangeResult(BaseModel):
+    character_id: uuid.UUID
+    idempotency_key: str
+    status: CounterChangeStatus = Field(
+        description="applied now; repeated (applied before, not again); conflict (the key was used with "
+        "other amounts: not applied, what the single route answers with 409 idempotency_key_in_use); "
+        "not_found (the character is unknown or deleted)"
+    )
+    conversation_count: int | None = Field(description="The character's counters after the batch")
+    message_count: int | None
+
+
+class CounterChangeResults(BaseModel):
+    items: list[CounterChangeResult] = Field(description="One per change, in the order given")
+
+
 class TagCount(BaseModel):
     tag: str
     count: int

@@ -8,10 +8,16 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.models import Character
+from app.models import AppliedCounterChange, Character
 from app.repositories import characters as repo
 from app.repositories.characters import CatalogueQuery
-from app.schemas.character import CharacterCreate, CharacterUpdate
+from app.schemas.character import (
+    CharacterCreate,
+    CharacterUpdate,
+    CounterChangeResult,
+    CounterChangeStatus,
+    KeyedCounterChange,
+)
 from app.services.cards import ImportedCard
 from chat_common.auth import Principal
 from chat_common.errors import (
@@ -242,6 +248,71 @@ async def _replayed_counters(
             },
         )
     return character.conversation_count, character.message_count
+
+
+async def change_counters_batch(
+    session: AsyncSession, changes: list[KeyedCounterChange]
+) -> list[CounterChangeResult]:
+    """`change_counters` for many keyed changes in one transaction, answered per change: an unknown
+    character or a key reused with other amounts is reported (`not_found`, `conflict`), never failing
+    the others. A character's changes are summed and added in one update (floored at zero once)."""
+    keyed = [
+        repo.KeyedChange(c.character_id, c.idempotency_key, c.conversations, c.messages) for c in changes
+    ]
+    recorded = await repo.record_counter_changes(session, keyed)
+    first: dict[tuple[uuid.UUID, str], int] = {}  # a twin later in the batch is a repeat of the first
+    totals: dict[uuid.UUID, tuple[int, int]] = {}
+    for index, change in enumerate(keyed):
+        pair = (change.character_id, change.key)
+        if pair in recorded and pair not in first:
+            first[pair] = index
+            conversations, messages = totals.get(change.character_id, (0, 0))
+            totals[change.character_id] = (conversations + change.conversations, messages + change.messages)
+    counters: dict[uuid.UUID, tuple[int, int]] = {}
+    for character_id in sorted(totals):  # rows locked in one order: concurrent batches never deadlock
+        conversations, messages = totals[character_id]
+        changed = await repo.change_counters(
+            session, character_id, conversations=conversations, messages=messages
+        )
+        if changed is not None:  # else deleted meanwhile: reported as not found
+            counters[character_id] = changed
+    others = [i for i, c in enumerate(keyed) if first.get((c.character_id, c.key)) != i]
+    applied = await repo.get_counter_changes(session, [(keyed[i].character_id, keyed[i].key) for i in others])
+    unread = sorted({keyed[i].character_id for i in others} - set(counters) - set(totals))
+    counters |= await repo.live_counters(session, unread)
+    await session.commit()
+    return [_counter_result(c, i, first, applied, counters) for i, c in enumerate(keyed)]
+
+
+def _counter_result(
+    change: repo.KeyedChange,
+    index: int,
+    first: dict[tuple[uuid.UUID, str], int],
+    applied: dict[tuple[uuid.UUID, str], AppliedCounterChange],
+    counters: dict[uuid.UUID, tuple[int, int]],
+) -> CounterChangeResult:
+    pair = (change.character_id, change.key)
+    now = counters.get(change.character_id)
+    before = applied.get(pair)
+    status: CounterChangeStatus
+    if now is None or (first.get(pair) != index and before is None):
+        status, now = "not_found", None
+    elif first.get(pair) == index:
+        status = "applied"
+    elif before is not None and (before.conversations, before.messages) != (
+        change.conversations,
+        change.messages,
+    ):
+        status = "conflict"
+    else:
+        status = "repeated"
+    return CounterChangeResult(
+        character_id=change.character_id,
+        idempotency_key=change.key,
+        status=status,
+        conversation_count=now[0] if now else None,
+        message_count=now[1] if now else None,
+    )
 
 
 async def import_card(

@@ -111,6 +111,31 @@ class ConversationRepository:
         )
         return bool(result.modified_count)
 
+    async def count_all_at_once(
+        self, conversation_id: ObjectId, message_ids: list[str], at: datetime, *, first: bool
+    ) -> bool:
+        """A batch's common case in one update: count `message_ids` and move the last-message and
+        activity times to `at`, only if the conversation is live, none of the ids was counted, and `at`
+        is not older than its times (with `first`: it has no message yet, `last_message_at` null, which
+        `$lte` never matches and nx-27017 cannot put in an `$or`). False when nothing changed: the
+        caller then takes the exact path (`count_message`, `advance_last_message`)."""
+        at_ms = to_millis(at)
+        result = await self.collection.update_one(
+            {
+                "_id": conversation_id,
+                "deleted_at": None,
+                "counted_message_ids": {"$nin": message_ids},
+                "last_message_at": None if first else {"$lte": at_ms},
+                "last_activity_at": {"$lte": at_ms},
+            },
+            {
+                "$inc": {"message_count": len(message_ids)},
+                "$push": {"counted_message_ids": {"$each": message_ids}},
+                "$set": {"last_message_at": at_ms, "last_activity_at": at_ms},
+            },
+        )
+        return bool(result.modified_count)
+
     async def advance_last_message(self, conversation_id: ObjectId, at: datetime) -> None:
         """Move the last-message and activity times forward to `at`, never back (a late retry of an
         older message leaves them). Three conditional updates, each safe under concurrency, because

@@ -5,7 +5,7 @@ from __future__ import annotations
 import unicodedata
 import uuid
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
 
@@ -112,6 +112,64 @@ class ActivityResult(BaseModel):
     message_count: int
     last_message_at: datetime | None
     counted: bool = Field(description="False when this message id had been counted already")
+
+
+MAX_ACTIVITY_ITEMS = 100  # conversations in one batch
+MAX_ACTIVITY_MESSAGE_IDS = 200  # message ids of one conversation in one batch
+
+
+def _distinct(message_ids: list[str]) -> list[str]:
+    # A message id given twice is one message: counted once, as by the single endpoint.
+    return list(dict.fromkeys(message_ids))
+
+
+class ActivityItem(InputModel):
+    model_config = ConfigDict(extra="forbid")
+
+    conversation_id: Annotated[str, StringConstraints(min_length=1, max_length=64)]
+    message_ids: Annotated[
+        list[MessageId],
+        Field(min_length=1, max_length=MAX_ACTIVITY_MESSAGE_IDS),
+        AfterValidator(_distinct),
+    ]
+    at: Annotated[AwareDatetime, AfterValidator(_since_epoch)] = Field(
+        description="When the newest of these messages was stored, with its offset, from 1970; never "
+        "later than now"
+    )
+
+
+def _one_item_per_conversation(items: list[ActivityItem]) -> list[ActivityItem]:
+    ids = [item.conversation_id for item in items]
+    if len(set(ids)) != len(ids):
+        raise ValueError("each conversation at most once per batch (put all its message ids in one item)")
+    return items
+
+
+class ActivityBatch(InputModel):
+    model_config = ConfigDict(extra="forbid")
+
+    items: Annotated[
+        list[ActivityItem],
+        Field(min_length=1, max_length=MAX_ACTIVITY_ITEMS),
+        AfterValidator(_one_item_per_conversation),
+    ]
+
+
+ActivityStatus = Literal["recorded", "not_found", "deleted"]
+
+
+class ActivityOutcome(BaseModel):
+    conversation_id: str
+    status: ActivityStatus = Field(
+        description="recorded (counted now or before); not_found; deleted (nothing counted, for good)"
+    )
+    counted_message_ids: list[str] = Field(
+        description="The ids counted by this call (not those counted before: a retry counts nothing)"
+    )
+
+
+class ActivityBatchResult(BaseModel):
+    items: list[ActivityOutcome] = Field(description="One per item, in the order given")
 
 
 class DeletedConversation(BaseModel):

@@ -13,7 +13,13 @@ from app.core.clock import Clock
 from app.models import CharacterSnapshot, Conversation, PersonaSnapshot
 from app.models.conversation import Status
 from app.repositories.conversations import ConversationRepository
-from app.schemas.conversation import ConversationCreate, ConversationUpdate
+from app.schemas.conversation import (
+    ActivityItem,
+    ActivityOutcome,
+    ActivityStatus,
+    ConversationCreate,
+    ConversationUpdate,
+)
 from chat_common.errors import AppError, ConflictError, NotFoundError
 from chat_common.mongo import parse_object_id
 
@@ -238,6 +244,44 @@ async def record_activity(
     if counted or at is not None:  # a repeat without its time must not move the times to now
         await repository.advance_last_message(oid, min(at, now) if at is not None else now)
     return await get_any(repository, conversation_id), counted
+
+
+async def record_activities(
+    repository: ConversationRepository, *, items: list[ActivityItem], clock: Clock
+) -> list[ActivityOutcome]:
+    """`record_activity` for many conversations at once (each at most once), answered per item: an
+    unknown or deleted conversation is reported, not raised, so it never fails the others."""
+    now = clock.now()
+    return list(await asyncio.gather(*(_record_item(repository, item, now) for item in items)))
+
+
+async def _record_item(
+    repository: ConversationRepository, item: ActivityItem, now: datetime
+) -> ActivityOutcome:
+    """Count the item's messages once each and move the times forward to its `at` (never past now).
+    Usually one update (two for a conversation's first messages); the exact per-id path when that
+    changed nothing (a retry with some ids counted, an older `at`, a deleted or unknown conversation)."""
+
+    def outcome(status: ActivityStatus, counted: list[str]) -> ActivityOutcome:
+        return ActivityOutcome(
+            conversation_id=item.conversation_id, status=status, counted_message_ids=counted
+        )
+
+    if not ObjectId.is_valid(item.conversation_id):
+        return outcome("not_found", [])
+    oid, at, ids = ObjectId(item.conversation_id), min(item.at, now), item.message_ids
+    for first in (False, True):
+        if await repository.count_all_at_once(oid, ids, at, first=first):
+            return outcome("recorded", ids)
+    counted = [message_id for message_id in ids if await repository.count_message(oid, message_id)]
+    if not counted:
+        existing = await repository.get(oid)
+        if existing is None:
+            return outcome("not_found", [])
+        if existing.deleted_at is not None:
+            return outcome("deleted", [])
+    await repository.advance_last_message(oid, at)
+    return outcome("recorded", counted)
 
 
 async def deleted_feed(

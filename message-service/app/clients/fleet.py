@@ -82,13 +82,16 @@ class Fleet:
             self.conversations_http, f"/api/v1/internal/conversations/{conversation_id}", missing
         )
 
-    async def record_activity(self, conversation_id: str, message_id: str, at: str) -> None:
-        await self.conversations_http.post(
-            f"/api/v1/internal/conversations/{conversation_id}/activity",
-            json={"message_id": message_id, "at": at},
+    async def record_activities(self, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Messages stored in several conversations, in one call: each item's answer (its status)."""
+        response = await self.conversations_http.post(
+            "/api/v1/internal/conversations/activity",
+            json={"items": items},
             token=await self._token(),
             idempotent=True,  # counted once per message id
         )
+        answers: list[dict[str, Any]] = response.json()["items"]
+        return answers
 
     async def deleted_conversations(self, since: str) -> dict[str, Any]:
         response = await self.conversations_http.get(
@@ -101,13 +104,16 @@ class Fleet:
         missing = NotFoundError("Character not found", code="character_not_found")
         return await self._read(self.characters_http, f"/api/v1/characters/{character_id}", missing)
 
-    async def count_messages(self, character_id: str, messages: int, key: str) -> None:
-        await self.characters_http.post(
-            f"/api/v1/internal/characters/{character_id}/counters",
-            json={"messages": messages, "idempotency_key": key},
+    async def change_counters(self, changes: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Keyed counter changes of several characters, in one call: each change's answer."""
+        response = await self.characters_http.post(
+            "/api/v1/internal/characters/counters",
+            json={"changes": changes},
             token=await self._token(),
-            idempotent=True,
+            idempotent=True,  # applied once per character and key
         )
+        answers: list[dict[str, Any]] = response.json()["items"]
+        return answers
 
     async def context_length(self, model: str | None) -> int | None:
         """The model's context length as llm-service reports it (None when it does not say)."""

@@ -10,9 +10,14 @@ from typing import Any
 
 from app.clients.fleet import Fleet
 from app.config import Settings
+from app.core.batch import Batcher
+from app.models import Message
 from app.repositories.analytics import AnalyticsRepository
 from app.repositories.live import Live
 from app.repositories.messages import MessageRepository
+
+# A finished reply waiting to tell the others, with the message it answers when the job had it.
+FollowUp = tuple[Message, Message | None]
 
 
 def now() -> datetime:
@@ -31,6 +36,13 @@ class Runtime:
     # result: the error that failed the reply, or None).
     jobs: dict[str, asyncio.Task[Any]] = field(default_factory=dict)
     background: set[asyncio.Task[Any]] = field(default_factory=set)
+    # Finished replies whose follow-ups go out with the next batch (services.followups).
+    followups: Batcher[FollowUp] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.followups = Batcher(
+            size=self.settings.follow_up_batch_size, seconds=self.settings.follow_up_batch_seconds
+        )
 
     def spawn(self, coroutine: Coroutine[Any, Any, Any], *, reply_id: str | None = None) -> asyncio.Task[Any]:
         """Run `coroutine` apart from the request: a client that leaves does not stop it."""

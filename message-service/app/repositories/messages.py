@@ -68,6 +68,12 @@ class MessageRepository:
     async def get_by_str(self, message_id: str) -> Message | None:
         return await self.get(ObjectId(message_id)) if ObjectId.is_valid(message_id) else None
 
+    async def by_ids(self, message_ids: list[str]) -> dict[str, Message]:
+        """The messages of these ids (those that exist), by id."""
+        oids = [ObjectId(message_id) for message_id in set(message_ids) if ObjectId.is_valid(message_id)]
+        found = self.messages.find({"_id": {"$in": oids}})
+        return {str(raw["_id"]): Message.model_validate(raw) async for raw in found}
+
     async def for_conversation(self, conversation_id: str) -> list[Message]:
         cursor = self.messages.find({"conversation_id": conversation_id})
         return [Message.model_validate(raw) async for raw in cursor]
@@ -130,23 +136,13 @@ class MessageRepository:
         return bool(result.modified_count)
 
     async def set_credits(
-        self,
-        message_id: ObjectId,
-        before: CreditsState,
-        after: CreditsState,
-        reservation_id: str | None,
-        *,
-        followups_done: bool = False,
+        self, message_id: ObjectId, before: CreditsState, after: CreditsState, reservation_id: str | None
     ) -> bool:
         """Move the credits state of the reply's reservation `reservation_id` on from `before` (not of a
-        later reservation: a continuation may have replaced it since it was read); with
-        `followups_done`, its follow-ups marked done in the same write."""
-        changes: dict[str, Any] = {"generation.credits": after}
-        if followups_done:
-            changes["followups_pending"] = False
+        later reservation: a continuation may have replaced it since it was read)."""
         result = await self.messages.update_one(
             {"_id": message_id, "generation.credits": before, "generation.reservation_id": reservation_id},
-            {"$set": changes},
+            {"$set": {"generation.credits": after}},
         )
         return bool(result.modified_count)
 
@@ -163,12 +159,13 @@ class MessageRepository:
         query = {"conversation_id": conversation_id, "generation.credits": {"$in": list(PENDING_CREDITS)}}
         return [Message.model_validate(raw) async for raw in self.messages.find(query)]
 
-    async def with_followups_pending(self, limit: int = 100) -> list[Message]:
-        query = {"followups_pending": True}
+    async def with_followups_pending(self, updated_before: datetime, limit: int = 100) -> list[Message]:
+        """Replies whose follow-ups are still pending since before `updated_before`."""
+        query = {"followups_pending": True, "updated_at": {"$lt": to_millis(updated_before)}}
         return [Message.model_validate(raw) async for raw in self.messages.find(query).limit(limit)]
 
-    async def followups_done(self, message_id: ObjectId) -> None:
-        await self.messages.update_one({"_id": message_id}, {"$set": {"followups_pending": False}})
+    async def followups_done(self, message_ids: list[ObjectId]) -> None:
+        await self.messages.update_many({"_id": {"$in": message_ids}}, {"$set": {"followups_pending": False}})
 
     async def delete(self, message_ids: list[ObjectId]) -> int:
         result = await self.messages.delete_many({"_id": {"$in": message_ids}})

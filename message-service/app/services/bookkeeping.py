@@ -1,21 +1,21 @@
 """What a finished reply still owes the fleet: its credits settled at user-service, and the
-conversation's activity and the character's message counter told. Each step is recorded on the
-stored reply and retried by the sweeper until acknowledged, so a restart of any process resumes it;
-user-service's commit/release and the other services' counters are idempotent, so a retry never
-counts twice."""
+conversation's activity and the character's message counter told (in batches: services.followups).
+Each step is recorded on the stored reply and retried by the sweeper until acknowledged, so a restart
+of any process resumes it; user-service's commit/release and the other services' counters are
+idempotent, so a retry never counts twice."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import uuid
-from collections.abc import Awaitable
 from datetime import timedelta
 
 from app.core.runtime import Runtime, now
 from app.models import Generation, Message
 from app.models.message import CreditsState
 from app.repositories.messages import PENDING_CREDITS
+from app.services import followups
 from chat_common.errors import AppError, ServiceUnavailableError
 
 logger = logging.getLogger(__name__)
@@ -33,21 +33,6 @@ async def settle(rt: Runtime, reply: Message) -> bool:
         assert reply.id is not None and reply.generation is not None
         return await rt.messages.set_credits(reply.id, *told, reply.generation.reservation_id)
     return told
-
-
-async def settle_and_follow_up(rt: Runtime, reply: Message, parent: Message | None = None) -> None:
-    """`settle` and `follow_up` at once, both recorded in one write when both were acknowledged."""
-    assert reply.id is not None
-    credits, others = await asyncio.gather(_tell_credits(rt, reply), _tell_others(rt, reply, parent))
-    if isinstance(credits, tuple):
-        reservation = reply.generation.reservation_id if reply.generation else None
-        if others and await rt.messages.set_credits(reply.id, *credits, reservation, followups_done=True):
-            return
-        if not others:
-            await rt.messages.set_credits(reply.id, *credits, reservation)
-            return
-    if others:
-        await rt.messages.followups_done(reply.id)
 
 
 async def _tell_credits(rt: Runtime, reply: Message) -> tuple[CreditsState, CreditsState] | bool:
@@ -101,59 +86,6 @@ async def release_purged(rt: Runtime, reply: Message) -> None:
         )
 
 
-async def follow_up(rt: Runtime, reply: Message, parent: Message | None = None) -> bool:
-    """Tell conversation-service about the reply (and the user message stored with it: activity, once
-    per message id) and character-service (message counter, once per key), all at once; False when
-    any could not be. `parent`: the message the reply answers, when the caller has it."""
-    assert reply.id is not None
-    if not await _tell_others(rt, reply, parent):
-        return False
-    await rt.messages.followups_done(reply.id)
-    return True
-
-
-async def _tell_others(rt: Runtime, reply: Message, parent: Message | None) -> bool:
-    counted = await _counted(rt, reply, parent)
-    calls = [
-        rt.fleet.record_activity(m.conversation_id, str(m.id), m.created_at.isoformat()) for m in counted
-    ]
-    if reply.with_parent is None:  # stored before `with_parent`: each message counted by its own key
-        calls += [rt.fleet.count_messages(m.character_id, 1, f"message:{m.id}") for m in counted]
-    else:
-        calls.append(rt.fleet.count_messages(reply.character_id, len(counted), f"exchange:{reply.id}"))
-    outcomes = await asyncio.gather(*(_final_unless_outage(call) for call in calls), return_exceptions=True)
-    for outcome in outcomes:
-        if isinstance(outcome, AppError):
-            logger.warning(
-                "follow-ups of reply %s not done yet (%s): %s", reply.id, outcome.code, outcome.message
-            )
-            return False
-        if isinstance(outcome, BaseException):
-            raise outcome
-    return True
-
-
-async def _counted(rt: Runtime, reply: Message, parent: Message | None) -> list[Message]:
-    """The messages a reply's follow-ups tell of: the reply, and its parent when the parent is a user
-    message stored with it (or, for a reply stored before that was recorded, any user message)."""
-    if reply.with_parent is False or reply.parent_id is None:
-        return [reply]
-    if parent is None or str(parent.id) != reply.parent_id:
-        parent = await rt.messages.get_by_str(reply.parent_id)
-    return [reply] if parent is None or parent.role != "user" else [parent, reply]
-
-
-async def _final_unless_outage(call: Awaitable[None]) -> None:
-    """A refusal (4xx: the conversation or character deleted meanwhile) is final: retrying cannot
-    change it, so it is logged and the follow-up counts as done. Outages (5xx) are raised to retry."""
-    try:
-        await call
-    except AppError as exc:
-        if exc.status_code >= 500:
-            raise
-        logger.info("follow-up refused for good (%s): %s", exc.code, exc.message)
-
-
 async def fail_expired(rt: Runtime) -> int:
     """Replies whose job stopped renewing its lease (its replica died): failed, reservation released."""
     failed = 0
@@ -188,7 +120,7 @@ async def fail_expired(rt: Runtime) -> int:
                 {"code": LOST, "message": LOST_MESSAGE},
                 rt.settings.stream_retention_seconds,
             )
-            await follow_up(rt, stored)
+            followups.queue(rt, stored)
     return failed
 
 
@@ -196,9 +128,14 @@ async def retry_pending(rt: Runtime) -> None:
     for state in ("commit_pending", "release_pending"):
         for reply in await rt.messages.with_credits(state):  # type: ignore[arg-type]
             await settle(rt, reply)
-    for reply in await rt.messages.with_followups_pending():
-        if reply.updated_at < now() - timedelta(seconds=rt.settings.sweep_interval_seconds):
-            await follow_up(rt, reply)
+    # Older than a sweep interval: the batches of this process had their chance at them by then.
+    pending = await rt.messages.with_followups_pending(
+        now() - timedelta(seconds=rt.settings.sweep_interval_seconds)
+    )
+    size = rt.settings.follow_up_batch_size
+    for start in range(0, len(pending), size):
+        if not await followups.tell(rt, [(reply, None) for reply in pending[start : start + size]]):
+            return  # a service is away: the next sweep tries again
 
 
 async def purge_deleted(rt: Runtime) -> int:

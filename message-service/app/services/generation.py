@@ -26,7 +26,7 @@ from app.core.runtime import Runtime, now
 from app.models import Message, Usage
 from app.models.message import Status
 from app.schemas.message import public
-from app.services import bookkeeping, prompting
+from app.services import bookkeeping, followups, prompting
 from app.services.events import GONE
 from app.services.pieces import PiecePublisher
 from app.services.prompt import parse_context_overflow
@@ -291,9 +291,10 @@ async def _finish(
 
 
 async def _bookkeeping(rt: Runtime, job: Job, progress: _Progress, stored: Message) -> None:
-    """Credits settled, the estimator calibrated and the other services told, at once: each is
-    independent of the others (and retried by the sweeper when it fails)."""
-    steps: list[Awaitable[object]] = [bookkeeping.settle_and_follow_up(rt, stored, job.parent)]
+    """The other services told (with the next follow-up batch), credits settled and the estimator
+    calibrated, at once: each is independent of the others (and retried by the sweeper when it fails)."""
+    followups.queue(rt, stored, job.parent)
+    steps: list[Awaitable[object]] = [bookkeeping.settle(rt, stored)]
     if progress.usage and progress.usage.prompt_tokens:
         steps.append(_calibrate(rt, job, progress.usage.prompt_tokens))
     await asyncio.gather(*steps)

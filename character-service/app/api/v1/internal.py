@@ -7,12 +7,25 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends
 
-from app.schemas.character import CounterChange, Counters
+from app.schemas.character import CounterChange, CounterChangeResults, CounterChanges, Counters
 from app.services import characters as character_service
 from chat_common.auth import Principal, require_scopes
 from chat_common.database import SessionDep
 
 router = APIRouter(prefix="/internal", tags=["internal"])
+
+
+@router.post("/characters/counters", response_model=CounterChangeResults)
+async def change_counters_batch(
+    batch: CounterChanges,
+    session: SessionDep,
+    _: Annotated[Principal, Depends(require_scopes("characters:counters"))],
+) -> CounterChangeResults:
+    """Many keyed counter changes in one transaction (message-service's follow-up batches), each
+    applied at most once per character and key, answered per change: an unknown character or a key
+    reused with other amounts is reported in its item and does not fail the others."""
+    items = await character_service.change_counters_batch(session, batch.changes)
+    return CounterChangeResults(items=items)
 
 
 @router.post("/characters/{character_id}/counters", response_model=Counters)

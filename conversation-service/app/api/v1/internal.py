@@ -1,4 +1,4 @@
-"""Endpoints for the other services (service tokens only): read, activity, deleted feed."""
+"""Endpoints for the other services (service tokens only): read, activity (one or a batch), deleted feed."""
 
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ from fastapi import APIRouter, Depends, Query
 
 from app.core.deps import ClockDep, ConversationsDep, SettingsDep
 from app.schemas.conversation import (
+    ActivityBatch,
+    ActivityBatchResult,
     ActivityCreate,
     ActivityResult,
     ConversationInternal,
@@ -52,6 +54,16 @@ async def deleted_conversations(
         ],
         next_cursor=next_cursor,
     )
+
+
+@router.post("/activity", response_model=ActivityBatchResult)
+async def record_activities(
+    conversations: ConversationsDep, batch: ActivityBatch, _: Writer, clock: ClockDep
+) -> ActivityBatchResult:
+    """Messages stored in several conversations: each counted once per message id, however often this
+    is retried, answered per conversation (an unknown or deleted one does not fail the others)."""
+    items = await conversation_service.record_activities(conversations, items=batch.items, clock=clock)
+    return ActivityBatchResult(items=items)
 
 
 @router.get("/{conversation_id}", response_model=ConversationInternal)
