@@ -1,4 +1,4 @@
-"""Endpoints for the other services (service tokens only): read, activity, deleted feed."""
+"""Endpoints for the other services (service tokens only): read, activity, deleted and changes feeds."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from app.core.deps import ClockDep, ConversationsDep, SettingsDep
 from app.schemas.conversation import (
     ActivityCreate,
     ActivityResult,
+    ChangedConversations,
     ConversationInternal,
     DeletedConversation,
     DeletedFeed,
@@ -18,6 +19,7 @@ from app.schemas.conversation import (
 )
 from app.services import conversations as conversation_service
 from chat_common.auth import Principal, require_scopes
+from chat_common.mongo import from_millis, to_millis
 from chat_common.pagination import MAX_LIMIT
 
 router = APIRouter(prefix="/internal/conversations", tags=["internal"])
@@ -25,6 +27,7 @@ router = APIRouter(prefix="/internal/conversations", tags=["internal"])
 Reader = Annotated[Principal, Depends(require_scopes("conversations:read"))]
 Writer = Annotated[Principal, Depends(require_scopes("conversations:write"))]
 CURSOR = re.compile(r"^(\d{13}(-[0-9a-f]{24})?)?$")
+CHANGES_LIMIT = 1000
 
 
 @router.get("/deleted", response_model=DeletedFeed)
@@ -52,6 +55,22 @@ async def deleted_conversations(
         ],
         next_cursor=next_cursor,
     )
+
+
+@router.get("/changed", response_model=ChangedConversations)
+async def changed_conversations(
+    conversations: ConversationsDep,
+    _: Reader,
+    clock: ClockDep,
+    since: Annotated[int, Query(ge=0, le=10**13 - 1, description="Epoch ms: `until` of the last read")],
+    limit: Annotated[int, Query(ge=1, le=CHANGES_LIMIT)] = CHANGES_LIMIT,
+) -> ChangedConversations:
+    """Conversations whose cached copies are stale: changed (PATCHed, character refreshed, deleted) at
+    or after `since`. Counting messages is not a change."""
+    ids, until, complete = await conversation_service.changed_feed(
+        conversations, since=from_millis(since), limit=limit, clock=clock
+    )
+    return ChangedConversations(ids=ids, until=to_millis(until), complete=complete)
 
 
 @router.get("/{conversation_id}", response_model=ConversationInternal)
