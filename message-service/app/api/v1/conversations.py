@@ -49,14 +49,10 @@ async def send_message(
     not stop (reattach with GET /messages/{reply_id}/stream)."""
     if len(data.content) > rt.settings.max_message_chars:
         raise UnprocessableError(f"content: at most {rt.settings.max_message_chars} characters")
-    conversation, tree, path = await history.owned_active_path(rt, conversation_id, user.user_id)
+    conversation = await access.conversation(rt, conversation_id, user.user_id)
     headers = await sending.check_message_limit(rt, user.user_id)
-    # no parent: the conversation is empty (a character without greetings) and this is its first root
-    parent = tree.get(data.parent_id) if data.parent_id else (path[-1] if path else None)
-    if parent is None and data.parent_id:
-        raise NotFoundError("parent_id: no such message in this conversation", code="message_not_found")
-    _, reply = await sending.start_reply(
-        rt, conversation=conversation, tree=tree, parent=parent, user_content=data.content, options=data
+    _, reply = await sending.send(
+        rt, conversation=conversation, parent_id=data.parent_id, content=data.content, options=data
     )
     if wants_stream(data, accept):
         stream = sse(rt, str(reply.id))
