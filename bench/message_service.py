@@ -81,8 +81,7 @@ PAUSE = 0.2  # seconds between exchanges in the paced c=1 load: the previous rep
 BEFORE_JOB = (
     "access.conversation",
     "sending.check_message_limit",
-    "history.active_path",
-    "sending.start_reply (all of it)",
+    "sending.send (all of it)",
 )
 MESSAGE = "Tell me about the sky harbour and the ships that dock there tonight."
 
@@ -132,8 +131,8 @@ from chat_common.credits import CreditsClient
 STAGES = [
     (access, "conversation", "access.conversation"),
     (sending, "check_message_limit", "sending.check_message_limit"),
-    (history, "active_path", "history.active_path"),
-    (sending, "start_reply", "sending.start_reply (all of it)"),
+    (sending, "send", "sending.send (all of it)"),
+    (history, "active_path", "  history.active_path (the tree, under the lock)"),
     (access, "character", "  access.character"),
     (prompting, "payload", "  prompting.payload"),
     (CreditsClient, "reserve", "  credits.reserve (user-service)"),
