@@ -7,7 +7,8 @@ Starts embedded PostgreSQL, Redis (one for user-service, one for message-service
 commandstats are message-service's own) and nx-27017, real user-, character-, conversation- and
 llm-service processes, the stand-in at zero delay and message-service itself (`python run.py`) on free
 ports; registers 16 users (plenty of credits), one public character and a pool of conversations per
-client (each read once, so its greeting exists), then reports in one run, at concurrency 1 and 16:
+client (each read once, so its greeting exists and message-service has it cached, as it has a
+conversation its user has open), then reports in one run, at concurrency 1 and 16:
 
 - first-token time (p50/p99) from sending the request to the first reply text, three ways:
   directly at the stand-in's /v1/chat/completions (streaming, the exact body message-service sends it),

@@ -90,6 +90,28 @@ async def test_a_second_send_reads_the_conversation_from_the_cache_not_conversat
     assert after == between
 
 
+async def test_a_conversation_in_use_stays_cached_past_its_lifetime_and_an_unused_one_expires(
+    extra_app: Any, fleet: Fleet, alice: FleetUser, conversation_service: ServiceProcess
+) -> None:
+    url, _ = extra_app(**{**CACHED, "conversation_cache_seconds": 1.5})
+    conversation = fleet.conversation(alice)
+    prompt = f"/api/v1/conversations/{conversation['id']}/prompt"
+    async with httpx.AsyncClient(base_url=url, timeout=60) as http:
+        statuses = [(await http.get(prompt, headers=alice.headers)).status_code]
+        cached = _reads(conversation_service.url)
+        for _ in range(6):  # 3 s of use, twice the lifetime
+            await asyncio.sleep(0.5)
+            statuses.append((await http.get(prompt, headers=alice.headers)).status_code)
+        in_use = _reads(conversation_service.url)
+        await asyncio.sleep(2.5)  # unused for longer than the lifetime
+        statuses.append((await http.get(prompt, headers=alice.headers)).status_code)
+        unused = _reads(conversation_service.url)
+
+    assert statuses == [200] * 8
+    assert in_use == cached
+    assert unused == in_use + 1
+
+
 async def test_a_conversation_deleted_at_conversation_service_is_404_to_a_send_within_a_poll(
     cached_app: str, fleet: Fleet, alice: FleetUser
 ) -> None:

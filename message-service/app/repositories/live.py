@@ -174,8 +174,13 @@ class Live:
             else self._key("cache", kind, f"g{generation}", key)
         )
 
-    async def cached(self, kind: str, key: str) -> Any:
-        raw = await self.redis.get(self._cache_key(kind, key))
+    async def cached(self, kind: str, key: str, *, renew_seconds: float = 0) -> Any:
+        """The cached value, or None; with `renew_seconds`, it is kept that long again from now."""
+        cache_key = self._cache_key(kind, key)
+        if renew_seconds > 0:
+            raw = await self.redis.getex(cache_key, px=max(1, int(renew_seconds * 1000)))
+        else:
+            raw = await self.redis.get(cache_key)
         return None if raw is None else json.loads(raw)
 
     async def cache(self, kind: str, key: str, value: Any, seconds: float) -> None:

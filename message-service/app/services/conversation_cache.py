@@ -1,5 +1,6 @@
 """The conversations message-service reads from conversation-service, cached in Redis (shared by every
-replica) and kept true by conversation-service's changes feed.
+replica; kept CONVERSATION_CACHE_SECONDS from their last use) and kept true by conversation-service's
+changes feed.
 
 Every CONVERSATION_CHANGES_POLL_SECONDS each replica reads the ids of the conversations changed
 (PATCHed, character refreshed, deleted) since its last read, less an overlap, and forgets them: a
@@ -41,15 +42,17 @@ def trusted(rt: Runtime) -> bool:
 async def read(rt: Runtime, conversation_id: str) -> dict[str, Any]:
     """conversation-service's answer for the conversation (deleted or not; 404 when unknown), from the
     cache when it may answer."""
+    seconds = rt.settings.conversation_cache_seconds
     if trusted(rt):
-        found: dict[str, Any] | None = await rt.live.cached(KIND, conversation_id)
+        # kept while in use: the feed, not the lifetime, is what keeps a cached conversation true
+        found: dict[str, Any] | None = await rt.live.cached(KIND, conversation_id, renew_seconds=seconds)
         if found is not None:
             return found
     started = time.monotonic()
     found = await rt.fleet.conversation(conversation_id)
     # A read slower than the overlap could miss being forgotten after a change made while it ran.
     if trusted(rt) and time.monotonic() - started < rt.settings.conversation_changes_overlap_seconds:
-        await rt.live.cache(KIND, conversation_id, found, rt.settings.conversation_cache_seconds)
+        await rt.live.cache(KIND, conversation_id, found, seconds)
     return found
 
 
@@ -58,7 +61,7 @@ async def apply_changes(rt: Runtime) -> None:
     cursor = rt.conversation_changes
     settings = rt.settings
     overlap_ms = int(settings.conversation_changes_overlap_seconds * 1000)
-    if cursor.since_ms is None:  # a start: whatever is cached was stored within the cache's lifetime
+    if cursor.since_ms is None:  # a start: whatever is cached was stored or used within its lifetime
         cursor.since_ms = int((time.time() - settings.conversation_cache_seconds) * 1000) - overlap_ms
     feed = await rt.fleet.changed_conversations(cursor.since_ms)
     if feed["complete"]:
