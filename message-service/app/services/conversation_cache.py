@@ -63,6 +63,7 @@ async def apply_changes(rt: Runtime) -> None:
     overlap_ms = int(settings.conversation_changes_overlap_seconds * 1000)
     if cursor.since_ms is None:  # a start: whatever is cached was stored or used within its lifetime
         cursor.since_ms = int((time.time() - settings.conversation_cache_seconds) * 1000) - overlap_ms
+    asked_at = time.monotonic()  # what the feed names is true as of then, not as of its answer
     feed = await rt.fleet.changed_conversations(cursor.since_ms)
     if feed["complete"]:
         await rt.live.use_cache_generation(KIND)
@@ -73,7 +74,7 @@ async def apply_changes(rt: Runtime) -> None:
             "more conversations changed than the feed names: their cache starts over (%d)", generation
         )
     cursor.since_ms = int(feed["until"]) - overlap_ms
-    cursor.read_at = time.monotonic()
+    cursor.read_at = asked_at
 
 
 async def follow_changes(rt: Runtime) -> None:
