@@ -7,7 +7,8 @@ Starts embedded PostgreSQL, Redis (one for user-service, one for message-service
 commandstats are message-service's own) and nx-27017, real user-, character-, conversation- and
 llm-service processes, the stand-in at zero delay and message-service itself (`python run.py`) on free
 ports; registers 16 users (plenty of credits), one public character and a pool of conversations per
-client (each read once, so its greeting exists), then reports in one run, at concurrency 1 and 16:
+client (each read once, so its greeting exists and message-service has it cached, as it has a
+conversation its user has open), then reports in one run, at concurrency 1 and 16:
 
 - first-token time (p50/p99) from sending the request to the first reply text, three ways:
   directly at the stand-in's /v1/chat/completions (streaming, the exact body message-service sends it),
@@ -81,8 +82,7 @@ PAUSE = 0.2  # seconds between exchanges in the paced c=1 load: the previous rep
 BEFORE_JOB = (
     "access.conversation",
     "sending.check_message_limit",
-    "history.active_path",
-    "sending.start_reply (all of it)",
+    "sending.send (all of it)",
 )
 MESSAGE = "Tell me about the sky harbour and the ships that dock there tonight."
 
@@ -132,8 +132,8 @@ from chat_common.credits import CreditsClient
 STAGES = [
     (access, "conversation", "access.conversation"),
     (sending, "check_message_limit", "sending.check_message_limit"),
-    (history, "active_path", "history.active_path"),
-    (sending, "start_reply", "sending.start_reply (all of it)"),
+    (sending, "send", "sending.send (all of it)"),
+    (history, "active_path", "  history.active_path (the tree, under the lock)"),
     (access, "character", "  access.character"),
     (prompting, "payload", "  prompting.payload"),
     (CreditsClient, "reserve", "  credits.reserve (user-service)"),

@@ -21,6 +21,7 @@ def test_the_declared_indexes_are_created_at_start_up(mongodb_url: str, base_url
 
     assert ("user_id", "deleted_at", "pinned", "last_activity_at") in conversations
     assert ("deleted_key",) in conversations
+    assert ("changed_at",) in conversations
     assert ("character_counted", "created_at") in conversations
     assert sessions[("active_key",)] is True  # unique: one active session per conversation
     assert ("conversation_id", "started_at") in sessions

@@ -1,8 +1,10 @@
-"""The internal routes message-service uses: read, activity (idempotent per message), deleted feed."""
+"""The internal routes message-service uses: read, activity (idempotent per message), deleted and
+changes feeds."""
 
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -46,6 +48,9 @@ async def test_internal_routes_refuse_users_and_services_without_the_scope(
         "user lists deleted": await client.get(
             "/api/v1/internal/conversations/deleted", headers=alice.headers
         ),
+        "user lists changed": await client.get(
+            "/api/v1/internal/conversations/changed", params={"since": 0}, headers=alice.headers
+        ),
         "user records": await client.post(activity, json={"message_id": "m1"}, headers=alice.headers),
         "writer reads": await client.get(read, headers=writer_headers),
         "reader records": await client.post(activity, json={"message_id": "m1"}, headers=reader_headers),
@@ -55,6 +60,7 @@ async def test_internal_routes_refuse_users_and_services_without_the_scope(
     assert {name: r.status_code for name, r in responses.items()} == {
         "user reads": 403,
         "user lists deleted": 403,
+        "user lists changed": 403,
         "user records": 403,
         "writer reads": 403,
         "reader records": 403,
@@ -298,3 +304,61 @@ async def test_activity_before_1970_is_422_and_the_conversation_stays_readable(
 
     assert ancient.status_code == 422 and ancient.json()["error"]["code"] == "validation_error"
     assert read.status_code == 200 and read.json()["message_count"] == 0
+
+
+async def _changed(client: httpx.AsyncClient, headers: dict[str, str], since: int, limit: int = 1000) -> dict:
+    response = await client.get(
+        "/api/v1/internal/conversations/changed", params={"since": since, "limit": limit}, headers=headers
+    )
+    assert response.status_code == 200, response.text
+    return dict(response.json())
+
+
+async def test_the_changes_feed_names_conversations_changed_since_not_new_ones_or_those_talked_in(
+    client: httpx.AsyncClient,
+    start_conversation,
+    alice: FleetUser,
+    reader_headers: dict[str, str],
+    writer_headers: dict[str, str],
+) -> None:
+    start = int(time.time() * 1000)
+    talked, renamed, archived, refreshed, deleted = [await start_conversation(alice) for _ in range(5)]
+    before = await _changed(client, reader_headers, start)
+    await asyncio.sleep(0.01)  # every change below is stamped after `before["until"]`
+    base = "/api/v1/conversations"
+
+    activity = await client.post(
+        f"/api/v1/internal/conversations/{talked['id']}/activity",
+        json={"message_id": "m1"},
+        headers=writer_headers,
+    )
+    changes = [
+        await client.patch(f"{base}/{renamed['id']}", json={"title": "New"}, headers=alice.headers),
+        await client.patch(f"{base}/{archived['id']}", json={"archived": True}, headers=alice.headers),
+        await client.post(f"{base}/{refreshed['id']}/refresh-character", headers=alice.headers),
+        await client.delete(f"{base}/{deleted['id']}", headers=alice.headers),
+    ]
+    await start_conversation(alice)  # new: cached nowhere yet, so not a change
+    after = await _changed(client, reader_headers, before["until"])
+    truncated = await _changed(client, reader_headers, before["until"], limit=2)
+    later = await _changed(client, reader_headers, after["until"] + 1)
+
+    assert activity.status_code == 200 and [r.status_code for r in changes] == [200, 200, 200, 204]
+    expected = {renamed["id"], archived["id"], refreshed["id"], deleted["id"]}
+    assert before == {"ids": [], "until": before["until"], "complete": True}
+    assert set(after["ids"]) == expected and after["complete"] is True
+    assert after["until"] > before["until"]
+    assert len(truncated["ids"]) == 2 and set(truncated["ids"]) <= expected
+    assert truncated["complete"] is False
+    assert later == {"ids": [], "until": later["until"], "complete": True}
+
+
+async def test_the_changes_feed_refuses_a_missing_or_malformed_since(
+    client: httpx.AsyncClient, reader_headers: dict[str, str]
+) -> None:
+    feed = "/api/v1/internal/conversations/changed"
+    cases = [{}, {"since": "yesterday"}, {"since": -1}, {"since": 10**13}, {"since": 0, "limit": 0}]
+    for params in cases:
+        response = await client.get(feed, params=params, headers=reader_headers)
+        assert response.status_code == 422, params
+        assert response.json()["error"]["code"] == "validation_error"

@@ -35,9 +35,14 @@ class Settings(MongoSettings):
     # reply fails: above llm-service's own first-token timeout (300 s), which normally reports first.
     llm_idle_timeout_seconds: float = Field(default=330.0, gt=0)
 
-    # Caches of other services' answers (seconds). A conversation deleted at conversation-service is
-    # unreachable here once its cached answer expires.
-    conversation_cache_seconds: float = Field(default=2.0, ge=0)
+    # Caches of other services' answers (seconds; 0: none). A cached conversation is forgotten as soon
+    # as conversation-service's changes feed names it (read every CONVERSATION_CHANGES_POLL_SECONDS,
+    # each read overlapping the last by CONVERSATION_CHANGES_OVERLAP_SECONDS); the cache is not used
+    # while the feed could not be read for CONVERSATION_CHANGES_MAX_LAG_SECONDS.
+    conversation_cache_seconds: float = Field(default=60.0, ge=0)
+    conversation_changes_poll_seconds: float = Field(default=0.5, gt=0)
+    conversation_changes_overlap_seconds: float = Field(default=5.0, gt=0)
+    conversation_changes_max_lag_seconds: float = Field(default=10.0, gt=0)
     character_cache_seconds: float = Field(default=60.0, ge=0)
 
     # Messages and generation.
@@ -72,6 +77,14 @@ class Settings(MongoSettings):
     def _max_tokens_within_limit(self) -> Settings:
         if self.default_max_tokens > self.max_tokens_limit:
             raise ValueError("DEFAULT_MAX_TOKENS must not exceed MAX_TOKENS_LIMIT")
+        return self
+
+    @model_validator(mode="after")
+    def _changes_read_within_lag(self) -> Settings:
+        if self.conversation_changes_max_lag_seconds <= self.conversation_changes_poll_seconds:
+            raise ValueError(
+                "CONVERSATION_CHANGES_MAX_LAG_SECONDS must exceed CONVERSATION_CHANGES_POLL_SECONDS"
+            )
         return self
 
     def unsafe_production_values(self) -> list[str]:

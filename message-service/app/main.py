@@ -23,7 +23,7 @@ from app.models import DOCUMENTS
 from app.repositories.analytics import AnalyticsRepository
 from app.repositories.live import Live
 from app.repositories.messages import MessageRepository
-from app.services import bookkeeping, followups
+from app.services import bookkeeping, conversation_cache, followups
 from chat_common.app import create_service_app
 from chat_common.auth import jwks_verifier
 from chat_common.errors import error_response
@@ -59,17 +59,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             app.state.runtime = runtime
             sweeper = asyncio.ensure_future(bookkeeping.sweep_forever(runtime))
             tell = functools.partial(followups.tell, runtime)
-            batcher = asyncio.ensure_future(runtime.followups.run(tell))
+            loops = [sweeper, asyncio.ensure_future(runtime.followups.run(tell))]
+            if conversation_cache.enabled(runtime):
+                loops.append(asyncio.ensure_future(conversation_cache.follow_changes(runtime)))
             try:
                 yield
             finally:
-                sweeper.cancel()
-                batcher.cancel()
+                for loop in loops:
+                    loop.cancel()
                 # Jobs still running finish on their own time elsewhere: their lease expires and the
                 # sweeper of another replica (or of the next start) fails them and frees their credits.
                 for task in list(runtime.background):
                     task.cancel()
-                for task in [sweeper, batcher, *runtime.background]:
+                for task in [*loops, *runtime.background]:
                     with contextlib.suppress(asyncio.CancelledError, Exception):
                         await task
                 # What still waits for a batch, told now (best effort: the sweeper covers the rest).

@@ -579,6 +579,32 @@ async def test_a_delete_racing_an_edit_below_it_never_leaves_an_orphan(
             assert first["user_message"]["parent_id"] == items[-1]["id"]
 
 
+async def test_a_send_under_a_message_deleted_at_the_same_time_never_leaves_an_orphan(
+    chat: Chat, fleet: Fleet, alice: FleetUser
+) -> None:
+    conversation = fleet.conversation(alice)
+    outcomes = set()
+    for n in range(10):
+        exchange = await chat.send(conversation["id"], f"Hello {n}")
+
+        deleted, sent = await asyncio.gather(
+            chat.delete(exchange["user_message"]["id"]),
+            chat.client.post(
+                f"/api/v1/conversations/{conversation['id']}/messages",
+                json={"content": f"Go on {n}", "parent_id": exchange["reply"]["id"], **FAST},
+                headers=alice.headers,
+            ),
+        )
+
+        assert deleted.status_code in (204, 409), deleted.text
+        assert sent.status_code in (201, 404, 409), sent.text
+        outcomes.add((deleted.status_code, sent.status_code))
+        items = (await chat.path(conversation["id"]))["items"]
+        assert items[0]["parent_id"] is None
+        assert all(b["parent_id"] == a["id"] for a, b in zip(items, items[1:], strict=False))
+    assert any(status == 204 for status, _ in outcomes)
+
+
 # The active path's pages.
 
 

@@ -56,6 +56,9 @@ class Conversation(Document):
     created_at: MongoTime
     updated_at: MongoTime
     deleted_at: MongoTime | None = None
+    # When what another service may have cached of it last changed (PATCHed, character refreshed,
+    # deleted: every change of `version` after it was created), not its activity: the changes feed's key.
+    changed_at: MongoTime | None = None
     # "<deleted_at in ms, 13 digits>-<id>": one sortable string for the deleted feed's cursor.
     deleted_key: str | None = None
     # Message ids already counted by the activity endpoint: a retried activity counts once.
@@ -77,5 +80,6 @@ class Conversation(Document):
                 name="owner_listing",
             ),
             IndexModel([("deleted_key", ASCENDING)], name="deleted_feed"),
+            IndexModel([("changed_at", ASCENDING)], name="changes_feed"),
             IndexModel([("character_counted", ASCENDING), ("created_at", ASCENDING)], name="counter_retry"),
         ]

@@ -161,7 +161,12 @@ class ConversationRepository:
         result = await self.collection.update_one(
             query,
             {
-                "$set": {"deleted_at": to_millis(at), "deleted_key": key, "updated_at": to_millis(at)},
+                "$set": {
+                    "deleted_at": to_millis(at),
+                    "deleted_key": key,
+                    "updated_at": to_millis(at),
+                    "changed_at": to_millis(at),
+                },
                 "$inc": {"version": 1},
             },
         )
@@ -172,6 +177,11 @@ class ConversationRepository:
         query = {"deleted_key": {"$gt": cursor, "$lt": until}}
         found = self.collection.find(query, _WITHOUT_MESSAGE_IDS).sort("deleted_key", 1).limit(limit)
         return [Conversation.model_validate(raw) async for raw in found]
+
+    async def changed_since(self, since: datetime, limit: int) -> list[str]:
+        """Ids of conversations changed at or after `since` (at most `limit`, in no particular order)."""
+        found = self.collection.find({"changed_at": {"$gte": to_millis(since)}}, {"_id": 1}).limit(limit)
+        return [str(raw["_id"]) async for raw in found]
 
     async def uncounted(self, created_before: datetime, limit: int) -> list[tuple[ObjectId, str]]:
         """(id, character id) of conversations character-service has not acknowledged in its counter

@@ -184,6 +184,14 @@ class DeletedFeed(BaseModel):
     next_cursor: str = Field(description="Pass as `since` to read the deletions after these")
 
 
+class ChangedConversations(BaseModel):
+    ids: list[str] = Field(description="Conversations changed at or after `since`, in no particular order")
+    until: int = Field(
+        description="This service's time of the read, in ms: the next `since`, less an overlap"
+    )
+    complete: bool = Field(description="False: more changed than `limit`; forget every cached conversation")
+
+
 def conversation_fields(conversation: Conversation) -> dict[str, Any]:
     """A stored conversation as the fields of its public shapes."""
     fields = conversation.model_dump(

@@ -123,7 +123,7 @@ async def _apply(
     between is a 412. Without it the client asked for no precondition, and the changes are values
     (not computed from what was read), so they apply to whatever version is current."""
     assert conversation.id is not None
-    changes["updated_at"] = clock.now()
+    changes["updated_at"] = changes["changed_at"] = clock.now()
     version = None if if_match is None else conversation.version
     updated = await repository.compare_and_set(conversation.id, conversation.user_id, version, changes)
     if updated is not None:
@@ -292,3 +292,15 @@ async def deleted_feed(
     items = await repository.deleted_after(since, until, limit)
     next_cursor = items[-1].deleted_key if items else since
     return items, next_cursor or since
+
+
+async def changed_feed(
+    repository: ConversationRepository, *, since: datetime, limit: int, clock: Clock
+) -> tuple[list[str], datetime, bool]:
+    """Ids of the conversations changed at or after `since` (PATCHed, character refreshed, deleted; a
+    new one is cached nowhere yet), `until` (now: the next `since`, less an overlap) and whether that
+    was all of them (False: more than `limit` changed). `until` is taken before reading, so a change
+    stamped before it but written after the read is found by the next read, which overlaps it."""
+    until = clock.now()
+    ids = await repository.changed_since(since, limit + 1)
+    return ids[:limit], until, len(ids) <= limit

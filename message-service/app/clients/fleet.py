@@ -100,6 +100,14 @@ class Fleet:
         body: dict[str, Any] = response.json()
         return body
 
+    async def changed_conversations(self, since_ms: int) -> dict[str, Any]:
+        """`{"ids", "until", "complete"}`: the conversations changed at or after `since_ms`."""
+        response = await self.conversations_http.get(
+            "/api/v1/internal/conversations/changed", params={"since": since_ms}, token=await self._token()
+        )
+        body: dict[str, Any] = response.json()
+        return body
+
     async def character(self, character_id: str) -> dict[str, Any]:
         missing = NotFoundError("Character not found", code="character_not_found")
         return await self._read(self.characters_http, f"/api/v1/characters/{character_id}", missing)

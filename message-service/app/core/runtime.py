@@ -26,6 +26,15 @@ def now() -> datetime:
 
 
 @dataclass
+class ChangesCursor:
+    """Where this process stands in conversation-service's changes feed (services/conversation_cache)."""
+
+    since_ms: int | None = None  # the next read's `since`: the last `until`, less the overlap
+    read_at: float | None = None  # time.monotonic() of the last read applied to the cache
+    failing: bool = False  # the last read failed (logged once until a read succeeds)
+
+
+@dataclass
 class Runtime:
     settings: Settings
     messages: MessageRepository
@@ -36,6 +45,7 @@ class Runtime:
     # result: the error that failed the reply, or None).
     jobs: dict[str, asyncio.Task[Any]] = field(default_factory=dict)
     background: set[asyncio.Task[Any]] = field(default_factory=set)
+    conversation_changes: ChangesCursor = field(default_factory=ChangesCursor)
     # Finished replies whose follow-ups go out with the next batch (services.followups).
     followups: Batcher[FollowUp] = field(init=False)
 

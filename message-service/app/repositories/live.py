@@ -69,6 +69,9 @@ class Live:
         self._slot = redis.register_script(_SLOT)
         self._release = redis.register_script(_RELEASE)
         self._renew = redis.register_script(_RENEW)
+        # kind -> the generation its cache keys carry (set by `use_cache_generation`): raising it in
+        # Redis forgets every entry of that kind at once, on every replica that reads it.
+        self.cache_generations: dict[str, int] = {}
 
     def _key(self, *parts: str) -> str:
         return ":".join((self.prefix, *parts))
@@ -183,18 +186,40 @@ class Live:
 
     # Caches.
 
-    async def cached(self, kind: str, key: str) -> Any:
-        raw = await self.redis.get(self._key("cache", kind, key))
+    def _cache_key(self, kind: str, key: str) -> str:
+        generation = self.cache_generations.get(kind)
+        return (
+            self._key("cache", kind, key)
+            if generation is None
+            else self._key("cache", kind, f"g{generation}", key)
+        )
+
+    async def cached(self, kind: str, key: str, *, renew_seconds: float = 0) -> Any:
+        """The cached value, or None; with `renew_seconds`, it is kept that long again from now."""
+        cache_key = self._cache_key(kind, key)
+        if renew_seconds > 0:
+            raw = await self.redis.getex(cache_key, px=max(1, int(renew_seconds * 1000)))
+        else:
+            raw = await self.redis.get(cache_key)
         return None if raw is None else json.loads(raw)
 
     async def cache(self, kind: str, key: str, value: Any, seconds: float) -> None:
         if seconds > 0:
             await self.redis.set(
-                self._key("cache", kind, key), json.dumps(value), px=max(1, int(seconds * 1000))
+                self._cache_key(kind, key), json.dumps(value), px=max(1, int(seconds * 1000))
             )
 
-    async def forget(self, kind: str, key: str) -> None:
-        await self.redis.delete(self._key("cache", kind, key))
+    async def forget(self, kind: str, *keys: str) -> None:
+        if keys:
+            await self.redis.delete(*(self._cache_key(kind, key) for key in keys))
+
+    async def use_cache_generation(self, kind: str, *, new: bool = False) -> int:
+        """Key the `kind` cache by its generation in Redis from now on (`new`: a new one, which every
+        replica's `kind` cache then starts empty under); the generation."""
+        key = self._key("cache-generation", kind)
+        generation = int(await self.redis.incr(key) if new else await self.redis.get(key) or 0)
+        self.cache_generations[kind] = generation
+        return generation
 
     # Calibration and sweeps.
 

@@ -1,11 +1,12 @@
-"""Whose is what: the conversation (from conversation-service) and its character (from
-character-service), each cached briefly in Redis."""
+"""Whose is what: the conversation (from conversation-service, cached in Redis until its changes feed
+names it: services/conversation_cache) and its character (from character-service, cached briefly)."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from app.core.runtime import Runtime
+from app.services import conversation_cache
 from chat_common.errors import NotFoundError
 
 
@@ -17,10 +18,7 @@ async def conversation(rt: Runtime, conversation_id: str, user_id: str) -> dict[
     """The user's live conversation, else 404 (someone else's, deleted, or unknown alike)."""
     if not _looks_like_object_id(conversation_id):
         raise _gone()
-    found: dict[str, Any] | None = await rt.live.cached("conversation", conversation_id)
-    if found is None:
-        found = await rt.fleet.conversation(conversation_id)
-        await rt.live.cache("conversation", conversation_id, found, rt.settings.conversation_cache_seconds)
+    found = await conversation_cache.read(rt, conversation_id)
     if found.get("user_id") != user_id or found.get("deleted"):
         raise _gone()
     return found

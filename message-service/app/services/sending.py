@@ -19,11 +19,11 @@ from beanie import PydanticObjectId
 from app.core.runtime import Runtime, now
 from app.models import Generation, Message
 from app.schemas.message import GenerationOptions, public
-from app.services import access, bookkeeping, generation, prompting
+from app.services import access, bookkeeping, generation, history, prompting
 from app.services.history import message_not_found, new_message
 from app.services.tree import Tree
 from chat_common.credits import Reservation, may_have_reserved
-from chat_common.errors import AppError, ConflictError, RateLimitedError, UnprocessableError
+from chat_common.errors import AppError, ConflictError, NotFoundError, RateLimitedError, UnprocessableError
 
 logger = logging.getLogger(__name__)
 
@@ -74,6 +74,43 @@ def too_many_generations(rt: Runtime) -> RateLimitedError:
     )
 
 
+async def send(
+    rt: Runtime,
+    *,
+    conversation: dict[str, Any],
+    parent_id: str | None,
+    content: str,
+    options: GenerationOptions,
+) -> tuple[Message | None, Message]:
+    """Store the user's message under `parent_id` (default: the active leaf) and start its reply. The
+    tree is read under the conversation's lock, where no delete runs, so the parent found stays."""
+    reply_id = PydanticObjectId()
+    lock = await _lock(rt, conversation, reply_id)
+    try:
+        (tree, path), character = await asyncio.gather(
+            history.active_path(rt, conversation), access.character(rt, conversation["character_id"])
+        )
+        # no parent: the conversation is empty (a character without greetings) and this is its first root
+        parent = tree.get(parent_id) if parent_id else (path[-1] if path else None)
+        if parent is None and parent_id:
+            raise NotFoundError("parent_id: no such message in this conversation", code="message_not_found")
+        return await _reserve_and_start(
+            rt,
+            conversation,
+            character,
+            tree,
+            parent,
+            content,
+            generation_options(rt, options),
+            reply_id,
+            lock,
+            None,
+        )
+    except BaseException:
+        await rt.live.end_generation(conversation["id"], lock, conversation["user_id"], str(reply_id))
+        raise
+
+
 async def start_reply(
     rt: Runtime,
     *,
@@ -85,22 +122,11 @@ async def start_reply(
     continue_of: Message | None = None,
 ) -> tuple[Message | None, Message]:
     """Reserve, store the user message (when `user_content`) and the reply, start the job. The reply
-    answers `parent` (or, continuing, extends `continue_of`); a user message without a parent is a
-    root (a character without greetings)."""
-    user_id = conversation["user_id"]
-    chosen = generation_options(rt, options)
+    answers `parent` (or, continuing, extends `continue_of`) of `tree`, read before the lock; a user
+    message without a parent is a root (a character without greetings)."""
     reply_id = continue_of.id if continue_of else PydanticObjectId()
     assert reply_id is not None
-    lease = rt.settings.job_lease_seconds
-    lock = await rt.live.start_generation(
-        conversation["id"], user_id, str(reply_id), rt.settings.max_concurrent_generations, lease
-    )
-    if lock == 0:
-        raise ConflictError(
-            "A reply is already being generated in this conversation", code="generation_in_progress"
-        )
-    if not isinstance(lock, str):
-        raise too_many_generations(rt)
+    lock = await _lock(rt, conversation, reply_id)
     try:
         # under the lock no delete runs: a parent deleted since the tree was read stays deleted
         found, character = await asyncio.gather(
@@ -109,12 +135,32 @@ async def start_reply(
         )
         if parent is not None and found is None:
             raise message_not_found()
+        chosen = generation_options(rt, options)
         return await _reserve_and_start(
             rt, conversation, character, tree, parent, user_content, chosen, reply_id, lock, continue_of
         )
     except BaseException:
-        await rt.live.end_generation(conversation["id"], lock, user_id, str(reply_id))
+        await rt.live.end_generation(conversation["id"], lock, conversation["user_id"], str(reply_id))
         raise
+
+
+async def _lock(rt: Runtime, conversation: dict[str, Any], reply_id: PydanticObjectId) -> str:
+    """The conversation's generation lock and a place among the user's running generations (409 /
+    429 when either is taken): the lock's token."""
+    lock = await rt.live.start_generation(
+        conversation["id"],
+        conversation["user_id"],
+        str(reply_id),
+        rt.settings.max_concurrent_generations,
+        rt.settings.job_lease_seconds,
+    )
+    if lock == 0:
+        raise ConflictError(
+            "A reply is already being generated in this conversation", code="generation_in_progress"
+        )
+    if not isinstance(lock, str):
+        raise too_many_generations(rt)
+    return lock
 
 
 async def _reserve_and_start(

@@ -1,4 +1,5 @@
-"""Endpoints for the other services (service tokens only): read, activity (one or a batch), deleted feed."""
+"""Endpoints for the other services (service tokens only): read, activity (one or a batch), deleted and
+changes feeds."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from app.schemas.conversation import (
     ActivityBatchResult,
     ActivityCreate,
     ActivityResult,
+    ChangedConversations,
     ConversationInternal,
     DeletedConversation,
     DeletedFeed,
@@ -20,6 +22,7 @@ from app.schemas.conversation import (
 )
 from app.services import conversations as conversation_service
 from chat_common.auth import Principal, require_scopes
+from chat_common.mongo import from_millis, to_millis
 from chat_common.pagination import MAX_LIMIT
 
 router = APIRouter(prefix="/internal/conversations", tags=["internal"])
@@ -27,6 +30,7 @@ router = APIRouter(prefix="/internal/conversations", tags=["internal"])
 Reader = Annotated[Principal, Depends(require_scopes("conversations:read"))]
 Writer = Annotated[Principal, Depends(require_scopes("conversations:write"))]
 CURSOR = re.compile(r"^(\d{13}(-[0-9a-f]{24})?)?$")
+CHANGES_LIMIT = 1000
 
 
 @router.get("/deleted", response_model=DeletedFeed)
@@ -64,6 +68,22 @@ async def record_activities(
     is retried, answered per conversation (an unknown or deleted one does not fail the others)."""
     items = await conversation_service.record_activities(conversations, items=batch.items, clock=clock)
     return ActivityBatchResult(items=items)
+
+
+@router.get("/changed", response_model=ChangedConversations)
+async def changed_conversations(
+    conversations: ConversationsDep,
+    _: Reader,
+    clock: ClockDep,
+    since: Annotated[int, Query(ge=0, le=10**13 - 1, description="Epoch ms: `until` of the last read")],
+    limit: Annotated[int, Query(ge=1, le=CHANGES_LIMIT)] = CHANGES_LIMIT,
+) -> ChangedConversations:
+    """Conversations whose cached copies are stale: changed (PATCHed, character refreshed, deleted) at
+    or after `since`. Counting messages is not a change."""
+    ids, until, complete = await conversation_service.changed_feed(
+        conversations, since=from_millis(since), limit=limit, clock=clock
+    )
+    return ChangedConversations(ids=ids, until=to_millis(until), complete=complete)
 
 
 @router.get("/{conversation_id}", response_model=ConversationInternal)
