@@ -99,3 +99,12 @@ def operations_without_error_envelope(document: dict[str, Any]) -> list[str]:
             if ERROR_REF not in schemas:
                 missing.append(f"{method.upper()} {path}")
     return missing
+
+
+def convention_problems(document: dict[str, Any], token_url: str) -> list[str]:
+    """What keeps a service's OpenAPI document from the fleet's conventions: Swagger's Authorize sent
+    elsewhere than `token_url`, and operations without the error envelope. The services' tests check
+    that there are none."""
+    flow = document["components"]["securitySchemes"]["OAuth2PasswordBearer"]["flows"]["password"]
+    problems = [] if flow["tokenUrl"] == token_url else [f"tokenUrl {flow['tokenUrl']!r}, not {token_url!r}"]
+    return problems + operations_without_error_envelope(document)
