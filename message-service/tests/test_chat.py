@@ -37,11 +37,12 @@ async def test_the_first_read_shows_the_greeting_with_its_alternates_as_siblings
 
     assert all(r.status_code == 200 for r in reads), reads[0].text
     [greeting] = reads[0].json()["items"]
-    assert greeting["role"] == "assistant" and greeting["content"] == "Welcome aboard, {{user}}!"
+    welcome = f"Welcome aboard, {conversation['persona']['name']}!"  # the names filled in
+    assert greeting["role"] == "assistant" and greeting["content"] == welcome
     assert (greeting["sibling_index"], greeting["sibling_count"]) == (0, 2)
     assert {r.json()["items"][0]["id"] for r in reads} == {greeting["id"]}  # created once
     siblings = await client.get(f"/api/v1/messages/{greeting['id']}/siblings", headers=alice.headers)
-    assert [s["content"] for s in siblings.json()] == ["Welcome aboard, {{user}}!", "Ahoy!"]
+    assert [s["content"] for s in siblings.json()] == [welcome, "Ahoy!"]
 
 
 async def test_a_plain_send_stores_both_messages_and_charges_the_cost(

@@ -191,7 +191,8 @@ async def test_a_greeting_copied_by_refresh_character_is_the_first_message_withi
     assert before.status_code == 200 and before.json()["items"] == []
     assert edited.status_code == 200 and refreshed.status_code == 200, refreshed.text
     assert waited < BOUND
-    assert [m["content"] for m in after.json()["items"]] == ["Fair winds, {{user}}!"]
+    user = conversation["persona"]["name"]
+    assert [m["content"] for m in after.json()["items"]] == [f"Fair winds, {user}!"]
 
 
 async def test_with_conversation_service_down_cached_conversations_work_until_the_lag_and_others_are_503(
