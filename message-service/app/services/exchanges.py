@@ -84,9 +84,7 @@ async def _impersonate(
     character = await access.character(rt, conversation["character_id"])
     chosen = sending.generation_options(rt, options)
     payload, _ = await prompting.payload(rt, conversation, character, path, chosen, impersonating=True)
-    reserved = rt.settings.cost_per_message + math.ceil(
-        chosen["max_tokens"] * rt.settings.cost_per_1k_tokens / 1000
-    )
+    reserved = sending.reserved_for(rt, chosen)
     hold = {
         "user_id": conversation["user_id"],
         "amount": reserved,

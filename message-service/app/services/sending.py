@@ -85,7 +85,10 @@ async def send(
     """Store the user's message under `parent_id` (default: the active leaf) and start its reply. The
     tree is read under the conversation's lock, where no delete runs, so the parent found stays."""
     reply_id = PydanticObjectId()
+    chosen = generation_options(rt, options)
     lock = await _lock(rt, conversation, reply_id)
+    # the credits are asked for while the tree and the character are read
+    reserving = _reserve_early(rt, conversation, chosen, reply_id, None)
     try:
         (tree, path), character = await asyncio.gather(
             history.active_path(rt, conversation), access.character(rt, conversation["character_id"])
@@ -95,18 +98,10 @@ async def send(
         if parent is None and parent_id:
             raise NotFoundError("parent_id: no such message in this conversation", code="message_not_found")
         return await _reserve_and_start(
-            rt,
-            conversation,
-            character,
-            tree,
-            parent,
-            content,
-            generation_options(rt, options),
-            reply_id,
-            lock,
-            None,
+            rt, conversation, character, tree, parent, content, chosen, reply_id, lock, reserving, None
         )
-    except BaseException:
+    except BaseException as exc:
+        await _give_up(rt, reserving, exc)
         await rt.live.end_generation(conversation["id"], lock, conversation["user_id"], str(reply_id))
         raise
 
@@ -126,7 +121,9 @@ async def start_reply(
     message without a parent is a root (a character without greetings)."""
     reply_id = continue_of.id if continue_of else PydanticObjectId()
     assert reply_id is not None
+    chosen = generation_options(rt, options)
     lock = await _lock(rt, conversation, reply_id)
+    reserving = _reserve_early(rt, conversation, chosen, reply_id, continue_of)
     try:
         # under the lock no delete runs: a parent deleted since the tree was read stays deleted
         found, character = await asyncio.gather(
@@ -135,13 +132,70 @@ async def start_reply(
         )
         if parent is not None and found is None:
             raise message_not_found()
-        chosen = generation_options(rt, options)
         return await _reserve_and_start(
-            rt, conversation, character, tree, parent, user_content, chosen, reply_id, lock, continue_of
+            rt,
+            conversation,
+            character,
+            tree,
+            parent,
+            user_content,
+            chosen,
+            reply_id,
+            lock,
+            reserving,
+            continue_of,
         )
-    except BaseException:
+    except BaseException as exc:
+        await _give_up(rt, reserving, exc)
         await rt.live.end_generation(conversation["id"], lock, conversation["user_id"], str(reply_id))
         raise
+
+
+def _reserve_early(
+    rt: Runtime,
+    conversation: dict[str, Any],
+    chosen: dict[str, Any],
+    reply_id: PydanticObjectId,
+    continue_of: Message | None,
+) -> asyncio.Future[Reservation]:
+    """The reply's credits reserved at user-service (keyed by the reply, or by the continuation), asked
+    for at once: the reads that follow run meanwhile. Whatever fails after it gives it up (`_give_up`)."""
+    key = (
+        f"reply:{reply_id}"
+        if continue_of is None
+        else f"continue:{reply_id}:{continue_of.updated_at.timestamp()}"
+    )
+    hold = {
+        "user_id": conversation["user_id"],
+        "amount": reserved_for(rt, chosen),
+        "idempotency_key": key,
+        "reference": f"message-service reply {reply_id}",
+        "ttl_seconds": rt.settings.reply_reservation_seconds,
+    }
+    return asyncio.ensure_future(reserve(rt, hold))
+
+
+def reserved_for(rt: Runtime, chosen: dict[str, Any]) -> int:
+    """What a reply is reserved: its price at its `max_tokens`."""
+    max_tokens = int(chosen["max_tokens"])
+    return rt.settings.cost_per_message + math.ceil(max_tokens * rt.settings.cost_per_1k_tokens / 1000)
+
+
+async def _give_up(rt: Runtime, reserving: asyncio.Future[Reservation], exc: BaseException) -> None:
+    """The reply will not start: its reservation released once made (a refused or lost reserve holds
+    nothing, or is given back by `reserve`). A client that left has its release made apart."""
+    if isinstance(exc, asyncio.CancelledError):
+        rt.spawn(_release_when_made(rt, reserving))
+    else:
+        await _release_when_made(rt, reserving)
+
+
+async def _release_when_made(rt: Runtime, reserving: asyncio.Future[Reservation]) -> None:
+    try:
+        reservation = await asyncio.shield(reserving)
+    except (AppError, asyncio.CancelledError):
+        return
+    await release(rt, reservation.id)
 
 
 async def _lock(rt: Runtime, conversation: dict[str, Any], reply_id: PydanticObjectId) -> str:
@@ -173,6 +227,7 @@ async def _reserve_and_start(
     chosen: dict[str, Any],
     reply_id: PydanticObjectId,
     lock: str,
+    reserving: asyncio.Future[Reservation],
     continue_of: Message | None,
 ) -> tuple[Message | None, Message]:
     if continue_of is not None:
@@ -196,37 +251,18 @@ async def _reserve_and_start(
         )
         return retried, smaller.estimated_tokens
 
-    reserved = rt.settings.cost_per_message + math.ceil(
-        chosen["max_tokens"] * rt.settings.cost_per_1k_tokens / 1000
+    reservation = await reserving  # a failure from here on releases it (the callers' `_give_up`)
+    reply = await _store(
+        rt,
+        conversation,
+        parent,
+        user_message,
+        reply_id,
+        chosen,
+        reservation.amount,
+        str(reservation.id),
+        continue_of,
     )
-    key = (
-        f"reply:{reply_id}"
-        if continue_of is None
-        else f"continue:{reply_id}:{continue_of.updated_at.timestamp()}"
-    )
-    hold = {
-        "user_id": conversation["user_id"],
-        "amount": reserved,
-        "idempotency_key": key,
-        "reference": f"message-service reply {reply_id}",
-        "ttl_seconds": rt.settings.reply_reservation_seconds,
-    }
-    reservation = await reserve(rt, hold)
-    try:
-        reply = await _store(
-            rt,
-            conversation,
-            parent,
-            user_message,
-            reply_id,
-            chosen,
-            reserved,
-            str(reservation.id),
-            continue_of,
-        )
-    except BaseException:
-        await release(rt, reservation.id)
-        raise
     job = generation.Job(
         conversation=conversation,
         reply=reply,
