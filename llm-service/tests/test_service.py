@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 
 import httpx
@@ -12,7 +13,7 @@ from app.main import create_app
 from chat_common.embedded import free_port
 from chat_common.testing import serve_app
 from lmstudio_client.testing import StandinProcess, run_standin
-from tests.conftest import ECHO, chat_body, make_settings, sse_events
+from tests.conftest import ECHO, Account, chat_body, make_settings, sse_events
 
 
 @pytest.mark.parametrize(
@@ -228,3 +229,24 @@ async def test_wrong_base_url_is_reported_as_misconfiguration(
     assert response.status_code == 502 and response.json()["error"]["code"] == "llm_misconfigured"
     assert status["lmstudio"]["status"] == "not_lmstudio" and "base URL" in status["lmstudio"]["detail"]
     assert standin.url not in response.text and standin.url not in str(status)
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/api/v1/chat/completions", chat_body("x\ud800")),
+        ("/api/v1/chat/completions", chat_body("x\ud800", stream=True)),
+        ("/api/v1/completions", {"model": ECHO, "prompt": "x\udfff"}),
+        ("/api/v1/embeddings", {"model": "lmstudio-standin/embed-small", "input": ["ok", "x\ud800"]}),
+    ],
+)
+async def test_text_that_is_not_valid_unicode_is_422_before_anything_is_reserved(
+    client: httpx.AsyncClient, account: Account, path: str, body: dict[str, object]
+) -> None:
+    # json.dumps writes the lone surrogate as its JSON escape, as a client would send it
+    response = await client.post(path, content=json.dumps(body), headers={"Content-Type": "application/json"})
+
+    assert response.status_code == 422, response.text
+    assert response.json()["error"]["code"] == "validation_error"
+    assert "Unicode" in response.text
+    assert [row["kind"] for row in account.ledger()] == ["signup_bonus"]  # nothing reserved

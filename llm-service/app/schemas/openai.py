@@ -6,8 +6,10 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from chat_common.validation import UnicodeModel
 
-class _Request(BaseModel):
+
+class _Request(UnicodeModel):
     model_config = ConfigDict(extra="allow")
 
     model: str | None = Field(
@@ -39,7 +41,7 @@ class CompletionRequest(_Request):
     prompt: str = Field(min_length=1)
 
 
-class EmbeddingRequest(BaseModel):
+class EmbeddingRequest(UnicodeModel):
     model_config = ConfigDict(extra="allow")
 
     model: str = Field(min_length=1, max_length=256)

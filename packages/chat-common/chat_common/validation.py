@@ -11,6 +11,7 @@ from __future__ import annotations
 import email.message
 import json
 import re
+from collections.abc import Callable
 from itertools import accumulate, count
 from operator import sub
 from typing import Any
@@ -18,17 +19,36 @@ from typing import Any
 from pydantic import BaseModel, model_validator
 
 NUL_MESSAGE = "text must not contain NUL (\\u0000) characters"
+SURROGATE_MESSAGE = "text must be valid Unicode: a lone surrogate (\\ud800-\\udfff without its pair) is not"
 
 
 def contains_nul(value: Any) -> bool:
-    """True when a string anywhere in `value` (nested lists and dicts, keys included) holds a NUL.
+    """True when a string anywhere in `value` (nested lists and dicts, keys included) holds a NUL."""
+    return _any_text(value, lambda text: "\x00" in text)
 
-    It walks with a list of pending values, not recursion, so no nesting can raise RecursionError."""
+
+def contains_lone_surrogate(value: Any) -> bool:
+    """True when a string anywhere in `value` holds a lone surrogate (JSON's `"\ud800"` escape without
+    its pair): text no UTF-8 encoder can write, so nothing downstream could store or send it."""
+    return _any_text(value, _unencodable)
+
+
+def _unencodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+def _any_text(value: Any, matches: Callable[[str], bool]) -> bool:
+    """Whether a string anywhere in `value` (nested lists and dicts, keys included) `matches`. It walks
+    with a list of pending values, not recursion, so no nesting can raise RecursionError."""
     pending = [value]
     while pending:
         item = pending.pop()
         if isinstance(item, str):
-            if "\x00" in item:
+            if matches(item):
                 return True
         elif isinstance(item, dict):
             pending.extend(item.keys())
@@ -38,8 +58,20 @@ def contains_nul(value: Any) -> bool:
     return False
 
 
-class InputModel(BaseModel):
-    """Base of request bodies: refuses NUL characters in any field."""
+class UnicodeModel(BaseModel):
+    """Base of request bodies passed on as they are (llm-service's OpenAI shapes): refuses text that
+    is not valid Unicode (a lone surrogate) with a 422, where it would fail on its way out."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _valid_unicode(cls, data: Any) -> Any:
+        if contains_lone_surrogate(data):
+            raise ValueError(SURROGATE_MESSAGE)
+        return data
+
+
+class InputModel(UnicodeModel):
+    """Base of request bodies: refuses NUL characters (and lone surrogates) in any field."""
 
     @model_validator(mode="before")
     @classmethod
