@@ -36,7 +36,7 @@ async def reply_events(rt: Runtime, reply_id: str, after: str) -> AsyncIterator[
             after = ident
             if name in TERMINAL:
                 return
-        if events:
+        if events or reply_id in rt.jobs:  # its job runs here: its next events are on their way
             continue
         reply = await rt.messages.get_by_str(reply_id)
         if reply is None:  # purged with its deleted conversation while it was being read

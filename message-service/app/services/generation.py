@@ -53,6 +53,9 @@ class Job:
     rebuild: Callable[[int], Awaitable[tuple[dict[str, Any], int]]] | None = None
     parent: Message | None = None  # the message the reply answers, for its follow-ups
     started: float = field(default_factory=time.monotonic)
+    # The reply's `message.created` event (and active leaf) being written: no piece and no end of the
+    # reply goes to its stream before it (its failure fails the reply before any piece).
+    ready: asyncio.Future[Any] | None = None
 
 
 def cost_of(rt: Runtime, completion_tokens: int) -> int:
@@ -101,6 +104,9 @@ async def run(rt: Runtime, job: Job) -> AppError | None:
         keeper.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await keeper
+    if job.ready is not None:  # it ended before its first piece: its end still comes after its start
+        with contextlib.suppress(Exception):
+            await job.ready
     stored: Message | None = None
     try:
         stored = await _finish(rt, job, progress, status, error)
@@ -154,6 +160,9 @@ async def _stream(rt: Runtime, job: Job, progress: _Progress) -> Status:
     status: Status = "completed"
     try:
         async for chunk in stream:
+            if job.ready is not None:  # raises what failed it: the reply fails before any piece
+                ready, job.ready = job.ready, None
+                await ready
             _take(chunk, progress)
             for name, text in _pieces(chunk):
                 if progress.first_token_ms is None:

@@ -279,15 +279,17 @@ async def _reserve_and_start(
     if user_message is not None:
         others = len(tree.children[parent_id])  # the new message is the newest of its siblings
         created["user_message"] = public(user_message, siblings=(others, others + 1)).model_dump(mode="json")
-    told = rt.live.publish(str(reply.id), "message.created", {**created, "reply_id": str(reply.id)})
+    steps: list[Awaitable[object]] = [
+        rt.live.publish(str(reply.id), "message.created", {**created, "reply_id": str(reply.id)})
+    ]
     if continue_of is None:  # a continued reply is the active leaf already
-        # at once: each only follows the stored messages, and the job starts once both are done
-        await asyncio.gather(
-            told,
-            rt.messages.set_active_leaf(conversation["id"], conversation["user_id"], str(reply_id), now()),
+        steps.append(
+            rt.messages.set_active_leaf(conversation["id"], conversation["user_id"], str(reply_id), now())
         )
-    else:
-        await told
+    # The job starts now: its request to llm-service goes out while the reply's first event and the
+    # active leaf are written; it waits for both before its first piece and before it ends (`ready`).
+    # From here on the job owns the reservation and the lock, whatever happens to this request.
+    job.ready = asyncio.ensure_future(asyncio.gather(*steps))
     rt.spawn(generation.run(rt, job), reply_id=str(reply.id))
     return user_message, reply
 
