@@ -45,8 +45,8 @@ for name, field in Settings.model_fields.items():
     if field.default_factory is None and field.default is not PydanticUndefined:
         try:
             entry = {"checkable": True, "default": plain(field.default)}
-        except TypeError:
-            pass
+        except TypeError:  # a nested settings model: the README describes it in words
+            entry = {"checkable": False}
     fields[name.upper()] = entry
 print(json.dumps(fields))
 """
