@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -189,16 +189,23 @@ def children(pid: int) -> set[int]:
     return found
 
 
-def rss_bytes(pids: Callable[[], set[int]]) -> int:
-    """Resident memory of the processes `pids()` names, summed (VmRSS from /proc; a gone one: 0)."""
-    total = 0
-    for pid in pids():
-        try:
-            with open(f"/proc/{pid}/status") as file:
-                for line in file:
-                    if line.startswith("VmRSS:"):
-                        total += int(line.split()[1]) * 1024
-                        break
-        except OSError:
-            continue
-    return total
+def rss_bytes(pids: set[int]) -> int:
+    """Resident memory of the processes `pids`, summed (VmRSS from /proc; a gone one: 0)."""
+    return sum(_proc_kib(f"/proc/{pid}/status", "VmRSS:") for pid in pids) * 1024
+
+
+def pss_bytes(pids: set[int]) -> int:
+    """Proportional resident memory of the processes `pids`, summed (Pss from /proc/<pid>/smaps_rollup):
+    memory they share (PostgreSQL's shared buffers) counted once, not once per process."""
+    return sum(_proc_kib(f"/proc/{pid}/smaps_rollup", "Pss:") for pid in pids) * 1024
+
+
+def _proc_kib(path: str, key: str) -> int:
+    try:
+        with open(path) as file:
+            for line in file:
+                if line.startswith(key):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0

@@ -3,11 +3,13 @@
 Each virtual user is one closed loop (no think time) over its own keep-alive connections (the lean
 client of bench/loadgen.py): it signs up and logs in, then picks each next operation by `WEIGHTS`:
 logins, character browsing (list, search, get), new conversations, their list, the message path and
-single messages, and chats: streamed (to `message.completed`), streamed with a disconnect after the
-first `delta` and a reattach (`GET /messages/{id}/stream` with `Last-Event-ID`) whose text must
-complete and equal the stored reply, and plain (201). Now and then it signs up again (a new user, as
-new people arrive) and goes on as them. It chats only in its own user's conversations, one request
-at a time, so the per-conversation lock never refuses it.
+single messages, and chats: streamed (to `message.completed`); streamed with a disconnect after
+`message.created` (before any text) or after the first `delta`, then a reattach
+(`GET /messages/{id}/stream` with `Last-Event-ID`) whose text must complete and equal the stored
+reply; and plain (201). Now and then it signs up again (a new user, as new people arrive) and goes on
+as them. It chats only in its own user's conversations, one request at a time, so the
+per-conversation lock should never refuse it: a 409 `generation_in_progress` means the lock of a
+reply whose end the client already read was not yet freed.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import random
 import time
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from contextlib import aclosing, suppress
 from dataclasses import dataclass, field
 from typing import Any
@@ -66,6 +68,7 @@ class Stats:
     errors: Counter[tuple[str, int, str]] = field(default_factory=Counter)  # (operation, status, code)
     exchanges: int = 0  # replies read to their end (streamed, reattached or plain)
     reattached: int = 0  # reattaches whose text matched the stored reply
+    resumed_text: int = 0  # of which the reattached stream still carried text (not only the end)
     mismatched: list[str] = field(default_factory=list)  # reattaches that did not: what differed
 
     def record(self, operation: str, seconds: float) -> None:
@@ -136,7 +139,7 @@ async def read_head(conn: Connection) -> tuple[int, bool, int]:
     return status, chunked, length
 
 
-async def sse_events(conn: Connection) -> AsyncIterator[tuple[str, str, Any]]:
+async def sse_events(conn: Connection) -> AsyncGenerator[tuple[str, str, Any], None]:
     """The events of a chunked `text/event-stream` body: (id, event, parsed data), to the body's end."""
     assert conn.reader is not None
     buffer = b""
@@ -312,14 +315,15 @@ class VirtualUser:
         self.messages = [*self.messages[-49:], str(sent["reply"]["id"])]
 
     async def chat_stream(self) -> None:
-        await self.stream(disconnect=False)
+        await self.stream(disconnect="")
 
     async def chat_reattach(self) -> None:
-        await self.stream(disconnect=True)
+        await self.stream(disconnect=random.choice(["message.created", "delta"]))
 
-    async def stream(self, *, disconnect: bool) -> None:
-        """A streamed send read to its end; with `disconnect`, read to the first `delta`, drop the
-        connection, reattach after that event and check the whole text against the stored reply."""
+    async def stream(self, *, disconnect: str) -> None:
+        """A streamed send read to its end; with `disconnect` (an event name), read to that event
+        (`message.created`: before any text; `delta`: the first piece), drop the connection, reattach
+        after that event and check the whole text read against the stored reply."""
         operation = "chat.reattach" if disconnect else "chat.stream"
         conversation = await self.conversation()
         base = self.shared.urls["messages"]
@@ -339,7 +343,7 @@ class VirtualUser:
         stream = f"{base}/api/v1/messages/{reply_id}/stream"
         raw = build_request(stream, "GET", self.headers({"Last-Event-ID": last_id}))
         try:
-            _, _, rest = await asyncio.wait_for(self.read_stream("chat.resume", base, raw, False), TIMEOUT)
+            _, _, rest = await asyncio.wait_for(self.read_stream("chat.resume", base, raw, ""), TIMEOUT)
         except (OSError, ValueError, IndexError, asyncio.IncompleteReadError, TimeoutError) as exc:
             self.pool.drop(base)
             raise self.failed("chat.resume", 0, type(exc).__name__) from None
@@ -347,16 +351,17 @@ class VirtualUser:
         stored = await self.call("message.get", "messages", "GET", f"/api/v1/messages/{reply_id}")
         if text + rest == stored["content"] and stored["status"] == "completed":
             self.shared.stats.reattached += 1
+            self.shared.stats.resumed_text += bool(rest)
         else:
             detail = f"{reply_id}: streamed {text + rest!r}, stored {stored['status']} {stored['content']!r}"
             self.shared.stats.mismatched.append(detail)
 
     async def read_stream(
-        self, operation: str, base: str, raw: bytes, disconnect: bool
+        self, operation: str, base: str, raw: bytes, disconnect: str
     ) -> tuple[str, str, str]:
         """Send `raw` and read its events: (reply id, id of the last event read, the text read).
         Records the first `delta` as `<operation>.first_token`. With `disconnect`, stops after the
-        first `delta` and closes the connection (a client that went away)."""
+        first event of that name and closes the connection (a client that went away)."""
         conn = self.pool.get(base)
         if conn.writer is None:
             conn.reader, conn.writer = await asyncio.open_connection(conn.host, conn.port)
@@ -382,9 +387,6 @@ class VirtualUser:
                     if not first:
                         first = time.perf_counter() - start
                         self.shared.stats.record(f"{operation}.first_token", first)
-                    if disconnect:
-                        self.pool.drop(base)
-                        return reply_id, last_id, text
                 elif event == "message.completed":
                     self.shared.stats.record(operation, time.perf_counter() - start)
                     self.shared.stats.exchanges += 1
@@ -392,6 +394,9 @@ class VirtualUser:
                     outcome = ""
                 elif event == "error":
                     outcome = f"sse:{data.get('code')}"
+                if event == disconnect:
+                    self.pool.drop(base)
+                    return reply_id, last_id, text
         if outcome:
             raise self.failed(operation, 200, outcome)
         return reply_id, last_id, text
