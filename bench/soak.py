@@ -29,12 +29,12 @@ exception), exchanges completed, reattaches checked, and each process's resident
 Memory bound: each service process (and the stand-in) may grow by at most `BOUND_MIB` MiB (about
 15% of the largest) from the end of the warm-up to the end of traffic. After the warm-up, pools,
 caches and the allocator's high-water marks are at their working size and CPython rarely gives memory
-back, so a steady service stays flat give or take fragmentation (the first full run here: at most
-+4 MiB), while a leak grows with the traffic: the table shows each growth per exchange, and the
-bound catches a leak of about 4 KiB per exchange at the ~13 exchanges/s this loaded 2-core machine
-served (2 KiB at 25/s). The backends are reported, not bounded: they keep the data the run writes
-(reply event streams stay in Redis for `STREAM_RETENTION_SECONDS`, documents, ledger rows,
-PostgreSQL's buffers filling).
+back, so a steady service stays flat give or take fragmentation (two full runs here: at most
++4.3 MiB, message-service), while a leak grows with the traffic: the table shows each growth per
+exchange, and the bound catches a leak of about 4 KiB per exchange at the ~13 exchanges/s this
+loaded 2-core machine served (2 KiB at 25/s). The backends are reported, not bounded: they keep
+the data the run writes (reply event streams stay in Redis for `STREAM_RETENTION_SECONDS`,
+documents, ledger rows, PostgreSQL's buffers filling).
 
 Exits non-zero when a bound or an invariant is broken, a reattached reply differs from the stored
 one, or no exchange completed.
