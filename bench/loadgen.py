@@ -61,6 +61,10 @@ class Connection:
         self.writer: asyncio.StreamWriter | None = None
 
     async def request(self, raw: bytes) -> int:
+        return (await self.response(raw))[0]
+
+    async def response(self, raw: bytes) -> tuple[int, bytes]:
+        """Send `raw`; (status, body)."""
         if self.writer is None:
             self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
         assert self.reader is not None
@@ -76,12 +80,12 @@ class Connection:
             elif name.lower() == b"transfer-encoding" and b"chunked" in value.lower():
                 chunked = True
         if chunked:
+            parts = []
             while (size := int((await self.reader.readline()).strip(), 16)) > 0:
-                await self.reader.readexactly(size + 2)
+                parts.append((await self.reader.readexactly(size + 2))[:-2])
             await self.reader.readline()
-        else:
-            await self.reader.readexactly(length)
-        return status
+            return status, b"".join(parts)
+        return status, await self.reader.readexactly(length)
 
     async def first_chunk(self, raw: bytes) -> tuple[int, float, float]:
         """Send a streaming request; (status, seconds to the first body chunk, seconds to the end)."""

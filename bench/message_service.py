@@ -48,9 +48,7 @@ import statistics
 import sys
 import tempfile
 import time
-import uuid
 from collections.abc import Awaitable, Callable, Iterator
-from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -61,20 +59,13 @@ from redis import Redis
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.fleet import Fleet, fleet  # noqa: E402
 from bench.loadgen import Connection, Result, build_request  # noqa: E402
 from bench.user_service import cpu_seconds, postgres_backends  # noqa: E402
-from chat_common.embedded import free_port, start_mongodb, start_postgres, start_redis  # noqa: E402
 from chat_common.mongo import MongoSettings, mongo_client  # noqa: E402
-from chat_common.testing import ServiceProcess, serve_service  # noqa: E402
-from chat_common.testing.fleet import (  # noqa: E402
-    FleetUser,
-    register_user,
-    run_character_service,
-    run_conversation_service,
-    run_llm_service,
-    run_user_service,
-)
-from lmstudio_client.testing import StandinProcess, run_standin  # noqa: E402
+from chat_common.testing import ServiceProcess  # noqa: E402
+from chat_common.testing.fleet import FleetUser, register_user  # noqa: E402
+from lmstudio_client.testing import StandinProcess  # noqa: E402
 
 CLIENTS = 16
 PAUSE = 0.2  # seconds between exchanges in the paced c=1 load: the previous reply's follow-ups are done
@@ -277,41 +268,16 @@ class Bench:
     service_token: str = ""
 
 
-@contextmanager
-def message_service(
-    mongodb_url: str,
-    database: str,
-    redis_url: str,
-    users: ServiceProcess,
-    others: dict[str, ServiceProcess],
-    data_dir: Path,
-) -> Iterator[ServiceProcess]:
+def hook_env(data_dir: Path) -> dict[str, str]:
+    """message-service's settings that load the bench's `sitecustomize` (written to `data_dir`)."""
     hook_dir = data_dir / "hook"
     hook_dir.mkdir()
     (hook_dir / "sitecustomize.py").write_text(SITECUSTOMIZE)
-    values = {
-        "ENVIRONMENT": "test",
-        "MONGODB_URL": mongodb_url,
-        "MONGODB_DATABASE": database,
-        "REDIS_URL": redis_url,
-        "REDIS_PREFIX": f"bench-{uuid.uuid4().hex[:8]}",
-        "JWKS_URL": f"{users.url}/.well-known/jwks.json",
-        "USER_SERVICE_URL": users.url,
-        "CHARACTER_SERVICE_URL": others["characters"].url,
-        "CONVERSATION_SERVICE_URL": others["conversations"].url,
-        "LLM_SERVICE_URL": others["llm"].url,
-        "MESSAGES_PER_MINUTE": "1000000",
-        "MAX_CONCURRENT_GENERATIONS": "64",
-        "JSON_LOGS": "false",
-        "LOG_LEVEL": "WARNING",
+    return {
         "PYTHONPATH": str(hook_dir),
         "BENCH_TOTALS": str(data_dir / "totals.json"),
         "BENCH_PROFILE": str(data_dir / "profile.out"),
     }
-    with serve_service(
-        ROOT / "message-service", values, log_path=data_dir / "message-service.log"
-    ) as service:
-        yield service
 
 
 def wait_for_file(path: Path, timeout: float = 20.0) -> None:
@@ -688,70 +654,47 @@ def main() -> None:
     parser.add_argument("--profile", action="store_true", help="cProfile message-service, one more c=16 load")
     args = parser.parse_args()
     started = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix="bench-messages-") as temp, ExitStack() as stack:
+    with tempfile.TemporaryDirectory(prefix="bench-messages-") as temp:
         data_dir = Path(temp)
-        quiet = {"LOG_LEVEL": "WARNING"}
-        postgres = start_postgres(data_dir / "postgres", free_port())
-        stack.callback(postgres.stop)
-        redis = start_redis(data_dir / "redis", free_port(), persist=False)
-        stack.callback(redis.stop)
-        own_redis = start_redis(data_dir / "redis-messages", free_port(), persist=False)
-        stack.callback(own_redis.stop)
-        mongodb = start_mongodb(data_dir / "mongodb", free_port())
-        stack.callback(mongodb.stop)
-        users = stack.enter_context(
-            run_user_service(postgres.url, redis.url, data_dir, INITIAL_CREDITS="100000000", **quiet)
-        )
-        jwks = f"{users.url}/.well-known/jwks.json"
-        characters = stack.enter_context(run_character_service(postgres.url, jwks, data_dir, **quiet))
-        conversations = stack.enter_context(
-            run_conversation_service(mongodb.url, users.url, characters.url, data_dir, **quiet)
-        )
-        standin = stack.enter_context(run_standin())
-        llm = stack.enter_context(
-            run_llm_service(standin.url, users.url, data_dir, MAX_CONCURRENCY="64", MAX_QUEUE="64", **quiet)
-        )
-        database = f"message_bench_{uuid.uuid4().hex[:8]}"
-        others = {"characters": characters, "conversations": conversations, "llm": llm}
-        service = stack.enter_context(
-            message_service(mongodb.url, database, own_redis.url, users, others, data_dir)
-        )
-        assert mongodb.process is not None and own_redis.process is not None
-        assert redis.process is not None
-
-        def fixed(*pids: int) -> Callable[[], set[int]]:
-            return lambda: set(pids)
-
-        def with_backends(pid: int) -> Callable[[], set[int]]:
-            return lambda: {pid} | postgres_backends(pid)
-
-        bench = Bench(
-            standin=standin,
-            llm=llm,
-            service=service,
-            redis_url=own_redis.url,
-            mongodb_url=mongodb.url,
-            database=database,
-            totals_path=data_dir / "totals.json",
-            profile_path=data_dir / "profile.out",
-            pids={
-                "message-service": fixed(service.process.pid),
-                "llm-service": fixed(llm.process.pid),
-                "stand-in": fixed(standin.process.pid),
-                "user-service+PG": with_backends(users.process.pid),
-                "character-service+PG": with_backends(characters.process.pid),
-                "conversation-service": fixed(conversations.process.pid),
-                "nx-27017": fixed(mongodb.process.pid),
-                "redis (message-service)": fixed(own_redis.process.pid),
-                "redis (user-service)": fixed(redis.process.pid),
-                "loadgen": fixed(os.getpid()),
-            },
-        )
-        args.urls = (users.url, characters.url, conversations.url)
-        print(f"fleet started in {time.perf_counter() - started:.1f} s", flush=True)
-        asyncio.run(run(bench, args, data_dir))
+        with fleet(data_dir, message_env=hook_env(data_dir)) as running:
+            bench_main(running, args, data_dir, started)
     print(f"whole run {time.perf_counter() - started:.0f} s")
     print("(a shared 2-core machine is noisy: repeat the run before trusting one figure)")
+
+
+def bench_main(running: Fleet, args: argparse.Namespace, data_dir: Path, started: float) -> None:
+    def fixed(*pids: int) -> Callable[[], set[int]]:
+        return lambda: set(pids)
+
+    def with_backends(pid: int) -> Callable[[], set[int]]:
+        return lambda: {pid} | postgres_backends(pid)
+
+    backends = running.backends()
+    bench = Bench(
+        standin=running.standin,
+        llm=running.llm,
+        service=running.messages,
+        redis_url=running.message_redis.url,
+        mongodb_url=running.mongodb.url,
+        database=running.messages_database,
+        totals_path=data_dir / "totals.json",
+        profile_path=data_dir / "profile.out",
+        pids={
+            "message-service": fixed(running.messages.process.pid),
+            "llm-service": fixed(running.llm.process.pid),
+            "stand-in": fixed(running.standin.process.pid),
+            "user-service+PG": with_backends(running.users.process.pid),
+            "character-service+PG": with_backends(running.characters.process.pid),
+            "conversation-service": fixed(running.conversations.process.pid),
+            "nx-27017": fixed(backends["nx-27017"]),
+            "redis (message-service)": fixed(backends["redis (message-service)"]),
+            "redis (user-service)": fixed(backends["redis (user-service)"]),
+            "loadgen": fixed(os.getpid()),
+        },
+    )
+    args.urls = (running.users.url, running.characters.url, running.conversations.url)
+    print(f"fleet started in {time.perf_counter() - started:.1f} s", flush=True)
+    asyncio.run(run(bench, args, data_dir))
 
 
 if __name__ == "__main__":
