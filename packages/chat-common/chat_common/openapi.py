@@ -1,5 +1,6 @@
 """What every service's OpenAPI document says beyond its routes: the error envelope on every error
-response, 401 on secured operations, 415 and 422 where there is input, and where to get a token."""
+response, 401 on secured operations, 403 on those for services (their security requirement names a
+scope), 415 and 422 where there is input, and where to get a token."""
 
 from __future__ import annotations
 
@@ -25,6 +26,9 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 _UNAUTHORIZED = {
     "description": "Missing, malformed or expired bearer token (`WWW-Authenticate` says which)",
+}
+_SCOPE_REQUIRED = {
+    "description": "Not a service token, or a service token without the scope the security requirement names",
 }
 _UNSUPPORTED_MEDIA_TYPE = {"description": "The body was sent with a Content-Type this endpoint does not take"}
 _VALIDATION = {"description": "The request does not validate (`details` lists each problem and where)"}
@@ -66,6 +70,8 @@ def _complete_operation(operation: dict[str, Any]) -> None:
     responses = operation.setdefault("responses", {})
     if operation.get("security"):
         responses.setdefault("401", dict(_UNAUTHORIZED))
+    if any(scopes for requirement in operation.get("security", ()) for scopes in requirement.values()):
+        responses.setdefault("403", dict(_SCOPE_REQUIRED))
     if "requestBody" in operation:
         responses.setdefault("415", dict(_UNSUPPORTED_MEDIA_TYPE))
     if _documents_fastapi_validation_error(responses.get("422")):
