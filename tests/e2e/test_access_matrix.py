@@ -16,12 +16,11 @@ import httpx
 import pytest
 from jose import jwt
 
-from chat_common.testing import generate_rsa_private_key_pem
 from chat_common.testing.fleet import FleetUser
 from chat_common.tokens import b64url, sign_claims
 from tests.e2e.conftest import SERVICES, Fleet
+from tests.e2e.forged_tokens import Forger, alg_none, fresh_rsa_key, hs256_with_the_public_key
 from tests.e2e.openapi_calls import SAFE_METHODS, Operation, operations
-from tests.e2e.test_identity import _alg_none, _hs256_with_the_public_key
 
 # The fleet's service clients (user-service's development defaults, which the e2e fleet keeps).
 CLIENT_SECRETS = {
@@ -31,6 +30,12 @@ CLIENT_SECRETS = {
 }
 # Path parameters naming what no user owns: their operations are in the token matrix, not the id one.
 NOT_OWNED = {"model_id": "LM Studio's models are the fleet's, not a user's"}
+# Tokens user-service never signed (the rest of DEFECTS it signed, but for their one defect).
+FORGERIES: dict[str, Forger] = {
+    "alg_none": alg_none,
+    "hs256_with_public_key": hs256_with_the_public_key,
+    "other_rsa_key": fresh_rsa_key,
+}
 DEFECTS = (
     "missing",
     "expired",
@@ -266,13 +271,10 @@ def _defective_tokens(fleet: Fleet, user: FleetUser) -> dict[str, str | None]:
         "missing": None,
         "expired": signed(iat=now - 3600, exp=now - 60),
         "tampered": f"{header}.{tampered_claims}.{signature}",
-        "alg_none": _alg_none({**claims, "jti": uuid.uuid4().hex}, kid, public_jwk),
-        "hs256_with_public_key": _hs256_with_the_public_key(
-            {**claims, "jti": uuid.uuid4().hex}, kid, public_jwk
-        ),
-        "other_rsa_key": sign_claims(
-            {**claims, "jti": uuid.uuid4().hex}, generate_rsa_private_key_pem(), kid
-        ),
+        **{
+            defect: forge({**claims, "jti": uuid.uuid4().hex}, kid, public_jwk)
+            for defect, forge in FORGERIES.items()
+        },
         "wrong_iss": signed(iss="https://issuer.example.com"),
         "wrong_aud": signed(aud="another-api"),
         "no_aud": signed(aud=None),
