@@ -25,7 +25,9 @@ from chat_common.pagination import Page, PageDep
 router = APIRouter(prefix="/characters", tags=["characters"])
 
 # What a user gets for changing a character they can see but do not own (one they cannot see is 404).
-NOT_OWNER = {403: {"description": "Only the owner or an admin can change this character"}}
+NOT_OWNER: dict[int | str, dict[str, Any]] = {
+    403: {"description": "Only the owner or an admin can change this character"}
+}
 
 
 MAX_TAG_FILTERS = 10
