@@ -71,24 +71,42 @@ class Operation:
     def documents(self, status: int) -> bool:
         return str(status) in self.spec.get("responses", {})
 
-    def url(self, base: str, values: dict[str, str]) -> str:
-        """The operation's URL: `values` in its path, a valid value for each required query parameter."""
+    @property
+    def query_fields(self) -> list[str]:
+        return [p["name"] for p in self.spec.get("parameters", []) if p["in"] == "query"]
+
+    @property
+    def body_fields(self) -> list[str]:
+        """The top-level properties of the operation's JSON body."""
+        content = self.spec.get("requestBody", {}).get("content", {})
+        if "application/json" not in content:
+            return []
+        schema = self.resolve(content["application/json"]["schema"])
+        variants = [self.resolve(v) for v in schema.get("anyOf", [schema]) if v.get("type") != "null"]
+        return [name for variant in variants for name in variant.get("properties", {})]
+
+    def url(self, base: str, values: dict[str, str], query: dict[str, str] | None = None) -> str:
+        """The operation's URL: `values` in its path, a valid value for each required query parameter,
+        and `query`."""
         path = self.path.format(**{name: values[name] for name in self.path_params})
-        query = {
+        required = {
             parameter["name"]: self.instance(parameter["schema"])
             for parameter in self.spec.get("parameters", [])
             if parameter["in"] == "query" and parameter.get("required")
         }
-        return f"{base}{path}?{urlencode(query)}" if query else base + path
+        params = required | (query or {})
+        return f"{base}{path}?{urlencode(params)}" if params else base + path
 
-    def body(self) -> dict[str, Any]:
-        """httpx keyword arguments for a valid request body (none when the operation takes none)."""
+    def body(self, fields: dict[str, str] | None = None) -> dict[str, Any]:
+        """httpx keyword arguments for a valid request body (none when the operation takes none), with
+        `fields` set in a JSON body."""
         request_body = self.spec.get("requestBody")
         if request_body is None:
             return {}
         content = request_body["content"]
         if "application/json" in content:
-            return {"json": self.instance(content["application/json"]["schema"])}
+            instance = self.instance(content["application/json"]["schema"])
+            return {"json": instance | (fields or {}) if isinstance(instance, dict) else instance}
         if "multipart/form-data" in content:
             schema = self.resolve(content["multipart/form-data"]["schema"])
             files = {name: CARD_FILE for name in schema.get("required", [])}

@@ -58,6 +58,8 @@ class Scene:
     alice: FleetUser
     bob: FleetUser
     ids: dict[str, list[tuple[str, str]]]
+    secrets: list[str]  # what only she may read: her private character's name, her persona's, her words
+    bobs_ids: dict[str, str]
 
     def first_ids(self) -> dict[str, str]:
         return {name: values[0][1] for name, values in self.ids.items()}
@@ -114,13 +116,14 @@ def _wait_settled(fleet: Fleet, owner: FleetUser, exchange: dict[str, Any], char
 def scene(fleet: Fleet) -> Scene:
     alice, bob = fleet.register("alice"), fleet.register("bob")
     http = fleet.http
+    secrets = [f"{word} {uuid.uuid4().hex[:12]}" for word in ("Ada", "Mira", "Hello, captain")]
     persona = http.post(
-        f"{fleet.users}/api/v1/users/me/personas", json={"name": "Ada"}, headers=alice.headers
+        f"{fleet.users}/api/v1/users/me/personas", json={"name": secrets[0]}, headers=alice.headers
     ).json()
-    private = fleet.character(alice, visibility="private")
+    private = fleet.character(alice, visibility="private", name=secrets[1])
     public = fleet.character(alice, visibility="public", name="Open Mira")
     conversation = fleet.conversation(alice, private["id"])
-    exchange = fleet.send(alice, conversation["id"], "Hello, captain")
+    exchange = fleet.send(alice, conversation["id"], secrets[2])
     session = http.post(
         f"{fleet.conversations}/api/v1/conversations/{conversation['id']}/sessions", headers=alice.headers
     ).json()
@@ -154,7 +157,16 @@ def scene(fleet: Fleet) -> Scene:
         "reservation_id": [("a reservation of hers", reservation["id"])],
         "model_id": [("a model", model["id"])],
     }
-    return Scene(alice, bob, ids)
+    bobs_character = fleet.character(bob, visibility="private", name="Bob's own")
+    bobs_ids = {
+        "user_id": bob.id,
+        "persona_id": http.post(
+            f"{fleet.users}/api/v1/users/me/personas", json={"name": "Bo"}, headers=bob.headers
+        ).json()["id"],
+        "character_id": bobs_character["id"],
+        "conversation_id": fleet.conversation(bob, bobs_character["id"])["id"],
+    }
+    return Scene(alice, bob, ids, secrets, bobs_ids)
 
 
 def _variants(operation: Operation, scene: Scene) -> list[tuple[str, dict[str, str]]]:
@@ -185,6 +197,12 @@ def _without_request_id(response: httpx.Response) -> Any:
     if isinstance(body, dict) and isinstance(body.get("error"), dict):
         body["error"].pop("request_id", None)
     return body
+
+
+def _revealed(scene: Scene, response: httpx.Response, call: str) -> list[str]:
+    return [
+        f"{call}: {secret!r} in {response.text[:200]}" for secret in scene.secrets if secret in response.text
+    ]
 
 
 def _owners_view(fleet: Fleet, scene: Scene, reads: list[Operation]) -> dict[str, Any]:
@@ -222,12 +240,13 @@ def test_another_users_ids_are_404_everywhere_and_change_nothing(
 ) -> None:
     """Bob calls every operation taking an id with Alice's ids and a valid body: 404, or 403 where
     the operation documents it (one he may see but not change, or one for admins or services); reads
-    of her public character may answer. Her resources, and both users' credits, are as before."""
+    of her public character may answer; no answer holds anything only she may read. Her resources,
+    and both users' credits, are as before."""
     owned = [op for op in documented if op.path_params and not set(op.path_params) <= NOT_OWNED.keys()]
     owner_reads = [op for op in owned if op.method in SAFE_METHODS and not op.scopes]
     before = _owners_view(fleet, scene, owner_reads)
-    calls = leaks = 0
-    wrong = []
+    calls = 0
+    wrong, revealed = [], []
     for operation in (op for op in owned if op.service == service):
         for label, values in _variants(operation, scene):
             url = operation.url(fleet.urls[service], values)
@@ -242,12 +261,12 @@ def test_another_users_ids_are_404_everywhere_and_change_nothing(
                 response.status_code >= 400 and not _error_shaped(response)
             ):
                 wrong.append(f"{operation} [{label}]: {response.status_code} {response.text[:200]}")
-            leaks += response.status_code < 300 and operation.method not in SAFE_METHODS
+            revealed += _revealed(scene, response, f"{operation} [{label}]")
 
     after = _owners_view(fleet, scene, owner_reads)
     assert calls > 0 or service == "llm-service"
     assert wrong == []
-    assert leaks == 0
+    assert revealed == []
     assert {k: v for k, v in after.items() if before.get(k) != v} == {}
 
 
@@ -405,3 +424,59 @@ def _is_uuid(value: str) -> bool:
     except ValueError:
         return False
     return True
+
+
+# Fields of bodies and queries that name another resource, by the path parameter naming its kind.
+ID_FIELDS = {"parent_id": "message_id", "owner_id": "user_id", "before": "message_id", "after": "message_id"}
+
+
+def _id_fields(operation: Operation) -> list[tuple[str, str]]:
+    """(where, name) of each body property and query parameter of the operation naming an id."""
+    return [
+        (where, name)
+        for where, names in (("query", operation.query_fields), ("body", operation.body_fields))
+        for name in names
+        if name.endswith("_id") or name in ID_FIELDS
+    ]
+
+
+def test_another_users_ids_in_a_body_or_query_reach_nothing_of_hers(
+    fleet: Fleet, documented: list[Operation], scene: Scene
+) -> None:
+    """Bob names Alice's things in the body or query of an operation on his own (a conversation with
+    her private character or persona, a reply under her message, a filter by her account): 404 (403
+    where documented) when it changes something, and no answer holds anything only she may read. Her
+    public character may be used, as anyone's."""
+    for_users = [op for op in documented if op.secured and not op.scopes]
+    wrong, revealed = [], []
+    calls = 0
+    for operation in for_users:
+        fields = _id_fields(operation)
+        # His own ids in the body's other id fields, so only the one of hers can make it fail.
+        his = {
+            name: scene.bobs_ids[ID_FIELDS.get(name, name)]
+            for where, name in fields
+            if where == "body" and ID_FIELDS.get(name, name) in scene.bobs_ids
+        }
+        for where, name in fields:
+            kind = ID_FIELDS.get(name, name)
+            assert kind in scene.ids, f"{operation}: no value of hers for the {where} field {name!r}"
+            for label, value in scene.ids[kind]:
+                url = operation.url(
+                    fleet.urls[operation.service],
+                    scene.bobs_ids,
+                    query={name: value} if where == "query" else None,
+                )
+                body = operation.body(his | {name: value} if where == "body" else his)
+                response = fleet.http.request(operation.method, url, headers=scene.bob.headers, **body)
+                calls += 1
+                call = f"{operation} {where} {name}=[{label}]"
+                allowed = {404} | ({403} if operation.documents(403) else set())
+                if operation.method in SAFE_METHODS or label.endswith("public character"):
+                    allowed |= {200, 201}
+                if response.status_code not in allowed:
+                    wrong.append(f"{call}: {response.status_code} {response.text[:200]}")
+                revealed += _revealed(scene, response, call)
+    assert calls > 0
+    assert wrong == []
+    assert revealed == []
