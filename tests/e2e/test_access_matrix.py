@@ -1,41 +1,29 @@
 """The access matrix, generated from the five OpenAPI documents (`openapi_calls.py`), against the real
-fleet: another user's ids are 404 (403 where documented) on every operation that takes one and nothing
-of the owner's changes; every secured operation refuses a missing or defective token with 401; every
-operation for services refuses a user's token and a service token without its scope, and takes one
-with it."""
+fleet (`access_scene.py` sets the scene): another user's ids, in a path, a body or a query, are 404
+(403 where documented), reveal nothing of hers and change nothing; every secured operation refuses a
+missing or defective token with 401; every operation for services refuses a user's token and a
+service token without its scope, and takes one with it."""
 
 from __future__ import annotations
 
-import json
-import time
-import uuid
-from dataclasses import dataclass
 from typing import Any
 
 import httpx
 import pytest
-from jose import jwt
 
-from chat_common.testing.fleet import FleetUser
-from chat_common.tokens import b64url, sign_claims
+from tests.e2e.access_scene import (
+    Scene,
+    build_scene,
+    client_scopes,
+    defective_tokens,
+    service_token,
+    unknown_ids,
+)
 from tests.e2e.conftest import SERVICES, Fleet
-from tests.e2e.forged_tokens import Forger, alg_none, fresh_rsa_key, hs256_with_the_public_key
 from tests.e2e.openapi_calls import SAFE_METHODS, Operation, operations
 
-# The fleet's service clients (user-service's development defaults, which the e2e fleet keeps).
-CLIENT_SECRETS = {
-    "message-service": "dev-message-service-secret",
-    "conversation-service": "dev-conversation-service-secret",
-    "llm-service": "dev-llm-service-secret",
-}
 # Path parameters naming what no user owns: their operations are in the token matrix, not the id one.
 NOT_OWNED = {"model_id": "LM Studio's models are the fleet's, not a user's"}
-# Tokens user-service never signed (the rest of DEFECTS it signed, but for their one defect).
-FORGERIES: dict[str, Forger] = {
-    "alg_none": alg_none,
-    "hs256_with_public_key": hs256_with_the_public_key,
-    "other_rsa_key": fresh_rsa_key,
-}
 DEFECTS = (
     "missing",
     "expired",
@@ -49,22 +37,6 @@ DEFECTS = (
 )
 
 
-@dataclass
-class Scene:
-    """Alice owns one of each resource; Bob owns nothing of hers. `ids` holds, per path parameter, her
-    ids as (label, value): a message is her user message and the reply; a character private and
-    public."""
-
-    alice: FleetUser
-    bob: FleetUser
-    ids: dict[str, list[tuple[str, str]]]
-    secrets: list[str]  # what only she may read: her private character's name, her persona's, her words
-    bobs_ids: dict[str, str]
-
-    def first_ids(self) -> dict[str, str]:
-        return {name: values[0][1] for name, values in self.ids.items()}
-
-
 @pytest.fixture(scope="module")
 def documented(fleet: Fleet) -> list[Operation]:
     found = []
@@ -73,100 +45,6 @@ def documented(fleet: Fleet) -> list[Operation]:
         assert response.status_code == 200, response.text
         found += operations(service, response.json())
     return found
-
-
-def _service_token(fleet: Fleet, client_id: str, scopes: list[str] | None = None) -> str:
-    """A service token the way the fleet gets one: client credentials at user-service."""
-    form = {"grant_type": "client_credentials", "client_id": client_id}
-    form |= {"client_secret": CLIENT_SECRETS[client_id], "scope": " ".join(scopes or [])}
-    response = fleet.http.post(f"{fleet.users}/api/v1/auth/service-token", data=form)
-    assert response.status_code == 200, response.text
-    return str(response.json()["access_token"])
-
-
-def _client_scopes(fleet: Fleet) -> dict[str, set[str]]:
-    return {
-        client: set(jwt.get_unverified_claims(_service_token(fleet, client))["scopes"])
-        for client in CLIENT_SECRETS
-    }
-
-
-def _wait_settled(fleet: Fleet, owner: FleetUser, exchange: dict[str, Any], character_id: str) -> None:
-    """Until the reply is done and the conversation and the character count both messages (their
-    counters follow in batches): from then on the owner's view stays still."""
-    reply_url = f"{fleet.messages}/api/v1/messages/{exchange['reply']['id']}"
-    conversation_url = f"{fleet.conversations}/api/v1/conversations/{exchange['reply']['conversation_id']}"
-    character_url = f"{fleet.characters}/api/v1/characters/{character_id}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        reply = fleet.http.get(reply_url, headers=owner.headers).json()
-        conversation = fleet.http.get(conversation_url, headers=owner.headers).json()
-        character = fleet.http.get(character_url, headers=owner.headers).json()
-        if (reply["status"], conversation["message_count"], character["message_count"]) == (
-            "completed",
-            2,
-            2,
-        ):
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"not settled: {reply}, {conversation}, {character}")
-
-
-@pytest.fixture(scope="module")
-def scene(fleet: Fleet) -> Scene:
-    alice, bob = fleet.register("alice"), fleet.register("bob")
-    http = fleet.http
-    secrets = [f"{word} {uuid.uuid4().hex[:12]}" for word in ("Ada", "Mira", "Hello, captain")]
-    persona = http.post(
-        f"{fleet.users}/api/v1/users/me/personas", json={"name": secrets[0]}, headers=alice.headers
-    ).json()
-    private = fleet.character(alice, visibility="private", name=secrets[1])
-    public = fleet.character(alice, visibility="public", name="Open Mira")
-    conversation = fleet.conversation(alice, private["id"])
-    exchange = fleet.send(alice, conversation["id"], secrets[2])
-    session = http.post(
-        f"{fleet.conversations}/api/v1/conversations/{conversation['id']}/sessions", headers=alice.headers
-    ).json()
-    # Ended, so its duration stops growing and her view of it stays still.
-    ended = http.post(f"{fleet.conversations}/api/v1/sessions/{session['id']}/end", headers=alice.headers)
-    assert ended.status_code == 200, ended.text
-    # A reservation of hers, made and released by llm-service's client: her balance is as before.
-    credits = _service_token(fleet, "llm-service", ["credits:write"])
-    reservation = http.post(
-        f"{fleet.users}/api/v1/credits/reservations",
-        json={"user_id": alice.id, "amount": 1, "idempotency_key": uuid.uuid4().hex},
-        headers={"Authorization": f"Bearer {credits}"},
-    ).json()
-    released = http.post(
-        f"{fleet.users}/api/v1/credits/reservations/{reservation['id']}/release",
-        headers={"Authorization": f"Bearer {credits}"},
-    )
-    assert released.status_code == 200, released.text
-    model = http.get(f"{fleet.llm}/api/v1/models", headers=alice.headers).json()["data"][0]
-    _wait_settled(fleet, alice, exchange, private["id"])
-    ids = {
-        "user_id": [("her account", alice.id)],
-        "persona_id": [("her persona", persona["id"])],
-        "character_id": [("her private character", private["id"]), ("her public character", public["id"])],
-        "conversation_id": [("her conversation", conversation["id"])],
-        "session_id": [("her session", session["id"])],
-        "message_id": [
-            ("her message", exchange["user_message"]["id"]),
-            ("the reply to her", exchange["reply"]["id"]),
-        ],
-        "reservation_id": [("a reservation of hers", reservation["id"])],
-        "model_id": [("a model", model["id"])],
-    }
-    bobs_character = fleet.character(bob, visibility="private", name="Bob's own")
-    bobs_ids = {
-        "user_id": bob.id,
-        "persona_id": http.post(
-            f"{fleet.users}/api/v1/users/me/personas", json={"name": "Bo"}, headers=bob.headers
-        ).json()["id"],
-        "character_id": bobs_character["id"],
-        "conversation_id": fleet.conversation(bob, bobs_character["id"])["id"],
-    }
-    return Scene(alice, bob, ids, secrets, bobs_ids)
 
 
 def _variants(operation: Operation, scene: Scene) -> list[tuple[str, dict[str, str]]]:
@@ -270,40 +148,14 @@ def test_another_users_ids_are_404_everywhere_and_change_nothing(
     assert {k: v for k, v in after.items() if before.get(k) != v} == {}
 
 
-def _defective_tokens(fleet: Fleet, user: FleetUser) -> dict[str, str | None]:
-    """The user's token with one defect each; the ones signed with user-service's own key differ from
-    a token it issues only in the one claim named."""
-    kid = jwt.get_unverified_header(user.token)["kid"]
-    claims = jwt.get_unverified_claims(user.token)
-    jwks = fleet.http.get(f"{fleet.users}/.well-known/jwks.json").json()
-    [public_jwk] = [key for key in jwks["keys"] if key["kid"] == kid]
-    key = fleet.signing_key_pem
-    now = int(time.time())
-
-    def signed(**changes: Any) -> str:
-        changed = {**claims, "jti": uuid.uuid4().hex, **changes}
-        return sign_claims({k: v for k, v in changed.items() if v is not None}, key, kid)
-
-    header, _, signature = user.token.split(".")
-    tampered_claims = b64url(json.dumps({**claims, "role": "admin"}).encode())
-    return {
-        "missing": None,
-        "expired": signed(iat=now - 3600, exp=now - 60),
-        "tampered": f"{header}.{tampered_claims}.{signature}",
-        **{
-            defect: forge({**claims, "jti": uuid.uuid4().hex}, kid, public_jwk)
-            for defect, forge in FORGERIES.items()
-        },
-        "wrong_iss": signed(iss="https://issuer.example.com"),
-        "wrong_aud": signed(aud="another-api"),
-        "no_aud": signed(aud=None),
-        "control": signed(),
-    }
+@pytest.fixture(scope="module")
+def scene(fleet: Fleet) -> Scene:
+    return build_scene(fleet)
 
 
 @pytest.fixture(scope="module")
 def defective(fleet: Fleet, scene: Scene) -> dict[str, str | None]:
-    return _defective_tokens(fleet, scene.alice)
+    return defective_tokens(fleet, scene.alice)
 
 
 @pytest.mark.parametrize("defect", DEFECTS)
@@ -381,7 +233,7 @@ def test_operations_for_services_take_only_a_service_token_with_their_scope(
     """A user's token and a service token with every other scope of its client are 403; the same
     client's token with the scope is taken (its reads of Alice's ids answer 200)."""
     scoped = [op for op in documented if op.service == service and op.scopes]
-    scopes = _client_scopes(fleet)
+    scopes = client_scopes(fleet)
     wrong = []
     for operation in scoped:
         [needed] = operation.scopes
@@ -390,11 +242,11 @@ def test_operations_for_services_take_only_a_service_token_with_their_scope(
         others = sorted(max(scopes.values(), key=len) - {needed})
         tokens = {
             "user": (scene.alice.token, {403}),
-            "without the scope": (_service_token(fleet, "message-service", others), {403}),
-            "with the scope": (_service_token(fleet, holder, [needed]), None),
+            "without the scope": (service_token(fleet, "message-service", others), {403}),
+            "with the scope": (service_token(fleet, holder, [needed]), None),
         }
         # Alice's ids for reads; for writes ids nobody has, so her conversation counts nothing twice.
-        values = scene.first_ids() if operation.method in SAFE_METHODS else _unknown_ids(scene)
+        values = scene.first_ids() if operation.method in SAFE_METHODS else unknown_ids(scene)
         for label, (token, expected) in tokens.items():
             url = operation.url(fleet.urls[service], values)
             headers = {"Authorization": f"Bearer {token}"}
@@ -408,22 +260,6 @@ def test_operations_for_services_take_only_a_service_token_with_their_scope(
                 wrong.append(f"{operation} [{label}]: {response.status_code}, not 200")
     assert scoped or service in ("message-service", "llm-service")
     assert wrong == []
-
-
-def _unknown_ids(scene: Scene) -> dict[str, str]:
-    """Ids in the format of Alice's that name nothing."""
-    return {
-        name: str(uuid.uuid4()) if _is_uuid(value) else uuid.uuid4().hex[:24]
-        for name, value in scene.first_ids().items()
-    }
-
-
-def _is_uuid(value: str) -> bool:
-    try:
-        uuid.UUID(value)
-    except ValueError:
-        return False
-    return True
 
 
 # Fields of bodies and queries that name another resource, by the path parameter naming its kind.
