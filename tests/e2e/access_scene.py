@@ -83,6 +83,37 @@ def _wait_settled(fleet: Fleet, owner: FleetUser, exchange: dict[str, Any], char
     raise AssertionError(f"not settled: {reply}, {conversation}, {character}")
 
 
+def _characters_with_avatars(
+    fleet: Fleet, owner: FleetUser, *, private_name: str
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A private and a public character of hers, each with an avatar (a card PNG imported: its image
+    becomes the avatar), so that every read of them answers her."""
+    draft = fleet.character(owner, visibility="private", name="Open Mira")
+    exported = fleet.http.get(
+        f"{fleet.characters}/api/v1/characters/{draft['id']}/export",
+        params={"format": "png"},
+        headers=owner.headers,
+    )
+    assert exported.status_code == 200, exported.text
+    imported = {}
+    for visibility in ("private", "public"):
+        response = fleet.http.post(
+            f"{fleet.characters}/api/v1/characters/import",
+            files={"file": ("card.png", exported.content, "image/png")},
+            data={"visibility": visibility},
+            headers=owner.headers,
+        )
+        assert response.status_code == 201, response.text
+        imported[visibility] = response.json()
+    renamed = fleet.http.patch(
+        f"{fleet.characters}/api/v1/characters/{imported['private']['id']}",
+        json={"name": private_name},
+        headers=owner.headers,
+    )
+    assert renamed.status_code == 200, renamed.text
+    return dict(renamed.json()), imported["public"]
+
+
 def build_scene(fleet: Fleet) -> Scene:
     """Alice's resources, settled, and Bob's own few."""
     alice, bob = fleet.register("alice"), fleet.register("bob")
@@ -91,8 +122,7 @@ def build_scene(fleet: Fleet) -> Scene:
     persona = http.post(
         f"{fleet.users}/api/v1/users/me/personas", json={"name": secrets[0]}, headers=alice.headers
     ).json()
-    private = fleet.character(alice, visibility="private", name=secrets[1])
-    public = fleet.character(alice, visibility="public", name="Open Mira")
+    private, public = _characters_with_avatars(fleet, alice, private_name=secrets[1])
     conversation = fleet.conversation(alice, private["id"])
     exchange = fleet.send(alice, conversation["id"], secrets[2])
     session = http.post(

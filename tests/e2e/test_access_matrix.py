@@ -123,6 +123,8 @@ def test_another_users_ids_are_404_everywhere_and_change_nothing(
     owned = [op for op in documented if op.path_params and not set(op.path_params) <= NOT_OWNED.keys()]
     owner_reads = [op for op in owned if op.method in SAFE_METHODS and not op.scopes]
     before = _owners_view(fleet, scene, owner_reads)
+    missing = [call for call, answer in before.items() if isinstance(answer, tuple) and answer[0] == 404]
+    assert missing == [], "Alice cannot read her own: a 404 to Bob would prove nothing"
     calls = 0
     wrong, revealed = [], []
     for operation in (op for op in owned if op.service == service):
