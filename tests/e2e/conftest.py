@@ -2,9 +2,9 @@
 free ports, on the session's embedded PostgreSQL, Redis and nx-27017, with the LM Studio stand-in;
 started once per session, in parallel.
 
-Only what a client has is used to talk to it: HTTP, the services' URLs and a user's token. The one
-exception is `Fleet.user_service_stopped()`, which stops and restarts user-service's process for the
-outage test.
+Only what a client has is used to talk to it: HTTP, the services' URLs and a user's token. The
+exceptions are `Fleet.user_service_stopped()`, which stops and restarts user-service's process for the
+outage test, and `Fleet.signing_key_pem`, user-service's key for the access matrix's defective tokens.
 """
 
 from __future__ import annotations
@@ -79,6 +79,12 @@ class Fleet:
     @property
     def llm(self) -> str:
         return self.processes["llm-service"].url
+
+    @property
+    def signing_key_pem(self) -> str:
+        """user-service's private key: made on its first start in its DATA_DIR (the session's fleet
+        directory, beside its log), for tokens validly signed but for one defect."""
+        return (self.processes["user-service"].log_path.parent / "jwt_private_key.pem").read_text()
 
     @contextlib.contextmanager
     def user_service_stopped(self) -> Iterator[None]:

@@ -3,20 +3,13 @@ character stays its owner's all the way down), and only tokens user-service sign
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-import json
-from collections.abc import Callable
-from typing import Any
-
 import httpx
 import pytest
-from jose import jwk, jwt
+from jose import jwt
 
-from chat_common.testing import generate_rsa_private_key_pem
 from chat_common.testing.fleet import FleetUser
-from chat_common.tokens import b64url, sign_claims
 from tests.e2e.conftest import INITIAL_CREDITS, Fleet
+from tests.e2e.forged_tokens import Forger, alg_none, fresh_rsa_key, hs256_with_the_public_key
 
 # An endpoint of each service that needs a user's token and answers 200 to a genuine one.
 PROTECTED = {
@@ -68,36 +61,12 @@ def test_a_private_characters_conversation_works_for_its_owner_and_is_404_for_ot
     assert fleet.balance(bob) == INITIAL_CREDITS  # and cost him nothing
 
 
-def _fresh_rsa_key(claims: dict[str, Any], kid: str, _: dict[str, Any]) -> str:
-    """The genuine claims and kid, signed with an RSA key user-service never had."""
-    return sign_claims(claims, generate_rsa_private_key_pem(), kid)
-
-
-def _hs256_with_the_public_key(claims: dict[str, Any], kid: str, public_jwk: dict[str, Any]) -> str:
-    """HS256 keyed with user-service's public key (anyone has it): the algorithm-confusion attack."""
-    secret = jwk.construct(public_jwk, "RS256").to_pem()
-    return _unsigned_token({"alg": "HS256", "typ": "JWT", "kid": kid}, claims, secret)
-
-
-def _alg_none(claims: dict[str, Any], kid: str, _: dict[str, Any]) -> str:
-    return _unsigned_token({"alg": "none", "typ": "JWT", "kid": kid}, claims, None)
-
-
-def _unsigned_token(header: dict[str, Any], claims: dict[str, Any], hmac_key: bytes | None) -> str:
-    signing_input = f"{b64url(json.dumps(header).encode())}.{b64url(json.dumps(claims).encode())}"
-    signature = hmac.new(hmac_key, signing_input.encode(), hashlib.sha256).digest() if hmac_key else b""
-    return f"{signing_input}.{b64url(signature)}"
-
-
-Forger = Callable[[dict[str, Any], str, dict[str, Any]], str]
-
-
 @pytest.fixture(scope="module")
 def carol(fleet: Fleet) -> FleetUser:
     return fleet.register("carol")
 
 
-@pytest.mark.parametrize("forge", [_fresh_rsa_key, _hs256_with_the_public_key, _alg_none])
+@pytest.mark.parametrize("forge", [fresh_rsa_key, hs256_with_the_public_key, alg_none])
 @pytest.mark.parametrize("service", list(PROTECTED))
 def test_a_token_not_signed_by_user_service_is_401_everywhere(
     fleet: Fleet, carol: FleetUser, service: str, forge: Forger

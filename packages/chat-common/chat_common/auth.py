@@ -11,7 +11,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Annotated, Any
 
-from fastapi import Depends, Request
+from fastapi import Depends, Request, Security
 from fastapi.security import OAuth2PasswordBearer
 from jose import JOSEError, jwk, jwt
 from jose.utils import base64url_decode
@@ -247,10 +247,12 @@ async def get_current_admin(user: Annotated[Principal, Depends(get_current_user)
 
 
 def require_scopes(*scopes: str) -> Callable[..., Awaitable[Principal]]:
-    """A service token carrying every named scope."""
+    """A service token carrying every named scope. The scopes are declared on the bearer scheme, so
+    the operation's OpenAPI security requirement names them (and the document marks it internal)."""
     needed = frozenset(scopes)
 
-    async def dependency(principal: Annotated[Principal, Depends(get_principal)]) -> Principal:
+    # A default, not `Annotated`: the annotations are strings, resolved where `needed` is not in scope.
+    async def dependency(principal: Principal = Security(get_principal, scopes=sorted(needed))) -> Principal:
         if not principal.is_service:
             raise ForbiddenError("This endpoint is for internal services only")
         missing = needed - principal.scopes

@@ -1,5 +1,6 @@
 """What every service's OpenAPI document says beyond its routes: the error envelope on every error
-response, 401 on secured operations, 415 and 422 where there is input, and where to get a token."""
+response, 401 on secured operations, 403 on those for services (their security requirement names a
+scope), 415 and 422 where there is input, and where to get a token."""
 
 from __future__ import annotations
 
@@ -26,6 +27,10 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
 _UNAUTHORIZED = {
     "description": "Missing, malformed or expired bearer token (`WWW-Authenticate` says which)",
 }
+_SCOPE_REQUIRED = {
+    "description": "Not a service token, or a service token without the scope the security requirement names",
+}
+_SERVICE_SCOPE = "Granted to an internal service's client (SERVICE_CLIENTS at user-service)"
 _UNSUPPORTED_MEDIA_TYPE = {"description": "The body was sent with a Content-Type this endpoint does not take"}
 _VALIDATION = {"description": "The request does not validate (`details` lists each problem and where)"}
 
@@ -47,25 +52,44 @@ def install_openapi(app: FastAPI, *, token_url: str) -> None:
 
 
 def complete(document: dict[str, Any], *, token_url: str) -> None:
-    """Point every error response of every operation at the error envelope and set the token URL."""
+    """Point every error response of every operation at the error envelope and set the token URL; the
+    scopes operations for services require are defined by the client-credentials flow beside it."""
     schemas = document.setdefault("components", {}).setdefault("schemas", {})
+    scopes: set[str] = set()
     for path_item in document.get("paths", {}).values():
         for method in _HTTP_METHODS:
             operation = path_item.get(method)
             if operation is not None:
                 _complete_operation(operation)
+                scopes.update(_required_scopes(operation))
     for name in _FASTAPI_VALIDATION_SCHEMAS:
         schemas.pop(name, None)
     for scheme in document["components"].get("securitySchemes", {}).values():
         password_flow = scheme.get("flows", {}).get("password")
         if password_flow is not None:
             password_flow["tokenUrl"] = token_url
+            if scopes:
+                scheme["flows"]["clientCredentials"] = {
+                    "tokenUrl": token_url.removesuffix("/token") + "/service-token",
+                    "scopes": {scope: _SERVICE_SCOPE for scope in sorted(scopes)},
+                }
+
+
+def _required_scopes(operation: dict[str, Any]) -> set[str]:
+    return {
+        scope
+        for requirement in operation.get("security", ())
+        for names in requirement.values()
+        for scope in names
+    }
 
 
 def _complete_operation(operation: dict[str, Any]) -> None:
     responses = operation.setdefault("responses", {})
     if operation.get("security"):
         responses.setdefault("401", dict(_UNAUTHORIZED))
+    if _required_scopes(operation):
+        responses.setdefault("403", dict(_SCOPE_REQUIRED))
     if "requestBody" in operation:
         responses.setdefault("415", dict(_UNSUPPORTED_MEDIA_TYPE))
     if _documents_fastapi_validation_error(responses.get("422")):

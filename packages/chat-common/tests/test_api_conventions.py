@@ -265,6 +265,23 @@ def test_secured_operations_document_401_and_input_documents_415_and_422() -> No
     assert "422" not in paths["/me"]["get"]["responses"]
 
 
+def test_an_operation_for_services_names_its_scope_and_documents_403() -> None:
+    """The access matrix tells operations for services by the scopes their security requirement names
+    (and expects their 403 for a user's token documented)."""
+    paths = make_app().openapi()["paths"]
+    assert paths["/internal"]["get"]["security"] == [{"OAuth2PasswordBearer": ["credits:write"]}]
+    assert "403" in paths["/internal"]["get"]["responses"]
+    assert paths["/me"]["get"]["security"] == [{"OAuth2PasswordBearer": []}]
+    assert "403" not in paths["/me"]["get"]["responses"]
+
+
+def test_the_scopes_of_operations_for_services_are_defined_by_a_client_credentials_flow() -> None:
+    flows = make_app().openapi()["components"]["securitySchemes"]["OAuth2PasswordBearer"]["flows"]
+    assert flows["clientCredentials"]["tokenUrl"] == "http://localhost:8024/api/v1/auth/service-token"
+    assert list(flows["clientCredentials"]["scopes"]) == ["credits:write"]
+    assert flows["password"]["scopes"] == {}
+
+
 def test_swagger_gets_its_token_at_user_service_public_url() -> None:
     schemes = make_app(user_service_public_url="https://users.example/").openapi()["components"][
         "securitySchemes"

@@ -24,6 +24,11 @@ from chat_common.pagination import Page, PageDep
 
 router = APIRouter(prefix="/characters", tags=["characters"])
 
+# What a user gets for changing a character they can see but do not own (one they cannot see is 404).
+NOT_OWNER: dict[int | str, dict[str, Any]] = {
+    403: {"description": "Only the owner or an admin can change this character"}
+}
+
 
 MAX_TAG_FILTERS = 10
 TAGS_DOC = (
@@ -119,7 +124,7 @@ async def read(character_id: uuid.UUID, caller: CurrentPrincipal, session: ReadS
     return CharacterPublic.model_validate(await character_service.get_visible(session, caller, character_id))
 
 
-@router.patch("/{character_id}", response_model=CharacterPublic)
+@router.patch("/{character_id}", response_model=CharacterPublic, responses=NOT_OWNER)
 async def patch(
     character_id: uuid.UUID,
     data: CharacterUpdate,
@@ -133,7 +138,7 @@ async def patch(
     return CharacterPublic.model_validate(character)
 
 
-@router.put("/{character_id}", response_model=CharacterPublic)
+@router.put("/{character_id}", response_model=CharacterPublic, responses=NOT_OWNER)
 async def replace(
     character_id: uuid.UUID,
     data: CharacterCreate,
@@ -147,7 +152,7 @@ async def replace(
     return CharacterPublic.model_validate(character)
 
 
-@router.delete("/{character_id}", status_code=status.HTTP_204_NO_CONTENT)
+@router.delete("/{character_id}", status_code=status.HTTP_204_NO_CONTENT, responses=NOT_OWNER)
 async def delete(character_id: uuid.UUID, user: CurrentUser, session: SessionDep) -> None:
     """Soft delete: the character disappears from every read."""
     await character_service.delete(session, user, character_id)
@@ -160,7 +165,7 @@ async def read_metadata(
     return (await character_service.get_visible(session, caller, character_id)).meta
 
 
-@router.put("/{character_id}/metadata", response_model=dict[str, Any])
+@router.put("/{character_id}/metadata", response_model=dict[str, Any], responses=NOT_OWNER)
 async def replace_metadata(
     character_id: uuid.UUID,
     metadata: Annotated[dict[str, Any], Body()],
@@ -176,6 +181,7 @@ async def replace_metadata(
 @router.patch(
     "/{character_id}/metadata",
     response_model=dict[str, Any],
+    responses=NOT_OWNER,
     openapi_extra={
         "requestBody": {"content": {"application/merge-patch+json": {"schema": {"type": "object"}}}}
     },

@@ -15,7 +15,11 @@ from app.services import users as user_service
 from chat_common.database import SessionDep
 from chat_common.pagination import Page, PageDep
 
-router = APIRouter(prefix="/admin/users", tags=["admin"])
+router = APIRouter(
+    prefix="/admin/users",
+    tags=["admin"],
+    responses={403: {"description": "The caller is not an admin (by the database, not the token)"}},
+)
 
 
 @router.get("", response_model=Page[UserPublic])

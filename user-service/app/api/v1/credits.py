@@ -56,7 +56,10 @@ def _client_id(service: Principal) -> str:
     responses={
         200: {"description": "Idempotent replay: the first reservation with this key"},
         402: {"description": "Insufficient credits (details: needed, balance)"},
-        403: {"description": "The account is deactivated (code account_inactive)"},
+        403: {
+            "description": "The account is deactivated (code account_inactive), or the caller is not a "
+            "service holding credits:write"
+        },
         409: {"description": "The key is already used by another client, or for another amount"},
         422: {"description": "Invalid body, e.g. ttl_seconds above MAX_RESERVATION_TTL_SECONDS"},
     },
