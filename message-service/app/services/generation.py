@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import math
 import time
@@ -115,12 +116,7 @@ async def run(rt: Runtime, job: Job) -> AppError | None:
         stored = await _finish(rt, job, progress, status, error)
     finally:
         # freed as soon as the end is stored and told: the next send need not wait for the bookkeeping
-        # (with Redis away, the lock and the place expire with their lease)
-        await _redis_best_effort(
-            rt.live.end_generation(job.conversation["id"], job.lock_token, job.reply.user_id, reply_id),
-            "lock not released",
-            reply_id,
-        )
+        await _end_generation(rt, job)
     if stored is not None:
         await _bookkeeping(rt, job, progress, stored)
     if interrupted:
@@ -134,6 +130,33 @@ async def _redis_best_effort(call: Awaitable[object], what: str, reply_id: str) 
         await call
     except _REDIS_ERRORS as exc:
         logger.warning("reply %s: %s, Redis is away (%s)", reply_id, what, exc.__class__.__name__)
+
+
+async def _end_generation(rt: Runtime, job: Job) -> None:
+    """Free the reply's lock and place. With Redis away, tried again (apart from the job) until it is
+    back: a Redis that kept its data would otherwise hold the conversation's lock until its lease
+    expires, refusing the next send with 409 meanwhile."""
+    reply_id = str(job.reply.id)
+    end = functools.partial(
+        rt.live.end_generation, job.conversation["id"], job.lock_token, job.reply.user_id, reply_id
+    )
+    try:
+        await end()
+    except _REDIS_ERRORS as exc:
+        logger.warning(
+            "reply %s: lock not released yet, Redis is away (%s)", reply_id, exc.__class__.__name__
+        )
+        rt.spawn(_until_redis_answers(end, rt.settings.job_lease_seconds))
+
+
+async def _until_redis_answers(call: Callable[[], Awaitable[object]], within: float) -> None:
+    """`call` tried every second until Redis answers it, for `within` seconds at most."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        await asyncio.sleep(1.0)
+        with contextlib.suppress(*_REDIS_ERRORS):
+            await call()
+            return
 
 
 def _unexpected(exc: Exception) -> AppError:

@@ -30,9 +30,12 @@ async def outage_client(settings: Settings, postgres: RestartableServer) -> Asyn
     """A client of a character-service of its own on the restartable PostgreSQL."""
     database_url = await create_database(postgres.url, "characters")
     app = create_app(settings.model_copy(update={"database_url": database_url}))
-    async with app.router.lifespan_context(app):
-        async with AsyncClient(transport=ASGITransport(app=app), base_url="http://testserver") as http:
-            yield http
+    transport = ASGITransport(app=app)
+    async with (
+        app.router.lifespan_context(app),
+        AsyncClient(transport=transport, base_url="http://testserver") as http,
+    ):
+        yield http
 
 
 async def _create(client: AsyncClient, owner: Caller, name: str) -> dict[str, object]:
