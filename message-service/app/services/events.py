@@ -2,11 +2,13 @@
 its end (`message.completed` or `error`). A finished reply whose events expired from Redis, or whose
 end never reached the stream (its process died between storing and publishing it), is told from
 MongoDB; so is the end of a reply read while Redis is away (its job stores the whole text in MongoDB,
-whatever became of its stream)."""
+whatever became of its stream). A reader that needs MongoDB while it is away ends with an `error`
+naming it: the reply goes on, and is read again once MongoDB is back."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -14,11 +16,17 @@ from typing import Any
 from app.core.runtime import Runtime
 from app.models import Message
 from app.schemas.message import public
+from chat_common.mongo import UNAVAILABLE as MONGODB_UNAVAILABLE
 from chat_common.redis import UNAVAILABLE as REDIS_UNAVAILABLE
 
 Event = tuple[str, str, dict[str, Any]]  # (id, name, data)
 # The end of a reply purged with its deleted conversation while it generated (or was being read).
 GONE = {"code": "conversation_deleted", "message": "The conversation was deleted"}
+MONGODB_AWAY = {
+    "code": "dependency_unavailable",
+    "message": "MongoDB is unavailable: read the reply again shortly",
+    "details": {"service": "mongodb"},
+}
 TERMINAL = frozenset({"message.completed", "error"})
 # A blocking read waits at most this long, well under the Redis client's socket timeout (5 s).
 BLOCK_MS = 1_000
@@ -30,6 +38,17 @@ REDIS_AWAY_POLL_SECONDS = 0.5
 
 
 async def reply_events(rt: Runtime, reply_id: str, after: str) -> AsyncIterator[Event]:
+    last = after
+    try:
+        async with contextlib.aclosing(_events(rt, reply_id, after)) as events:
+            async for event in events:
+                last = event[0]
+                yield event
+    except MONGODB_UNAVAILABLE:
+        yield last, "error", MONGODB_AWAY
+
+
+async def _events(rt: Runtime, reply_id: str, after: str) -> AsyncIterator[Event]:
     block: int | None = None  # the first read does not wait: a finished reply answers at once
     finished_at: float | None = None
     while True:

@@ -23,8 +23,6 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-from pymongo.errors import ConnectionFailure, ExecutionTimeout, WTimeoutError
-
 from app.core.runtime import Runtime, now
 from app.models import Message, Usage
 from app.models.message import Status
@@ -34,13 +32,13 @@ from app.services.events import GONE
 from app.services.pieces import PiecePublisher
 from app.services.prompt import parse_context_overflow
 from chat_common.errors import AppError, ServiceUnavailableError
+from chat_common.mongo import UNAVAILABLE as _MONGODB_ERRORS
 from chat_common.redis import UNAVAILABLE as _REDIS_ERRORS
 
 logger = logging.getLogger(__name__)
 
 STOP_CHECK_SECONDS = 0.2
 STORE_RETRY_SECONDS = (0.25, 2.0)  # the first and the longest wait before storing a reply's end again
-_MONGODB_ERRORS = (ConnectionFailure, ExecutionTimeout, WTimeoutError)
 
 
 @dataclass
