@@ -70,12 +70,19 @@ def run_user_service(
 
 @contextmanager
 def run_character_service(
-    postgres_url: str, jwks_url: str, data_dir: Path, *, port: int | None = None, **env: str
+    postgres_url: str,
+    jwks_url: str,
+    data_dir: Path,
+    *,
+    database_url: str | None = None,
+    port: int | None = None,
+    **env: str,
 ) -> Iterator[ServiceProcess]:
-    """A real character-service on its own fresh database, trusting `jwks_url`."""
+    """A real character-service on its own fresh database (or `database_url`: a restart keeps its
+    characters), trusting `jwks_url`."""
     values = {
         "ENVIRONMENT": "test",
-        "DATABASE_URL": run_sync(create_database(postgres_url, "characters")),
+        "DATABASE_URL": database_url or run_sync(create_database(postgres_url, "characters")),
         "JWKS_URL": jwks_url,
         "JSON_LOGS": "false",
         **env,
