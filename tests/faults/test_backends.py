@@ -13,6 +13,9 @@ from pymongo import AsyncMongoClient
 from tests.faults.conftest import Fleet
 from tests.faults.traffic import DEPENDENCY_STATUSES, Report, fault, run_scenario
 
+# Replies of about a second (MAX_TOKENS tokens): some are generating when the backend is killed.
+REPLY_TOKENS_PER_SECOND = 20
+
 
 def assert_failures_name(report: Report, named: set[tuple[str, str]]) -> None:
     """Every send during the fault completed or failed with one of `named` ((service, code)): a plain
@@ -53,6 +56,7 @@ def kill_and_restart(fleet: Fleet, backend: str) -> Callable[[], AbstractAsyncCo
 async def test_redis_down_and_back(fleet: Fleet) -> None:
     """message-service's limits, locks and streams: a send is refused with a 503 naming Redis; a reply
     already generating completes (its readers are told its end from MongoDB)."""
+    fleet.standin.configure(tokens_per_second=REPLY_TOKENS_PER_SECOND)
     report = await run_scenario(fleet, "Redis killed and restarted", kill_and_restart(fleet, "redis"))
     assert_failures_name(report, {("redis", "dependency_unavailable")})
     await assert_no_accepted_message_lost_its_reply(fleet, report)
@@ -77,6 +81,7 @@ async def test_postgresql_killed_and_restarted(fleet: Fleet) -> None:
     """user- and character-service's tables: a send is refused naming the service whose PostgreSQL is
     gone (its reservation or its character); a reply whose charge could not be made is charged once
     when user-service is back."""
+    fleet.standin.configure(tokens_per_second=REPLY_TOKENS_PER_SECOND)
     report = await run_scenario(fleet, "PostgreSQL killed and restarted", kill_and_restart(fleet, "postgres"))
     assert_failures_name(
         report,
