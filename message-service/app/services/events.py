@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any
 
 from app.core.runtime import Runtime
@@ -48,7 +48,7 @@ async def reply_events(rt: Runtime, reply_id: str, after: str) -> AsyncIterator[
         yield last, "error", MONGODB_AWAY
 
 
-async def _events(rt: Runtime, reply_id: str, after: str) -> AsyncIterator[Event]:
+async def _events(rt: Runtime, reply_id: str, after: str) -> AsyncGenerator[Event, None]:
     block: int | None = None  # the first read does not wait: a finished reply answers at once
     finished_at: float | None = None
     while True:
