@@ -4,6 +4,7 @@ itself within seconds of its return, with everything stored before still there."
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator, Awaitable, Iterator
 
@@ -36,11 +37,11 @@ def redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RestartableServe
 async def outage_client(
     settings: Settings, postgres: RestartableServer, redis: RestartableServer
 ) -> AsyncIterator[AsyncClient]:
-    """A client of a user-service of its own on the restartable servers; one IP (logins are counted)."""
+    """A client of a user-service of its own on the restartable servers (its reservation sweeper every
+    half second); one IP (logins are counted)."""
     database_url = await create_database(postgres.url, "users")
-    app: FastAPI = create_app(
-        settings.model_copy(update={"database_url": database_url, "redis_url": redis.url})
-    )
+    update = {"database_url": database_url, "redis_url": redis.url, "reservation_sweep_seconds": 0.5}
+    app: FastAPI = create_app(settings.model_copy(update=update))
     async with app.router.lifespan_context(app):
         transport = ASGITransport(app=app, client=("10.9.9.9", 40000))
         async with AsyncClient(transport=transport, base_url="http://testserver") as http:
@@ -121,6 +122,32 @@ async def test_the_first_request_after_a_postgres_restart_succeeds(
     first = await client.get("/api/v1/users/me", headers=user)
 
     assert first.status_code == 200, first.text
+
+
+async def test_the_reservation_sweeper_survives_a_postgres_outage_and_expires_what_came_due(
+    outage_client: AsyncClient, postgres: RestartableServer
+) -> None:
+    """A reservation comes due while PostgreSQL is away: the sweeper's rounds fail meanwhile, and the
+    first round after PostgreSQL is back gives its credits back."""
+    client = outage_client
+    user = await _register(client, "pgsweep")
+    services = await service_token(client)
+    user_id = (await client.get("/api/v1/users/me", headers=user)).json()["id"]
+    body = {"user_id": user_id, "amount": 9, "idempotency_key": "sweep", "ttl_seconds": 1}
+    held = await client.post("/api/v1/credits/reservations", json=body, headers=services)
+    assert held.status_code == 201, held.text
+
+    postgres.kill()
+    await asyncio.sleep(2.5)  # due, and several sweeps fail
+    postgres.start()
+
+    async def expired() -> bool:
+        found = await client.get(f"/api/v1/credits/reservations/{held.json()['id']}", headers=services)
+        return found.status_code == 200 and found.json()["status"] == "expired"
+
+    seconds = await seconds_until(expired, within=RECOVERY_SECONDS)
+    print(f"user-service's reservation sweeper resumed {seconds:.2f}s after PostgreSQL restarted")
+    assert (await client.get("/api/v1/credits", headers=user)).json()["balance"] == 100
 
 
 async def test_redis_killed_is_a_503_naming_it_at_login_and_logins_work_again_when_it_restarts(
