@@ -12,10 +12,12 @@ from typing import Any
 import httpx
 import pytest
 
+from app.main import create_app
+from chat_common.testing import ServiceProcess, serve_app
 from chat_common.testing.fleet import FleetUser
 from chat_common.testing.outages import RestartableServer, restartable_server, seconds_until
 from lmstudio_client.testing import StandinProcess
-from tests.conftest import Fleet
+from tests.conftest import Fleet, make_settings
 from tests.test_jobs import LONG, iter_events, reply_ledger, wait_for_status, wait_until
 
 RECOVERY_SECONDS = 15  # a generous bound on a loaded machine; measured in about a second
@@ -203,3 +205,42 @@ async def test_mongodb_killed_mid_generation_the_reply_is_stored_whole_when_it_r
     assert reply["status"] == "completed" and reply["content"] == FULL_REPLY
     await wait_until(lambda: fleet.balance(alice) == before - reply["generation"]["cost"])
     assert_charged_once(fleet, alice, reply)
+
+
+async def test_the_conversation_cache_poller_survives_a_redis_outage_and_reads_the_feed_again(
+    mongodb_url: str,
+    user_service: ServiceProcess,
+    character_service: ServiceProcess,
+    conversation_service: ServiceProcess,
+    llm_service: ServiceProcess,
+    redis: RestartableServer,
+) -> None:
+    """The changes-feed poller fails while Redis is away (the cache is not trusted meanwhile) and
+    applies the feed again by itself once Redis is back."""
+    settings = make_settings(
+        mongodb_url,
+        redis.url,
+        user_service,
+        character_service,
+        conversation_service,
+        llm_service,
+        conversation_cache_seconds=60,
+        conversation_changes_poll_seconds=0.2,
+    )
+    app = create_app(settings)
+    with serve_app(app):
+        cursor = app.state.runtime.conversation_changes
+        await seconds_until(lambda: _true(cursor.read_at is not None), within=RECOVERY_SECONDS)
+
+        redis.kill()
+        await seconds_until(lambda: _true(cursor.failing), within=RECOVERY_SECONDS)
+        redis.start()
+        restarted = time.monotonic()
+        seconds = await seconds_until(
+            lambda: _true(not cursor.failing and (cursor.read_at or 0) > restarted), within=RECOVERY_SECONDS
+        )
+    print(f"message-service's conversation-cache poller resumed {seconds:.2f}s after Redis restarted")
+
+
+async def _true(value: bool) -> bool:
+    return value
