@@ -37,10 +37,14 @@ async def test_a_killed_mongodb_is_a_503_naming_it_and_the_service_recovers_when
                 down = await service.get("/api/v1/conversations")
                 waited = time.monotonic() - started
                 not_ready = await service.get("/ready")
+                alive = await service.get("/health")
 
                 server = start_mongodb(tmp_path / "mongodb", port)  # same files, same port
+                restarted = time.monotonic()
                 back = await service.get("/api/v1/conversations")
+                recovery = time.monotonic() - restarted
                 ready = await service.get("/ready")
+                another = await service.post("/api/v1/conversations", json={"character_id": character["id"]})
     finally:
         server.stop()
 
@@ -51,5 +55,8 @@ async def test_a_killed_mongodb_is_a_503_naming_it_and_the_service_recovers_when
     assert "127.0.0.1" not in down.text  # the driver's text stays in the log
     assert waited < 10  # MONGODB_TIMEOUT_SECONDS (2 s here), not the driver's 30 s default
     assert not_ready.status_code == 503 and not_ready.json()["checks"]["mongodb"] == "error"
+    assert alive.status_code == 200
     assert back.status_code == 200 and [c["id"] for c in back.json()["items"]] == [created.json()["id"]]
+    print(f"conversation-service answered {recovery:.2f}s after MongoDB restarted")
     assert ready.status_code == 200
+    assert another.status_code == 201, another.text

@@ -5,15 +5,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import APIRouter, FastAPI, Request
-from fastapi.responses import JSONResponse
-from redis.asyncio import Redis
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
+from fastapi import APIRouter, FastAPI
 
 from app.api.v1 import analytics, conversations, messages
 from app.clients.fleet import Fleet
@@ -26,17 +21,10 @@ from app.repositories.messages import MessageRepository
 from app.services import bookkeeping, conversation_cache, followups
 from chat_common.app import create_service_app
 from chat_common.auth import jwks_verifier
-from chat_common.errors import error_response
 from chat_common.mongo import install_mongodb_error_handlers, open_mongodb
-
-logger = logging.getLogger(__name__)
+from chat_common.redis import install_redis_error_handlers, redis_client
 
 FOLLOW_UP_DRAIN_SECONDS = 5.0  # the longest a shutdown waits to tell the follow-ups still waiting
-
-
-async def _redis_unavailable(_: Request, exc: Exception) -> JSONResponse:
-    logger.warning("Redis is unavailable: %s: %s", exc.__class__.__name__, exc)
-    return error_response(503, "dependency_unavailable", "Redis is unavailable", {"service": "redis"})
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -45,7 +33,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.token_verifier = jwks_verifier(settings)
-        redis = Redis.from_url(settings.redis_url, socket_timeout=5, socket_connect_timeout=3)
+        redis = redis_client(settings.redis_url)
         live = Live(
             redis, settings.redis_url, settings.redis_prefix, messages_per_minute=settings.messages_per_minute
         )
@@ -87,8 +75,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     install_mongodb_error_handlers(app)
-    for error in (RedisConnectionError, RedisTimeoutError):
-        app.add_exception_handler(error, _redis_unavailable)
+    install_redis_error_handlers(app)
     api = APIRouter(prefix="/api/v1")
     for module in (conversations, messages, analytics):
         api.include_router(module.router)

@@ -271,14 +271,14 @@ def extra_app(
     conversation_service: ServiceProcess,
     llm_service: ServiceProcess,
 ) -> Iterator[Any]:
-    """`extra_app(**overrides)`: another message-service instance (same database, its own Redis prefix
-    unless given) served over real HTTP until the test ends; returns (base URL, settings)."""
+    """`extra_app(**overrides)`: another message-service instance (same database and servers, its own
+    Redis prefix, unless given) served over real HTTP until the test ends; returns (base URL, settings)."""
     with contextlib.ExitStack() as stack:
 
         def start(**overrides: Any) -> tuple[str, Settings]:
             settings = make_settings(
-                mongodb_url,
-                redis_url,
+                overrides.pop("mongodb_url", mongodb_url),
+                overrides.pop("redis_url", redis_url),
                 user_service,
                 character_service,
                 conversation_service,

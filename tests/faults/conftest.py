@@ -45,11 +45,11 @@ MAX_TOKENS = 20  # every reply reserves 1 + 20 credits and is charged 1 + its to
 # The timeouts every fault runs into: llm-service's own, and message-service's wait for llm-service.
 LLM_TIMEOUTS = {
     "CONNECT_TIMEOUT_SECONDS": "1",
-    "FIRST_TOKEN_TIMEOUT_SECONDS": "3",
-    "IDLE_TIMEOUT_SECONDS": "3",
-    "TOTAL_TIMEOUT_SECONDS": "8",
+    "FIRST_TOKEN_TIMEOUT_SECONDS": "2",
+    "IDLE_TIMEOUT_SECONDS": "2",
+    "TOTAL_TIMEOUT_SECONDS": "5",
 }
-MESSAGE_SERVICE_LLM_IDLE_SECONDS = 6  # above llm-service's first-token timeout, as in production
+MESSAGE_SERVICE_LLM_IDLE_SECONDS = 4  # above llm-service's first-token timeout, as in production
 JOB_LEASE_SECONDS = 3
 SWEEP_INTERVAL_SECONDS = 0.5
 
@@ -110,26 +110,38 @@ class Service:
             self.process.process.wait(30)
             self.stop()
 
-    @contextlib.contextmanager
-    def frozen(self) -> Iterator[None]:
-        """SIGSTOP for the block: it holds its connections and answers nothing; SIGCONT after."""
+    def freeze(self) -> None:
+        """SIGSTOP: it holds its connections and answers nothing, as a hung process does (`thaw`)."""
         self.kill(signal.SIGSTOP)
-        try:
-            yield
-        finally:
-            self.kill(signal.SIGCONT)
 
-    @contextlib.contextmanager
-    def down(self) -> Iterator[None]:
-        """Stopped for the block, then started again (ready) however the block ends."""
-        self.stop()
-        try:
-            yield
-        finally:
-            self.start()
+    def thaw(self) -> None:
+        self.kill(signal.SIGCONT)
 
     def log(self) -> str:
         return self.process.log_tail(20_000) if self.process else ""
+
+
+class Standin:
+    """The LM Studio stand-in on a fixed port: killed and started again as itself."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._stack = contextlib.ExitStack()
+        self.process = self.start()
+
+    def start(self) -> StandinProcess:
+        self.process = self._stack.enter_context(run_standin(port=self.port))
+        return self.process
+
+    def stop(self) -> None:
+        self._stack.close()
+        self._stack = contextlib.ExitStack()
+
+    def kill(self) -> None:
+        """Gone: connections refused, as when LM Studio is not running (`start` brings it back)."""
+        self.process.kill()
+        self.stop()
 
 
 class Fleet:
@@ -139,14 +151,18 @@ class Fleet:
         self,
         backends: dict[str, Backend],
         services: dict[str, Service],
-        standin: StandinProcess,
+        lmstudio: Standin,
         databases: FleetDatabases,
     ) -> None:
         self.backends = backends
         self.services = services
-        self.standin = standin
+        self.lmstudio = lmstudio
         self.databases = databases
         self.http = httpx.Client(timeout=30)
+
+    @property
+    def standin(self) -> StandinProcess:
+        return self.lmstudio.process
 
     def url(self, service: str) -> str:
         return self.services[service].url
@@ -231,66 +247,67 @@ def fault_fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
         conversation_service=urls["conversation-service"],
         llm_service=urls["llm-service"],
     )
-    with run_standin() as standin:
-        starts: dict[str, Callable[[], AbstractContextManager[ServiceProcess]]] = {
-            "user-service": lambda: run_user_service(
-                postgres,
-                redis,
-                root,
-                database_url=users_db,
-                port=ports["user-service"],
-                INITIAL_CREDITS=str(INITIAL_CREDITS),
-                REDIS_PREFIX="faults-users",
-                RESERVATION_SWEEP_SECONDS="1",
-            ),
-            "character-service": lambda: run_character_service(
-                postgres, jwks_url, root, database_url=characters_db, port=ports["character-service"]
-            ),
-            "conversation-service": lambda: run_conversation_service(
-                mongodb,
-                urls["user-service"],
-                urls["character-service"],
-                root,
-                port=ports["conversation-service"],
-                MONGODB_DATABASE=conversations_db,
-                DOWNSTREAM_TIMEOUT_SECONDS="3",
-            ),
-            "message-service": lambda: run_message_service(
-                mongodb,
-                redis,
-                downstream,
-                root,
-                port=ports["message-service"],
-                MONGODB_DATABASE=messages_db,
-                REDIS_PREFIX="faults-messages",
-                COST_PER_MESSAGE="1",
-                COST_PER_1K_TOKENS="1000",
-                DEFAULT_MAX_TOKENS=str(MAX_TOKENS),
-                MESSAGES_PER_MINUTE="100000",
-                MAX_CONCURRENT_GENERATIONS="10",
-                CONVERSATION_CACHE_SECONDS="0",
-                CHARACTER_CACHE_SECONDS="0",
-                DOWNSTREAM_TIMEOUT_SECONDS="3",
-                LLM_IDLE_TIMEOUT_SECONDS=str(MESSAGE_SERVICE_LLM_IDLE_SECONDS),
-                JOB_LEASE_SECONDS=str(JOB_LEASE_SECONDS),
-                SWEEP_INTERVAL_SECONDS=str(SWEEP_INTERVAL_SECONDS),
-            ),
-            "llm-service": lambda: run_llm_service(
-                standin.url, urls["user-service"], root, port=ports["llm-service"], **LLM_TIMEOUTS
-            ),
-        }
-        services = {name: Service(name, start) for name, start in starts.items()}
-        databases = FleetDatabases(users_db, mongodb, messages_db, conversations_db)
-        fleet = Fleet(backends, services, standin, databases)
-        try:
-            _start_together({name: service.start for name, service in services.items()})
-            yield fleet
-        finally:
-            fleet.http.close()
-            for service in services.values():
-                service.stop()
-            for backend in backends.values():
-                backend.stop()
+    lmstudio = Standin()
+    starts: dict[str, Callable[[], AbstractContextManager[ServiceProcess]]] = {
+        "user-service": lambda: run_user_service(
+            postgres,
+            redis,
+            root,
+            database_url=users_db,
+            port=ports["user-service"],
+            INITIAL_CREDITS=str(INITIAL_CREDITS),
+            REDIS_PREFIX="faults-users",
+            RESERVATION_SWEEP_SECONDS="1",
+        ),
+        "character-service": lambda: run_character_service(
+            postgres, jwks_url, root, database_url=characters_db, port=ports["character-service"]
+        ),
+        "conversation-service": lambda: run_conversation_service(
+            mongodb,
+            urls["user-service"],
+            urls["character-service"],
+            root,
+            port=ports["conversation-service"],
+            MONGODB_DATABASE=conversations_db,
+            DOWNSTREAM_TIMEOUT_SECONDS="3",
+        ),
+        "message-service": lambda: run_message_service(
+            mongodb,
+            redis,
+            downstream,
+            root,
+            port=ports["message-service"],
+            MONGODB_DATABASE=messages_db,
+            REDIS_PREFIX="faults-messages",
+            COST_PER_MESSAGE="1",
+            COST_PER_1K_TOKENS="1000",
+            DEFAULT_MAX_TOKENS=str(MAX_TOKENS),
+            MESSAGES_PER_MINUTE="100000",
+            MAX_CONCURRENT_GENERATIONS="10",
+            CONVERSATION_CACHE_SECONDS="0",
+            CHARACTER_CACHE_SECONDS="0",
+            DOWNSTREAM_TIMEOUT_SECONDS="3",
+            LLM_IDLE_TIMEOUT_SECONDS=str(MESSAGE_SERVICE_LLM_IDLE_SECONDS),
+            JOB_LEASE_SECONDS=str(JOB_LEASE_SECONDS),
+            SWEEP_INTERVAL_SECONDS=str(SWEEP_INTERVAL_SECONDS),
+        ),
+        "llm-service": lambda: run_llm_service(
+            lmstudio.url, urls["user-service"], root, port=ports["llm-service"], **LLM_TIMEOUTS
+        ),
+    }
+    services = {name: Service(name, start) for name, start in starts.items()}
+    databases = FleetDatabases(users_db, mongodb, messages_db, conversations_db)
+    fleet = Fleet(backends, services, lmstudio, databases)
+    try:
+        _start_together({name: service.start for name, service in services.items()})
+        yield fleet
+    finally:
+        fleet.http.close()
+        for service in services.values():
+            service.stop()
+        lmstudio.stop()
+        for backend in backends.values():
+            backend.stop()
 
 
 @pytest.fixture
@@ -302,3 +319,20 @@ def fleet(fault_fleet: Fleet) -> Iterator[Fleet]:
         if service.process is None or service.process.process.poll() is not None:
             service.stop()
             service.start()
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """Each fault scenario's measurements (the numbers of docs/reliability.md)."""
+    from tests.faults.traffic import RESULTS
+
+    if not RESULTS:
+        return
+    terminalreporter.section("fault scenarios: what the clients saw, and recovery")
+    for report in RESULTS:
+        terminalreporter.write_line(
+            f"{report.name}: served again {report.served_again:.1f}s, books settled {report.settled:.1f}s "
+            f"after the fault was lifted; {len(report.accepted)} messages accepted, "
+            f"{len(report.violations)} violations"
+        )
+        for seen in report.seen()[:4]:
+            terminalreporter.write_line(f"    {seen}")

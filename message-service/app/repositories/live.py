@@ -61,8 +61,14 @@ class Live:
         self.redis = redis
         self.prefix = prefix
         self.per_minute = RateLimitItemPerMinute(messages_per_minute)
-        # The `limits` library's moving window, on the same Redis: shared by every replica.
-        storage = RedisStorage(f"async+{redis_url}", implementation="redispy", key_prefix=f"{prefix}:limits")
+        # The `limits` library's moving window, on the same Redis (and connections): shared by every
+        # replica, and through a Redis restart like every other command.
+        storage = RedisStorage(
+            f"async+{redis_url}",
+            implementation="redispy",
+            key_prefix=f"{prefix}:limits",
+            connection_pool=redis.connection_pool,
+        )
         self.limiter = MovingWindowRateLimiter(storage)
         self._start = redis.register_script(_START)
         self._end = redis.register_script(_END)

@@ -17,6 +17,7 @@ from app.models.message import CreditsState
 from app.repositories.messages import PENDING_CREDITS
 from app.services import followups
 from chat_common.errors import AppError, ServiceUnavailableError
+from chat_common.redis import UNAVAILABLE as REDIS_UNAVAILABLE
 
 logger = logging.getLogger(__name__)
 
@@ -114,13 +115,16 @@ async def fail_expired(rt: Runtime) -> int:
         if stored is not None:
             failed += 1
             await settle(rt, stored)
-            await rt.live.publish_end(
-                str(reply.id),
-                "error",
-                {"code": LOST, "message": LOST_MESSAGE},
-                rt.settings.stream_retention_seconds,
-            )
             followups.queue(rt, stored)
+            try:
+                await rt.live.publish_end(
+                    str(reply.id),
+                    "error",
+                    {"code": LOST, "message": LOST_MESSAGE},
+                    rt.settings.stream_retention_seconds,
+                )
+            except REDIS_UNAVAILABLE:  # its readers tell its end from MongoDB
+                logger.warning("end of lost reply %s not streamed: Redis is away", reply.id)
     return failed
 
 

@@ -4,12 +4,17 @@ Its pieces go to a Redis stream (any replica can stream them), a lease renewed w
 the sweeper it is alive, and its end is written once (a conditional update from `generating`), then
 paid: the reservation is committed with the real cost (of a reply that failed midway, of the part
 generated before the failure, which it keeps), or released when it failed before generating any.
+
+The job keeps the reply's text in memory and stores it in MongoDB at its end; Redis only carries it to
+its readers. A Redis outage therefore never fails a reply (its readers tell its end from MongoDB), and
+a MongoDB outage at its end is waited out for as long as its lease lasts.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import math
 import time
@@ -17,10 +22,6 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
-
-from pymongo.errors import ConnectionFailure, ExecutionTimeout, WTimeoutError
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from app.core.runtime import Runtime, now
 from app.models import Message, Usage
@@ -31,12 +32,13 @@ from app.services.events import GONE
 from app.services.pieces import PiecePublisher
 from app.services.prompt import parse_context_overflow
 from chat_common.errors import AppError, ServiceUnavailableError
+from chat_common.mongo import UNAVAILABLE as _MONGODB_ERRORS
+from chat_common.redis import UNAVAILABLE as _REDIS_ERRORS
 
 logger = logging.getLogger(__name__)
 
 STOP_CHECK_SECONDS = 0.2
-_REDIS_ERRORS = (RedisConnectionError, RedisTimeoutError)
-_MONGODB_ERRORS = (ConnectionFailure, ExecutionTimeout, WTimeoutError)
+STORE_RETRY_SECONDS = (0.25, 2.0)  # the first and the longest wait before storing a reply's end again
 
 
 @dataclass
@@ -112,12 +114,47 @@ async def run(rt: Runtime, job: Job) -> AppError | None:
         stored = await _finish(rt, job, progress, status, error)
     finally:
         # freed as soon as the end is stored and told: the next send need not wait for the bookkeeping
-        await rt.live.end_generation(job.conversation["id"], job.lock_token, job.reply.user_id, reply_id)
+        await _end_generation(rt, job)
     if stored is not None:
         await _bookkeeping(rt, job, progress, stored)
     if interrupted:
         raise asyncio.CancelledError
     return error
+
+
+async def _redis_best_effort(call: Awaitable[object], what: str, reply_id: str) -> None:
+    """A Redis step whose loss the reply survives (its end is in MongoDB; locks expire): logged."""
+    try:
+        await call
+    except _REDIS_ERRORS as exc:
+        logger.warning("reply %s: %s, Redis is away (%s)", reply_id, what, exc.__class__.__name__)
+
+
+async def _end_generation(rt: Runtime, job: Job) -> None:
+    """Free the reply's lock and place. With Redis away, tried again (apart from the job) until it is
+    back: a Redis that kept its data would otherwise hold the conversation's lock until its lease
+    expires, refusing the next send with 409 meanwhile."""
+    reply_id = str(job.reply.id)
+    end = functools.partial(
+        rt.live.end_generation, job.conversation["id"], job.lock_token, job.reply.user_id, reply_id
+    )
+    try:
+        await end()
+    except _REDIS_ERRORS as exc:
+        logger.warning(
+            "reply %s: lock not released yet, Redis is away (%s)", reply_id, exc.__class__.__name__
+        )
+        rt.spawn(_until_redis_answers(end, rt.settings.job_lease_seconds))
+
+
+async def _until_redis_answers(call: Callable[[], Awaitable[object]], within: float) -> None:
+    """`call` tried every second until Redis answers it, for `within` seconds at most."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        await asyncio.sleep(1.0)
+        with contextlib.suppress(*_REDIS_ERRORS):
+            await call()
+            return
 
 
 def _unexpected(exc: Exception) -> AppError:
@@ -277,13 +314,13 @@ async def _finish(
         # A continuation that failed before adding anything leaves the reply as it was (its error
         # noted): a completed reply does not become a failed one, dropped from later prompts.
         status = job.resumed_status
-    stored = await rt.messages.finish(
-        reply.id,
+    stored = await _store_end(
+        rt,
+        reply,
         status=status,
         content=job.prefix + generated,
         reasoning="".join(progress.reasoning) or reply.reasoning,
         generation=generation,
-        at=now(),
     )
     if stored is None:
         if await rt.messages.get(reply.id) is None:  # its conversation was deleted and purged meanwhile
@@ -295,8 +332,31 @@ async def _finish(
         end = ("error", {"code": error.code, "message": error.message, "details": details})
     else:
         end = ("message.completed", public(stored).model_dump(mode="json"))
-    await rt.live.publish_end(str(reply.id), *end, rt.settings.stream_retention_seconds)
+    await _redis_best_effort(
+        rt.live.publish_end(str(reply.id), *end, rt.settings.stream_retention_seconds),
+        "end not streamed (its readers read it from MongoDB)",
+        str(reply.id),
+    )
     return stored
+
+
+async def _store_end(rt: Runtime, reply: Message, **end: Any) -> Message | None:
+    """`messages.finish`, tried again while MongoDB is away, for as long as the job's lease (last
+    renewed at most a third of it ago) keeps the sweeper off the reply: the text is only in memory.
+    A retry after a first try that was stored finds the reply ended: None, as when the sweeper ended
+    it (the stored reply's pending credits and follow-ups are then the sweeper's)."""
+    assert reply.id is not None
+    deadline = time.monotonic() + rt.settings.job_lease_seconds * 2 / 3
+    delay, longest = STORE_RETRY_SECONDS
+    while True:
+        try:
+            return await rt.messages.finish(reply.id, at=now(), **end)
+        except _MONGODB_ERRORS as exc:
+            if time.monotonic() + delay > deadline:
+                raise
+            logger.warning("reply %s not stored yet, MongoDB is away (%s)", reply.id, exc.__class__.__name__)
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, longest)
 
 
 async def _bookkeeping(rt: Runtime, job: Job, progress: _Progress, stored: Message) -> None:
@@ -306,7 +366,10 @@ async def _bookkeeping(rt: Runtime, job: Job, progress: _Progress, stored: Messa
     steps: list[Awaitable[object]] = [bookkeeping.settle(rt, stored)]
     if progress.usage and progress.usage.prompt_tokens:
         steps.append(_calibrate(rt, job, progress.usage.prompt_tokens))
-    await asyncio.gather(*steps)
+    try:
+        await asyncio.gather(*steps)
+    except _MONGODB_ERRORS as exc:  # the settled credits not recorded: the sweeper settles them again
+        logger.warning("reply %s: credits state not stored, MongoDB is away (%s)", stored.id, exc)
 
 
 async def _calibrate(rt: Runtime, job: Job, prompt_tokens: int) -> None:

@@ -87,6 +87,11 @@ def create_engine(settings: DatabaseSettings, *, autocommit: bool = False) -> As
         max_overflow=0,
         pool_timeout=settings.db_pool_timeout,
         pool_recycle=1800,
+        # A connection is checked before use: after PostgreSQL was restarted, the pooled connections
+        # to the old server are found dead and replaced, so the first request after it already works.
+        pool_pre_ping=True,
+        # asyncpg waits 60 s for a connection by default; an unreachable server is told sooner (503).
+        connect_args={"timeout": settings.db_pool_timeout},
         isolation_level="AUTOCOMMIT" if autocommit else "READ COMMITTED",
     )
 

@@ -74,6 +74,10 @@ class MongoSettings(CommonSettings):
         return problems
 
 
+# What a lost MongoDB surfaces as (no server to select, a cut connection, a server-side timeout).
+UNAVAILABLE = (ConnectionFailure, ExecutionTimeout, WTimeoutError)
+
+
 def parse_object_id(value: str, what: str = "Resource") -> ObjectId:
     """An id from a URL as an ObjectId; anything else is 404, like an id that names nothing."""
     try:
@@ -97,7 +101,7 @@ async def _mongodb_unavailable(_: Request, exc: Exception) -> JSONResponse:
 def install_mongodb_error_handlers(app: FastAPI) -> None:
     """A lost MongoDB is a 503 naming it (504 on a server-side timeout), never a 500. Called when the
     app is built: handlers added once it serves would not be seen."""
-    for error in (ConnectionFailure, ExecutionTimeout, WTimeoutError):
+    for error in UNAVAILABLE:
         app.add_exception_handler(error, _mongodb_unavailable)
 
 

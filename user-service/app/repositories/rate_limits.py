@@ -15,10 +15,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 from limits import parse
-from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from chat_common.errors import ServiceUnavailableError
+from chat_common.redis import redis_client
 
 # KEYS: one sorted set per window. ARGV: the attempt's id, then each window's limit and length (ms).
 # Returns 0 when the attempt was recorded in every window, else milliseconds until one has room.
@@ -70,7 +70,7 @@ class LoginLimiter:
     """Counts password attempts per account and per client IP; refuses once either window is full."""
 
     def __init__(self, redis_url: str, *, prefix: str, per_account: str, per_ip: str) -> None:
-        self.redis = Redis.from_url(redis_url, socket_connect_timeout=5, socket_timeout=5)
+        self.redis = redis_client(redis_url, connect_timeout=5)
         self._acquire = self.redis.register_script(_ACQUIRE)
         self.prefix = f"{prefix}:login"
         self.per_account = parse(per_account)

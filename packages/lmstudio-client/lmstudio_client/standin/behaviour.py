@@ -50,6 +50,13 @@ def embedding_for(text: str, dims: int = 16) -> list[float]:
     return [round(v / norm, 6) for v in raw]
 
 
+# What a broken server (or a proxy in its place) sends: the "garbage" failure.
+GARBAGE_CHUNK = (
+    b'data: {"id":"chatcmpl-broken","object":"chat.completion.chunk","choices":[{"delta":{"con\n\n'
+)
+GARBAGE_PAGE = b"<html><body><h1>502 Bad Gateway</h1></body></html>"
+
+
 # LM Studio's error bodies, as it sends them (see shared/LMSTUDIO.md).
 
 

@@ -50,6 +50,8 @@ async def _generate(request: Request, kind: str) -> Response:
         return error(b.context_overflow(used, standin.loaded_context(resolved)))
     if standin.config.failure == "crash":
         return error(b.crashed())
+    if standin.config.failure == "garbage" and not body.get("stream"):
+        return Response(b.GARBAGE_PAGE, status_code=200, media_type="text/html")
     pieces = b.tokens(reply)
     max_tokens = body.get("max_tokens")
     finish = "stop"
@@ -143,6 +145,9 @@ async def _stream(
             await standin.stall_if_asked(index)
             if standin.config.failure == "disconnect" and index >= standin.config.disconnect_after:
                 raise ConnectionAbortedError("stand-in drops the connection mid-stream (failure mode)")
+            if standin.config.failure == "garbage" and index >= standin.config.garbage_after:
+                yield b.GARBAGE_CHUNK
+                return
             if kind == "chat":
                 delta = {"role": "assistant", "content": piece} if index == 0 else {"content": piece}
                 choice: dict[str, Any] = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": None}

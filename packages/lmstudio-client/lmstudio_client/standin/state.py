@@ -9,7 +9,7 @@ from typing import Any
 
 from lmstudio_client.standin import behaviour as b
 
-FAILURES = ("no_model_loaded", "crash", "disconnect", "stall")
+FAILURES = ("no_model_loaded", "crash", "disconnect", "stall", "garbage")
 
 
 @dataclass
@@ -44,6 +44,9 @@ class StandinConfig:
     failure: str | None = None  # one of FAILURES
     disconnect_after: int = 3  # chunks sent before a "disconnect" failure drops the connection
     stall_after: int = 3  # chunks sent before a "stall" failure stops sending (connection kept open)
+    # chunks sent before a "garbage" failure sends a malformed one (cut-off JSON) and ends the stream;
+    # a plain request gets a 200 HTML page instead of JSON (a proxy's answer in LM Studio's place)
+    garbage_after: int = 3
     legacy_errors: bool = False  # older builds: string errors, 404 for unknown models
     # LM Studio's default: a request naming a downloaded model that is not loaded loads it and is
     # answered, and `/v1/models` lists every downloaded model. Off: only loaded models exist for
