@@ -113,9 +113,11 @@ async def run(rt: Runtime, job: Job) -> AppError | None:
     try:
         stored = await _finish(rt, job, progress, status, error)
     finally:
-        # freed as soon as the end is stored and told: the next send need not wait for the bookkeeping
+        # Freed as soon as the end is stored, before it is told: a client that has the end can send
+        # at once (no 409), and the next send need not wait for the bookkeeping.
         await _end_generation(rt, job)
     if stored is not None:
+        await _publish_end(rt, stored, error)
         await _bookkeeping(rt, job, progress, stored)
     if interrupted:
         raise asyncio.CancelledError
@@ -282,7 +284,7 @@ async def _keep_alive(rt: Runtime, job: Job) -> None:
 async def _finish(
     rt: Runtime, job: Job, progress: _Progress, status: Status, error: AppError | None
 ) -> Message | None:
-    """The reply's end stored and published; the stored reply (None when it was ended elsewhere)."""
+    """The reply's end stored; the stored reply (None when it was ended elsewhere)."""
     reply = job.reply
     assert reply.id is not None and reply.generation is not None
     generated = "".join(progress.text)
@@ -326,18 +328,22 @@ async def _finish(
         if await rt.messages.get(reply.id) is None:  # its conversation was deleted and purged meanwhile
             await _purged(rt, reply)
         return None  # else the sweeper ended it first (its lease had expired) and settled it
-    # The end goes to the stream first: a client is not kept waiting on the bookkeeping.
+    return stored
+
+
+async def _publish_end(rt: Runtime, stored: Message, error: AppError | None) -> None:
+    """The stored reply's end told to its readers, before the bookkeeping: a client is not kept
+    waiting on it."""
     if error is not None:
         details = error.details if isinstance(error.details, dict) else None
         end = ("error", {"code": error.code, "message": error.message, "details": details})
     else:
         end = ("message.completed", public(stored).model_dump(mode="json"))
     await _redis_best_effort(
-        rt.live.publish_end(str(reply.id), *end, rt.settings.stream_retention_seconds),
+        rt.live.publish_end(str(stored.id), *end, rt.settings.stream_retention_seconds),
         "end not streamed (its readers read it from MongoDB)",
-        str(reply.id),
+        str(stored.id),
     )
-    return stored
 
 
 async def _store_end(rt: Runtime, reply: Message, **end: Any) -> Message | None:
