@@ -13,10 +13,12 @@ derandomized (the same cases every time) and keeps no Hypothesis database.
 from __future__ import annotations
 
 import os
+import re
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 import hypothesis.strategies as st
 import pytest
@@ -24,10 +26,13 @@ import schemathesis
 from schemathesis import Case, CheckContext, GenerationMode, Response
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import (
+    allow_header_conformance,
     content_type_conformance,
+    negative_data_rejection,
     response_headers_conformance,
     response_schema_conformance,
     status_code_conformance,
+    unsupported_method,
 )
 
 from chat_common.testing.fleet import FleetUser
@@ -35,16 +40,17 @@ from tests.e2e.conftest import SERVICES, Fleet
 
 FUZZ_EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "3"))
 SEED = int(os.environ.get("FUZZ_SEED", "20261127"))
-# What every response must satisfy; `error_shape` (below) is the fleet's own. schemathesis' further
-# checks judge the schema's precision rather than the service (`positive_data_acceptance` expects every
-# schema-valid body to pass rules a JSON schema cannot say: password strength, If-Match, either-or
-# query parameters), or are another test's subject (`ignored_auth`: test_access_matrix.py).
+# What every response must satisfy, besides `error_shape` and `method_not_allowed` (below).
+# Left out: `positive_data_acceptance`, which expects every schema-valid request to succeed though
+# some rules are beyond a JSON schema (password strength, If-Match versions, `mine=true` with another
+# `owner_id`, `before` with `after`), and `ignored_auth`: tokens are test_access_matrix.py's subject.
 CHECKS = [
     not_a_server_error,
     status_code_conformance,
     content_type_conformance,
     response_headers_conformance,
     response_schema_conformance,
+    negative_data_rejection,
 ]
 
 
@@ -126,6 +132,32 @@ def error_shape(ctx: CheckContext, response: Response, case: Case) -> bool | Non
     return True
 
 
+def _templates_matching(case: Case, response: Response) -> list[dict[str, Any]]:
+    """The path items of the document's other paths that the request's path also matches: a
+    parameter can hold words (`/characters/mine` is also `/characters/{character_id}`) and slashes
+    (llm-service's model ids: `/models/a/load` is also `/models/{model_id}`)."""
+    path = urlsplit(str(response.request.url)).path
+    found = []
+    for template, item in case.operation.schema.raw_schema["paths"].items():
+        pattern = re.sub(r"\\\{[^}]*\\\}", ".+", re.escape(template))
+        if template != case.operation.path and re.fullmatch(pattern, path):
+            found.append(item)
+    return found
+
+
+def method_not_allowed(ctx: CheckContext, response: Response, case: Case) -> bool | None:
+    """schemathesis' 405 checks, for a method no operation of the path answers: an undocumented
+    method is 405 and `Allow` lists the path's methods. Where another operation's path matches too,
+    the method may be that operation's, and `Allow` rightly lists the methods of both."""
+    others = _templates_matching(case, response)
+    method = str(response.request.method).lower()
+    if not any(method in item for item in others):
+        unsupported_method(ctx, response, case)
+    if not others:
+        allow_header_conformance(ctx, response, case)
+    return True
+
+
 def _config() -> schemathesis.Config:
     return schemathesis.Config.from_dict(
         {
@@ -179,4 +211,4 @@ schema = schemathesis.pytest.from_fixture("fuzz_schema")
 @schema.parametrize()
 def test_every_operation_holds_its_documented_contract(case: Case, scenes: Scenes) -> None:
     scene = scenes.for_label(case.operation.label)
-    case.call_and_validate(headers=scene.user.headers, checks=[*CHECKS, error_shape])
+    case.call_and_validate(headers=scene.user.headers, checks=[*CHECKS, method_not_allowed, error_shape])
