@@ -23,6 +23,7 @@ from urllib.parse import urlsplit
 import hypothesis.strategies as st
 import pytest
 import schemathesis
+from hypothesis.configuration import set_hypothesis_home_dir
 from schemathesis import Case, CheckContext, GenerationMode, Response
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import (
@@ -190,6 +191,13 @@ def _real_ids(scenes: Scenes) -> Callable[[Any, Case], Any]:
         return st.booleans().map(sent)
 
     return flatmap_case
+
+
+@pytest.fixture(scope="module", autouse=True)
+def hypothesis_home(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Hypothesis' caches (constants, Unicode tables) in the session's temporary directory, not
+    `.hypothesis/` in the repository; no example database is kept at all (`_config`)."""
+    set_hypothesis_home_dir(tmp_path_factory.mktemp("hypothesis"))
 
 
 @pytest.fixture(params=SERVICES)
