@@ -97,6 +97,7 @@ class Scenes:
         elif self.service == "conversation-service":
             character = fleet.character(user)
             conversation = fleet.conversation(user, character["id"])
+            ids["character_id"] = character["id"]
             ids["conversation_id"] = conversation["id"]
             session = fleet.http.post(
                 f"{fleet.conversations}/api/v1/conversations/{conversation['id']}/sessions",
@@ -172,20 +173,27 @@ def _config() -> schemathesis.Config:
 
 
 def _real_ids(scenes: Scenes) -> Callable[[Any, Case], Any]:
-    """A hook: a positive case is sent as generated or with the operation's real ids in its path."""
+    """A hook: a positive case is sent as generated, or with the real ids of the operation's scene in
+    its path and in the body fields of the same names (a new conversation's `character_id`)."""
 
     def flatmap_case(context: Any, case: Case) -> Any:
+        if case.meta is None or case.meta.generation.mode != GenerationMode.POSITIVE:
+            return st.just(case)
         names = [p.name for p in case.operation.path_parameters]
-        if not names or case.meta is None or case.meta.generation.mode != GenerationMode.POSITIVE:
+        fields = [key for key in case.body if key.endswith("_id")] if isinstance(case.body, dict) else []
+        if not names and not fields:
             return st.just(case)
         ids = scenes.for_label(case.operation.label).ids
         if not all(name in ids for name in names):
             return st.just(case)
-        real = {**(case.path_parameters or {}), **{name: ids[name] for name in names}}
+        path = {**(case.path_parameters or {}), **{name: ids[name] for name in names}}
+        body = {key: ids[key] for key in fields if key in ids}
 
         def sent(with_real_ids: bool) -> Case:
             if with_real_ids:
-                case.path_parameters = real
+                case.path_parameters = path
+                if body:
+                    case.body = {**case.body, **body}
             return case
 
         return st.booleans().map(sent)

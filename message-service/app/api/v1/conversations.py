@@ -100,7 +100,7 @@ async def next_prompt(
     rt: RuntimeDep,
     content: Annotated[str, Query(description="The message you would send (at most MAX_MESSAGE_CHARS)")] = "",
     max_tokens: Annotated[int | None, Query(ge=1)] = None,
-    model: Annotated[str | None, Query(max_length=200)] = None,
+    model: Annotated[str | None, Query(min_length=1, max_length=200)] = None,  # GenerationOptions'
 ) -> dict[str, Any]:
     """The exact messages the next send would send, each section's token estimate, the budget and what
     was dropped (for debugging cards)."""
