@@ -75,10 +75,10 @@ class Scenes:
     def for_label(self, label: str) -> Scene:
         with self._lock:
             if label not in self._scenes:
-                self._scenes[label] = self._make()
+                self._scenes[label] = self._make(label)
             return self._scenes[label]
 
-    def _make(self) -> Scene:
+    def _make(self, label: str) -> Scene:
         fleet = self.fleet
         user = fleet.register("fuzz")
         scene = Scene(user)
@@ -111,7 +111,9 @@ class Scenes:
             ids["character_id"] = character["id"]
             ids["conversation_id"] = conversation["id"]
             sent = fleet.send(user, conversation["id"], "Hello, captain")
-            ids["message_id"] = sent["reply"]["id"]
+            # the reply, but the user message for the operation that takes only those (an edit)
+            edited = label == "PATCH /api/v1/messages/{message_id}"
+            ids["message_id"] = sent["user_message" if edited else "reply"]["id"]
         elif self.service == "llm-service":
             models = fleet.http.get(f"{fleet.llm}/api/v1/models", headers=user.headers)
             assert models.status_code == 200, models.text
