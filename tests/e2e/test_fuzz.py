@@ -14,9 +14,11 @@ from __future__ import annotations
 
 import os
 import re
+import tempfile
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -41,6 +43,10 @@ from tests.e2e.conftest import SERVICES, Fleet
 
 FUZZ_EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "3"))
 SEED = int(os.environ.get("FUZZ_SEED", "20261127"))
+# Hypothesis' caches (constants of the code, Unicode tables) in the system's temporary directory, not
+# `.hypothesis/` in the repository: set on import, as schemathesis reads the code's constants before
+# any fixture of this module runs. No example database is kept at all (`_config`).
+set_hypothesis_home_dir(Path(tempfile.gettempdir()) / "character-chat-fuzz-hypothesis")
 # What every response must satisfy, besides `error_shape` and `method_not_allowed` (below).
 # Left out: `positive_data_acceptance`, which expects every schema-valid request to succeed though
 # some rules are beyond a JSON schema (password strength, If-Match versions, `mine=true` with another
@@ -125,6 +131,8 @@ def error_shape(ctx: CheckContext, response: Response, case: Case) -> bool | Non
     """Every 4xx and 5xx body is the fleet's error envelope (chat_common.errors.ErrorResponse)."""
     if response.status_code < 400:
         return None
+    content_type = response.headers.get("content-type", [""])[0]
+    assert content_type.startswith("application/json"), f"an error body as {content_type!r}"
     body = response.json()
     assert isinstance(body, dict) and set(body) == {"error"}, f"not the error envelope: {body!r}"
     error = body["error"]
@@ -201,13 +209,6 @@ def _real_ids(scenes: Scenes) -> Callable[[Any, Case], Any]:
         return st.booleans().map(sent)
 
     return flatmap_case
-
-
-@pytest.fixture(scope="module", autouse=True)
-def hypothesis_home(tmp_path_factory: pytest.TempPathFactory) -> None:
-    """Hypothesis' caches (constants, Unicode tables) in the session's temporary directory, not
-    `.hypothesis/` in the repository; no example database is kept at all (`_config`)."""
-    set_hypothesis_home_dir(tmp_path_factory.mktemp("hypothesis"))
 
 
 @pytest.fixture(params=SERVICES)
