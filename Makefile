@@ -10,7 +10,7 @@ LOCK := requirements.lock
 LOCK_INPUTS := requirements-dev.txt $(foreach s,$(SERVICES),$(s)/requirements.txt) \
 	$(foreach p,$(PACKAGES),$(p)/pyproject.toml)
 
-.PHONY: install lock run demo test lint format clean
+.PHONY: install lock run demo test fuzz lint format clean
 
 # (Re)install whenever .aienv is missing or the lock or a lock input is newer than the last install.
 # Third-party packages come from the lock only, every file checked against its hash; the local
@@ -41,6 +41,12 @@ demo: install
 test: install
 	$(BIN)/python -m pytest -q $(foreach p,$(PACKAGES),$(p)/tests) tests
 	@for s in $(SERVICES); do echo "== $$s"; (cd $$s && ../$(BIN)/python -m pytest -q) || exit 1; done
+
+# The schema fuzzer of `make test` (tests/e2e/test_fuzz.py) at length: FUZZ_EXAMPLES generated cases
+# an operation (make test runs 3), FUZZ_SEED for other cases than the fixed ones.
+FUZZ_EXAMPLES ?= 100
+fuzz: install
+	FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/python -m pytest -q tests/e2e/test_fuzz.py
 
 lint: install
 	$(BIN)/ruff check .

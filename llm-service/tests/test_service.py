@@ -250,3 +250,28 @@ async def test_text_that_is_not_valid_unicode_is_422_before_anything_is_reserved
     assert response.json()["error"]["code"] == "validation_error"
     assert "Unicode" in response.text
     assert [row["kind"] for row in account.ledger()] == ["signup_bonus"]  # nothing reserved
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "field"),
+    [
+        ("/api/v1/chat/completions", chat_body(top_p=False), "top_p"),
+        ("/api/v1/chat/completions", chat_body(temperature="0.5"), "temperature"),
+        ("/api/v1/chat/completions", chat_body(max_tokens=True), "max_tokens"),
+        ("/api/v1/chat/completions", chat_body(stream="yes"), "stream"),
+        ("/api/v1/completions", {"model": ECHO, "prompt": "Once", "top_p": True}, "top_p"),
+        ("/api/v1/embeddings", {"model": "lmstudio-standin/embed-small", "input": 7}, "input"),
+    ],
+)
+async def test_a_value_of_another_json_type_is_422_not_read_as_a_number_or_flag(
+    client: httpx.AsyncClient, account: Account, path: str, body: dict[str, object], field: str
+) -> None:
+    """`top_p: false` is not 0, `"0.5"` not 0.5, `true` not 1 (the schema fuzzer found `top_p: false`
+    answered 200 as if it were 0): the value's JSON type is the documented one, or it is a 422 naming
+    the field, before anything is reserved."""
+    response = await client.post(path, json=body)
+
+    assert response.status_code == 422, response.text
+    assert response.json()["error"]["code"] == "validation_error"
+    assert field in response.json()["error"]["message"]
+    assert [row["kind"] for row in account.ledger()] == ["signup_bonus"]

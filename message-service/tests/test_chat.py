@@ -133,3 +133,19 @@ async def _until(condition: Any) -> None:
             return
         await asyncio.sleep(0.1)
     raise AssertionError("condition not met within 10 s")
+
+
+async def test_an_empty_model_for_the_next_prompt_is_422_like_for_a_send(
+    client: httpx.AsyncClient, fleet: Fleet, alice: FleetUser
+) -> None:
+    """`GET /prompt?model=` was a 500 (found by the schema fuzzer): the query's model is held to the
+    send's rule, at least one character, and named in a 422."""
+    conversation = fleet.conversation(alice)
+    prompt = f"/api/v1/conversations/{conversation['id']}/prompt"
+
+    empty = await client.get(prompt, params={"model": "", "content": "Hi"}, headers=alice.headers)
+
+    assert empty.status_code == 422, empty.text
+    assert empty.json()["error"]["details"][0]["loc"] == ["query", "model"]
+    named = await client.get(prompt, params={"model": "lmstudio-standin/echo-7b"}, headers=alice.headers)
+    assert named.status_code == 200, named.text

@@ -217,3 +217,35 @@ async def test_a_continuation_that_fails_leaves_the_reply_it_continued_as_it_was
     assert after["content"] == reply["content"]
     assert after["generation"]["error_code"] == "model_crashed" and after["generation"]["cost"] == 0
     await wait_until(lambda: fleet.balance(alice) == INITIAL_CREDITS - reply["generation"]["cost"])
+
+
+async def test_a_continuation_after_one_refused_before_it_began_is_charged_and_can_be_continued_again(
+    client: httpx.AsyncClient, fleet: Fleet, alice: FleetUser
+) -> None:
+    """A continue refused before generating (no room for the reply) released its reservation; the next
+    continue of the same, unchanged reply reserved under the same key: for another amount a 409, for
+    the same one that released reservation handed back, the continuation generated for free and its
+    commit refused forever, every later continue or delete of the reply a 503 (found by the schema
+    fuzzer)."""
+    conversation = fleet.conversation(alice)
+    sent = await client.post(
+        f"/api/v1/conversations/{conversation['id']}/messages", json={"content": "Hi"}, headers=alice.headers
+    )
+    reply = sent.json()["reply"]
+    continue_url = f"/api/v1/messages/{reply['id']}/continue"
+    await wait_until(lambda: fleet.balance(alice) == INITIAL_CREDITS - reply["generation"]["cost"])
+
+    # no room in the (default) context for so long a reply: refused once its credits are reserved
+    too_long = {"model": "nobody/none", "max_tokens": 4096}
+    refused = await client.post(continue_url, json=too_long, headers=alice.headers)
+    assert refused.status_code == 422, refused.text
+    continued = await client.post(continue_url, json={}, headers=alice.headers)
+    assert continued.status_code == 200, continued.text
+    again = await client.post(continue_url, json={}, headers=alice.headers)
+    assert again.status_code == 200, again.text
+
+    costs = [r["reply"]["generation"]["cost"] for r in (sent.json(), continued.json(), again.json())]
+    assert all(cost > 0 for cost in costs)
+    await wait_until(lambda: fleet.balance(alice) == INITIAL_CREDITS - sum(costs))
+    deleted = await client.delete(f"/api/v1/messages/{reply['id']}", headers=alice.headers)
+    assert deleted.status_code == 204, deleted.text

@@ -8,9 +8,13 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from chat_common.validation import UnicodeModel
 
+# Strict: a JSON `true` is not the number 1, nor "0.5" a number (the schema fuzzer found `top_p: false`
+# answered as 0); unknown fields still pass through to LM Studio as they are.
+_PASS_THROUGH = ConfigDict(extra="allow", strict=True)
+
 
 class _Request(UnicodeModel):
-    model_config = ConfigDict(extra="allow")
+    model_config = _PASS_THROUGH
 
     model: str | None = Field(
         default=None, max_length=256, description="Model id or alias; default if omitted"
@@ -42,11 +46,13 @@ class CompletionRequest(_Request):
 
 
 class EmbeddingRequest(UnicodeModel):
-    model_config = ConfigDict(extra="allow")
+    model_config = _PASS_THROUGH
 
     model: str = Field(min_length=1, max_length=256)
     input: str | list[str] = Field(min_length=1)
 
 
 class LoadRequest(BaseModel):
+    model_config = ConfigDict(strict=True)
+
     context_length: int | None = Field(default=None, gt=0, le=1_048_576)

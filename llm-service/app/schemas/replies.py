@@ -8,6 +8,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from chat_common.openapi import event_stream
 from lmstudio_client import ModelInfo
 
 
@@ -88,8 +89,7 @@ class CompletionChoice(_Open):
 
 
 class Completion(_Open):
-    """A whole text completion (`stream: false`); streamed, each event is one of these with a piece
-    of the text."""
+    """A whole text completion (`stream: false`)."""
 
     id: str = Field(examples=["cmpl-3k9x2m7q1w8e5r4t6y0u"])
     object: Literal["text_completion"] = "text_completion"
@@ -98,6 +98,18 @@ class Completion(_Open):
     choices: list[CompletionChoice]
     usage: Usage
     timing: Timing
+
+
+class CompletionChunk(_Open):
+    """One server-sent event of a streamed text completion (`stream: true`): a piece of the text."""
+
+    id: str
+    object: Literal["text_completion"] = "text_completion"
+    created: int
+    model: str
+    choices: list[CompletionChoice] = Field(description="Empty in the last chunk, which carries `usage`")
+    usage: Usage | None = None
+    timing: Timing | None = None
 
 
 class Embedding(BaseModel):
@@ -120,20 +132,15 @@ class ModelList(BaseModel):
 
 def streamed(chunk: type[BaseModel], first: dict[str, Any]) -> dict[str, Any]:
     """The `text/event-stream` content of a streamed reply: `data:` events of `chunk` (the `first`
-    one as the example), then `[DONE]`. The schema of one event's data is under `x-sse-data`."""
-    return {
-        "schema": {
-            "type": "string",
-            "description": (
-                f"Server-sent events, each `data: <{chunk.__name__} as JSON>` (schema: `x-sse-data`) and a "
-                "blank line; the last chunk carries `usage` and `timing`; the stream ends with "
-                '`data: [DONE]`. An error after streaming began arrives as a last event `data: {"error": '
-                "{...}}`."
-            ),
-            "x-sse-data": _inlined(chunk.model_json_schema()),
-        },
-        "example": f"data: {json.dumps(first, separators=(',', ':'))}\n\n...\n\ndata: [DONE]\n\n",
-    }
+    one as the example), then `[DONE]`. Its schema is one event; its data's, `chunk` (`contentSchema`)."""
+    return event_stream(
+        f"Server-sent events, each `data: <{chunk.__name__} as JSON>` and a blank line; the last chunk "
+        "carries `usage` and `timing`; the stream ends with `data: [DONE]`. An error after streaming "
+        'began arrives as a last event `data: {"error": {...}}`.',
+        data=_inlined(chunk.model_json_schema()),
+        done="[DONE]",
+        example=f"data: {json.dumps(first, separators=(',', ':'))}\n\n...\n\ndata: [DONE]\n\n",
+    )
 
 
 def _inlined(schema: dict[str, Any]) -> dict[str, Any]:

@@ -158,13 +158,12 @@ def _reserve_early(
     reply_id: PydanticObjectId,
     continue_of: Message | None,
 ) -> asyncio.Future[Reservation]:
-    """The reply's credits reserved at user-service (keyed by the reply, or by the continuation), asked
-    for at once: the reads that follow run meanwhile. Whatever fails after it gives it up (`_give_up`)."""
-    key = (
-        f"reply:{reply_id}"
-        if continue_of is None
-        else f"continue:{reply_id}:{continue_of.updated_at.timestamp()}"
-    )
+    """The reply's credits reserved at user-service (keyed by the reply, or by this attempt to continue
+    it), asked for at once: the reads that follow run meanwhile. Whatever fails after it gives it up
+    (`_give_up`). A continuation's key is new on every attempt: one that failed before the reply
+    changed (an unknown model) released its reservation, and the same key again would be given that
+    released reservation back, the continuation generated and its commit refused forever."""
+    key = f"reply:{reply_id}" if continue_of is None else f"continue:{reply_id}:{uuid.uuid4().hex}"
     hold = {
         "user_id": conversation["user_id"],
         "amount": reserved_for(rt, chosen),

@@ -310,7 +310,11 @@ async def _http_error_handler(request: Request, exc: Exception) -> JSONResponse:
 
 async def _unhandled_handler(_: Request, exc: Exception) -> JSONResponse:
     logger.exception("unhandled error", exc_info=exc)
-    return error_response(500, "internal_error", "An unexpected error occurred")
+    # Starlette answers an unhandled error outside every middleware, the request id's too: the
+    # response names the request id its body gives, as every other response does.
+    request_id = correlation_id.get()
+    headers = {"X-Request-ID": request_id} if request_id else None
+    return error_response(500, "internal_error", "An unexpected error occurred", headers=headers)
 
 
 def install_error_handlers(app: FastAPI) -> None:

@@ -35,6 +35,43 @@ _UNSUPPORTED_MEDIA_TYPE = {"description": "The body was sent with a Content-Type
 _VALIDATION = {"description": "The request does not validate (`details` lists each problem and where)"}
 
 
+def event_stream(
+    description: str,
+    *,
+    events: list[str] | None = None,
+    data: dict[str, Any] | None = None,
+    done: str | None = None,
+    example: str | None = None,
+) -> dict[str, Any]:
+    """The `text/event-stream` media type object of a streamed response. Its `schema` is one event, as
+    Open API 3.1 reads the schema of an event stream (3.2 names it `itemSchema`) and as a client parses
+    it: `event` (one of `events`), `id`, `retry` and the `data` text, whose JSON is `data` when given
+    (or the text `done`, which is not JSON, as OpenAI's `[DONE]`)."""
+    data_text: dict[str, Any] = {"type": "string", "description": "The event's data"}
+    if data is not None:
+        json_text = {"contentMediaType": "application/json", "contentSchema": data}
+        data_text |= {"anyOf": [{"const": done}, json_text]} if done is not None else json_text
+    name: dict[str, Any] = {"type": "string", "description": "The event's name (`message` when it has none)"}
+    if events:
+        name["enum"] = [*events, *([] if "message" in events else ["message"])]
+    media_type: dict[str, Any] = {
+        "schema": {
+            "type": "object",
+            "description": description,
+            "properties": {
+                "event": name,
+                "id": {"type": "string", "description": "The event's id, for `Last-Event-ID`"},
+                "retry": {"type": "integer", "description": "Reconnection time in milliseconds"},
+                "data": data_text,
+            },
+            "required": ["data"],
+        }
+    }
+    if example is not None:
+        media_type["example"] = example
+    return media_type
+
+
 def install_openapi(app: FastAPI, *, token_url: str) -> None:
     """Complete the app's OpenAPI document once, when it is first built."""
     build = app.openapi

@@ -60,6 +60,16 @@ async def test_unhandled_error_is_500_without_internals(client: httpx.AsyncClien
     assert "secret" not in response.text
 
 
+async def test_an_unhandled_errors_500_names_its_request_id_in_the_header_as_in_the_body(
+    client: httpx.AsyncClient,
+) -> None:
+    """The schema fuzzer found a 500 whose body gave a request id its headers did not."""
+    given = await client.get("/crash", headers={"X-Request-ID": "abc-500"})
+    assert given.headers["X-Request-ID"] == given.json()["error"]["request_id"] == "abc-500"
+    generated = await client.get("/crash")
+    assert generated.headers["X-Request-ID"] == generated.json()["error"]["request_id"]
+
+
 async def test_oversized_body_is_413(client: httpx.AsyncClient) -> None:
     response = await client.post("/echo", json={"a" * 200: 1})
     assert response.status_code == 413 and response.json()["error"]["code"] == "payload_too_large"

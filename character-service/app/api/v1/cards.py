@@ -25,6 +25,8 @@ from chat_common.locations import set_location
 router = APIRouter(prefix="/characters", tags=["cards"])
 UNSAFE = {"Cc", "Cs", "Zl", "Zp"}  # controls, lone surrogates, line breaks: each becomes "_"
 ZWJ = "\u200d"
+PNG = {"schema": {"type": "string", "format": "binary", "contentMediaType": "image/png"}}
+CARD_JSON = {"schema": {"type": "object", "description": "A Character Card V2 (`spec: chara_card_v2`)"}}
 
 
 def _joins_emoji(before: str, after: str) -> bool:
@@ -94,7 +96,16 @@ async def import_card(
     return character
 
 
-@router.get("/{character_id}/export", responses={200: {"content": {"image/png": {}, "application/json": {}}}})
+@router.get(
+    "/{character_id}/export",
+    response_class=Response,
+    responses={
+        200: {
+            "description": "The card: JSON, or with `format=png` a PNG",
+            "content": {"application/json": CARD_JSON, "image/png": PNG},
+        }
+    },
+)
 async def export_card(
     character_id: uuid.UUID,
     caller: CurrentPrincipal,
@@ -117,7 +128,11 @@ async def export_card(
     )
 
 
-@router.get("/{character_id}/avatar", responses={200: {"content": {"image/png": {}}}})
+@router.get(
+    "/{character_id}/avatar",
+    response_class=Response,
+    responses={200: {"description": "The stored avatar", "content": {"image/png": PNG}}},
+)
 async def avatar(character_id: uuid.UUID, caller: CurrentPrincipal, session: ReadSessionDep) -> Response:
     character = await character_service.get_visible(session, caller, character_id)
     image = await character_service.avatar_of(session, character.id)

@@ -8,7 +8,7 @@ import json
 from fastapi import FastAPI
 from httpx import AsyncClient
 
-from app.characters.tests.cardkit import import_card
+from app.characters.tests.cardkit import b64, export_card, import_card, make_png
 from app.characters.tests.conftest import Caller, CharacterFactory
 from chat_common.openapi import convention_problems
 
@@ -51,3 +51,30 @@ def test_authorize_reaches_user_service_and_every_operation_documents_the_error_
 ) -> None:
     document = app.openapi()
     assert convention_problems(document, "http://localhost:8024/api/v1/auth/token") == []
+
+
+async def test_an_avatar_and_an_exported_card_are_documented_as_what_they_are(
+    client: AsyncClient, app: FastAPI, alice: Caller
+) -> None:
+    """The avatar is a PNG and an export JSON or a PNG, each documented with its media type and a
+    schema saying so (not an empty JSON schema beside them); the schema fuzzer reads these."""
+    card = {"spec": "chara_card_v2", "spec_version": "2.0", "data": {"name": "Pictured", "description": "d"}}
+    png = make_png(("chara", b64(card)))
+    imported = await import_card(client, alice, png, "pictured.png")
+    assert imported.status_code == 201, imported.text
+    character_id = imported.json()["id"]
+    paths = app.openapi()["paths"]
+
+    avatar = await client.get(f"/api/v1/characters/{character_id}/avatar", headers=alice.headers)
+    assert avatar.status_code == 200 and avatar.headers["content-type"] == "image/png"
+    documented = paths["/api/v1/characters/{character_id}/avatar"]["get"]["responses"]["200"]["content"]
+    assert documented == {
+        "image/png": {"schema": {"type": "string", "format": "binary", "contentMediaType": "image/png"}}
+    }
+
+    exported = paths["/api/v1/characters/{character_id}/export"]["get"]["responses"]["200"]["content"]
+    assert exported["image/png"] == documented["image/png"]
+    for fmt, media_type in (("json", "application/json"), ("png", "image/png")):
+        response = await export_card(client, alice, character_id, fmt)
+        assert response.status_code == 200 and response.headers["content-type"].startswith(media_type)
+        assert exported[media_type]["schema"]["type"] == ("object" if fmt == "json" else "string")

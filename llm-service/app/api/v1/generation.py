@@ -17,6 +17,7 @@ from app.schemas.replies import (
     ChatCompletion,
     ChatCompletionChunk,
     Completion,
+    CompletionChunk,
     Embeddings,
     streamed,
 )
@@ -76,7 +77,9 @@ async def chat_completions(
 
 
 @router.post(
-    "/completions", response_model=None, responses=_replies(Completion, Completion, COMPLETION_CHUNK_EXAMPLE)
+    "/completions",
+    response_model=None,
+    responses=_replies(Completion, CompletionChunk, COMPLETION_CHUNK_EXAMPLE),
 )
 async def completions(
     body: CompletionRequest, principal: CurrentPrincipal, service: Generation, request: Request

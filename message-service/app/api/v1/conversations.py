@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Request, Response, status
 
-from app.api.v1.streaming import sse
+from app.api.v1.streaming import STREAMED_REPLY, sse
 from app.core.deps import RuntimeDep
 from app.schemas.message import Exchange, GenerationOptions, MessageCreate, MessagePage, Suggestion, public
 from app.services import access, history, prompting, sending
@@ -20,10 +20,7 @@ router = APIRouter(prefix="/conversations/{conversation_id}", tags=["messages"])
 Responses = dict[int | str, dict[str, Any]]
 SEND_RESPONSES: Responses = {
     201: {"description": "Both messages, once the reply is complete"},
-    200: {
-        "description": "With `stream: true` or `Accept: text/event-stream`: SSE",
-        "content": {"text/event-stream": {}},
-    },
+    200: STREAMED_REPLY,
     402: {"description": "Not enough credits (`details.balance`, `details.needed`); nothing stored"},
     404: {"description": "No such conversation of yours"},
     409: {"description": "A reply is already being generated in this conversation"},
@@ -103,7 +100,7 @@ async def next_prompt(
     rt: RuntimeDep,
     content: Annotated[str, Query(description="The message you would send (at most MAX_MESSAGE_CHARS)")] = "",
     max_tokens: Annotated[int | None, Query(ge=1)] = None,
-    model: Annotated[str | None, Query(max_length=200)] = None,
+    model: Annotated[str | None, Query(min_length=1, max_length=200)] = None,  # GenerationOptions'
 ) -> dict[str, Any]:
     """The exact messages the next send would send, each section's token estimate, the budget and what
     was dropped (for debugging cards)."""

@@ -5,9 +5,10 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Header, Request, Response, status
+from sse_starlette.sse import EventSourceResponse
 
 from app.api.v1.conversations import wants_stream
-from app.api.v1.streaming import sse
+from app.api.v1.streaming import REPLY_EVENTS, STREAMED_REPLY, sse
 from app.core.deps import RuntimeDep
 from app.schemas.message import (
     Branch,
@@ -62,7 +63,12 @@ async def _reply_started(rt: Any, reply: Any, options: GenerationOptions, accept
     return await finished_exchange(rt, reply)
 
 
-@router.post("/regenerate", status_code=status.HTTP_201_CREATED, response_model=Exchange)
+@router.post(
+    "/regenerate",
+    status_code=status.HTTP_201_CREATED,
+    response_model=Exchange,
+    responses={200: STREAMED_REPLY},
+)
 async def regenerate(
     message_id: str,
     options: OptionsDep,
@@ -91,7 +97,16 @@ async def regenerate(
     return await _reply_started(rt, reply, options, accept)
 
 
-@router.post("/continue", response_model=Exchange)
+@router.post(
+    "/continue",
+    response_model=Exchange,
+    responses={
+        200: {
+            "description": "The continued reply once finished; streamed (SSE) when asked to",
+            "content": {"text/event-stream": REPLY_EVENTS},
+        }
+    },
+)
 async def continue_reply(
     message_id: str,
     options: OptionsDep,
@@ -130,7 +145,7 @@ async def select(message_id: str, user: CurrentUser, rt: RuntimeDep) -> MessageP
     return MessagePage(items=[public(m, tree) for m in path], has_more_before=False, has_more_after=False)
 
 
-@router.patch("", status_code=status.HTTP_201_CREATED, response_model=Branch)
+@router.patch("", status_code=status.HTTP_201_CREATED, response_model=Branch, responses={200: STREAMED_REPLY})
 async def edit(
     message_id: str,
     data: MessageEdit,
@@ -167,7 +182,13 @@ async def delete(message_id: str, user: CurrentUser, rt: RuntimeDep) -> Response
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
-@router.get("/stream", responses={200: {"content": {"text/event-stream": {}}}})
+@router.get(
+    "/stream",
+    response_class=EventSourceResponse,
+    responses={
+        200: {"description": "The reply's events (SSE)", "content": {"text/event-stream": REPLY_EVENTS}}
+    },
+)
 async def stream(
     message_id: str,
     user: CurrentUser,
