@@ -99,6 +99,35 @@ async def test_redis_killed_a_send_is_a_503_naming_it_and_sends_work_again_when_
     assert events[-1][1] == "message.completed" and events[-1][2]["content"] == FULL_REPLY
 
 
+async def test_redis_killed_stored_history_is_still_read_with_the_conversation_cache_on(
+    fleet: Fleet, alice: FleetUser, extra_app: Any, redis: RestartableServer
+) -> None:
+    """The conversation and character caches are caches: with Redis away they miss, and what needs no
+    Redis (the stored messages, a message, its siblings) is still read from conversation-service and
+    MongoDB, not refused with a 503."""
+    url, _ = extra_app(redis_url=redis.url, conversation_cache_seconds=60)
+    conversation = fleet.conversation(alice)
+    async with httpx.AsyncClient(base_url=url, timeout=60) as http:
+        first = await send(http, alice, conversation["id"])  # the conversation is cached now
+        assert first.status_code == 201, first.text
+        reply_id = first.json()["reply"]["id"]
+        redis.kill()
+        try:
+            listed = await http.get(
+                f"/api/v1/conversations/{conversation['id']}/messages", headers=alice.headers
+            )
+            reply = await http.get(f"/api/v1/messages/{reply_id}", headers=alice.headers)
+            siblings = await http.get(f"/api/v1/messages/{reply_id}/siblings", headers=alice.headers)
+            refused = await send(http, alice, conversation["id"])
+        finally:
+            redis.start()
+    assert listed.status_code == 200, listed.text
+    assert [m["content"] for m in listed.json()["items"]][-2:] == [LONG, FULL_REPLY]
+    assert reply.status_code == 200 and reply.json()["content"] == FULL_REPLY
+    assert siblings.status_code == 200 and [m["id"] for m in siblings.json()] == [reply_id]
+    assert_names(refused, "redis")  # a send needs its locks and limits
+
+
 async def test_redis_killed_mid_generation_the_reply_completes_whole_and_is_paid_once(
     fleet: Fleet, alice: FleetUser, extra_app: Any, redis: RestartableServer, standin: StandinProcess
 ) -> None:

@@ -4,6 +4,7 @@ short-lived caches. Shared by every replica, so any of them can stream, stop or 
 from __future__ import annotations
 
 import json
+import logging
 import time
 import uuid
 from typing import Any
@@ -12,6 +13,10 @@ from limits import RateLimitItemPerMinute
 from limits.aio.storage import RedisStorage
 from limits.aio.strategies import MovingWindowRateLimiter
 from redis.asyncio import Redis
+
+from chat_common.redis import UNAVAILABLE
+
+logger = logging.getLogger(__name__)
 
 # A reply's start: the conversation's lock (KEYS[1]), then a place among the user's running
 # generations (KEYS[2]); neither is taken unless both are. 1: taken, 0: the lock is held, -1: no place.
@@ -201,19 +206,28 @@ class Live:
         )
 
     async def cached(self, kind: str, key: str, *, renew_seconds: float = 0) -> Any:
-        """The cached value, or None; with `renew_seconds`, it is kept that long again from now."""
+        """The cached value, or None; with `renew_seconds`, it is kept that long again from now.
+        With Redis away it is a miss: the caller reads the source, so what needs no Redis works on."""
         cache_key = self._cache_key(kind, key)
-        if renew_seconds > 0:
-            raw = await self.redis.getex(cache_key, px=max(1, int(renew_seconds * 1000)))
-        else:
-            raw = await self.redis.get(cache_key)
+        try:
+            if renew_seconds > 0:
+                raw = await self.redis.getex(cache_key, px=max(1, int(renew_seconds * 1000)))
+            else:
+                raw = await self.redis.get(cache_key)
+        except UNAVAILABLE as exc:
+            logger.warning("cache of %s not read, Redis is away (%s)", kind, exc.__class__.__name__)
+            return None
         return None if raw is None else json.loads(raw)
 
     async def cache(self, kind: str, key: str, value: Any, seconds: float) -> None:
+        """Kept `seconds`; not kept when Redis is away (the next read goes to the source again)."""
         if seconds > 0:
-            await self.redis.set(
-                self._cache_key(kind, key), json.dumps(value), px=max(1, int(seconds * 1000))
-            )
+            try:
+                await self.redis.set(
+                    self._cache_key(kind, key), json.dumps(value), px=max(1, int(seconds * 1000))
+                )
+            except UNAVAILABLE as exc:
+                logger.warning("%s not cached, Redis is away (%s)", kind, exc.__class__.__name__)
 
     async def forget(self, kind: str, *keys: str) -> None:
         if keys:
