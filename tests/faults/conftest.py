@@ -159,6 +159,7 @@ class Fleet:
         self.lmstudio = lmstudio
         self.databases = databases
         self.http = httpx.Client(timeout=30)
+        self.test_started = time.time()
 
     @property
     def standin(self) -> StandinProcess:
@@ -313,6 +314,7 @@ def fault_fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
 @pytest.fixture
 def fleet(fault_fleet: Fleet) -> Iterator[Fleet]:
     """The fault fleet, every service running and the stand-in back to its defaults after the test."""
+    fault_fleet.test_started = time.time()
     yield fault_fleet
     fault_fleet.standin.reset()
     for service in fault_fleet.services.values():
@@ -330,8 +332,8 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
     terminalreporter.section("fault scenarios: what the clients saw, and recovery")
     for report in RESULTS:
         terminalreporter.write_line(
-            f"{report.name}: served again {report.served_again:.1f}s, books settled {report.settled:.1f}s "
-            f"after the fault was lifted; {len(report.accepted)} messages accepted, "
+            f"{report.name}: lifted in {report.lifting:.1f}s, then served again {report.served_again:.1f}s "
+            f"and books settled {report.settled:.1f}s later; {len(report.accepted)} messages accepted, "
             f"{len(report.violations)} violations"
         )
         for seen in report.seen()[:4]:
