@@ -52,6 +52,7 @@ LLM_TIMEOUTS = {
 MESSAGE_SERVICE_LLM_IDLE_SECONDS = 4  # above llm-service's first-token timeout, as in production
 JOB_LEASE_SECONDS = 3
 SWEEP_INTERVAL_SECONDS = 0.5
+REPLY_RESERVATION_SECONDS = 30
 
 
 class Backend:
@@ -291,6 +292,9 @@ def fault_fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
             LLM_IDLE_TIMEOUT_SECONDS=str(MESSAGE_SERVICE_LLM_IDLE_SECONDS),
             JOB_LEASE_SECONDS=str(JOB_LEASE_SECONDS),
             SWEEP_INTERVAL_SECONDS=str(SWEEP_INTERVAL_SECONDS),
+            # A reservation whose reply was never stored (its process killed in between) is given
+            # back only when it expires at user-service: short here, so that the harness sees it.
+            REPLY_RESERVATION_SECONDS=str(REPLY_RESERVATION_SECONDS),
         ),
         "llm-service": lambda: run_llm_service(
             lmstudio.url, urls["user-service"], root, port=ports["llm-service"], **LLM_TIMEOUTS

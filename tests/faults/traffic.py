@@ -194,10 +194,18 @@ class Traffic:
     """`clients` users, each in its own conversation, sending (streamed and plain in turn) until
     stopped, one message at a time each."""
 
-    def __init__(self, fleet: Fleet, clients: list[Client], content: Callable[[int], str]) -> None:
+    def __init__(
+        self,
+        fleet: Fleet,
+        clients: list[Client],
+        content: Callable[[int], str],
+        *,
+        streamed_only: bool = False,
+    ) -> None:
         self.fleet = fleet
         self.clients = clients
         self.content = content
+        self.streamed_only = streamed_only
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -216,7 +224,7 @@ class Traffic:
         async with httpx.AsyncClient(base_url=url, timeout=httpx.Timeout(30, connect=5)) as http:
             turn = index
             while not self._stop.is_set():
-                send = send_streamed if turn % 2 == 0 else send_plain
+                send = send_streamed if turn % 2 == 0 or self.streamed_only else send_plain
                 outcome = await send(http, client, self.content(turn))
                 turn += 1
                 if not outcome.ok:  # the fleet is in trouble: do not hammer it
@@ -282,11 +290,12 @@ async def run_scenario(
     fault_seconds: float = 4.0,
     content: Callable[[int], str] = lambda turn: f"Message {turn}: how is the weather up there?",
     recover_within: float = 60.0,
+    streamed_only: bool = False,
 ) -> Report:
     """Traffic, then `fault` on for `fault_seconds` (at least until one send started under it ended),
     then lifted; traffic until a reply completes again; then the invariants, until they hold."""
     people = await make_clients(fleet, clients)
-    async with Traffic(fleet, people, content) as traffic:
+    async with Traffic(fleet, people, content, streamed_only=streamed_only) as traffic:
         await traffic.served_since(time.monotonic(), 60)  # the fleet serves before the fault
         async with fault():
             fault_on = time.monotonic()
