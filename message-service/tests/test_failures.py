@@ -197,6 +197,24 @@ async def test_a_stream_dropped_after_some_tokens_fails_and_charges_only_the_gen
     assert sum(r["amount"] for r in reply_ledger(fleet, alice, reply["id"])) == -cost
 
 
+async def test_a_plain_send_whose_reply_times_out_midway_is_a_504_naming_lmstudio(
+    fleet: Fleet,
+    alice: FleetUser,
+    standin: StandinProcess,
+    extra_app: Any,
+    impatient_llm_service: ServiceProcess,
+) -> None:
+    standin.configure(failure="stall", stall_after=4, tokens_per_second=50)
+    url, _ = extra_app(llm_service_url=impatient_llm_service.url)
+    conversation = fleet.conversation(alice)
+
+    response = await send(url, alice, conversation["id"], stream=False)
+
+    assert response.status_code == 504, response.text
+    error = response.json()["error"]
+    assert error["code"] == "llm_timeout" and error["details"]["service"] == "lmstudio"
+
+
 async def test_a_continuation_that_fails_leaves_the_reply_it_continued_as_it_was(
     client: httpx.AsyncClient, fleet: Fleet, alice: FleetUser, standin: StandinProcess
 ) -> None:

@@ -69,6 +69,32 @@ async def _send(client: httpx.AsyncClient, owner: FleetUser, conversation_id: st
     return str(sent.json()["reply"]["id"])
 
 
+async def test_an_edit_without_a_reply_counts_its_new_message_once(
+    client: httpx.AsyncClient, fleet: Fleet, alice: FleetUser
+) -> None:
+    character = fleet.character(alice)
+    conversation = fleet.conversation(alice, character["id"])
+    sent = await client.post(
+        f"/api/v1/conversations/{conversation['id']}/messages",
+        json={"content": "Hello, captain!"},
+        headers=alice.headers,
+    )
+    assert sent.status_code == 201, sent.text
+
+    edited = await client.patch(
+        f"/api/v1/messages/{sent.json()['user_message']['id']}",
+        json={"content": "Good evening, captain!"},
+        headers=alice.headers,
+    )
+    assert edited.status_code == 201, edited.text
+
+    # the user message, its reply and the edited branch: every stored message but the greeting
+    await _until(lambda: fleet.read_conversation(alice, conversation["id"])["message_count"] == 3)
+    await _until(lambda: _character_messages(fleet, alice, character["id"]) == 3)
+    await asyncio.sleep(0.5)  # nothing more arrives later
+    assert fleet.read_conversation(alice, conversation["id"])["message_count"] == 3
+
+
 async def test_a_send_a_regenerate_and_a_continue_count_each_message_once(
     client: httpx.AsyncClient, fleet: Fleet, alice: FleetUser
 ) -> None:

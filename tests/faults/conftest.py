@@ -52,6 +52,7 @@ LLM_TIMEOUTS = {
 MESSAGE_SERVICE_LLM_IDLE_SECONDS = 4  # above llm-service's first-token timeout, as in production
 JOB_LEASE_SECONDS = 3
 SWEEP_INTERVAL_SECONDS = 0.5
+REPLY_RESERVATION_SECONDS = 30
 
 
 class Backend:
@@ -159,6 +160,7 @@ class Fleet:
         self.lmstudio = lmstudio
         self.databases = databases
         self.http = httpx.Client(timeout=30)
+        self.test_started = time.time()
 
     @property
     def standin(self) -> StandinProcess:
@@ -290,6 +292,9 @@ def fault_fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
             LLM_IDLE_TIMEOUT_SECONDS=str(MESSAGE_SERVICE_LLM_IDLE_SECONDS),
             JOB_LEASE_SECONDS=str(JOB_LEASE_SECONDS),
             SWEEP_INTERVAL_SECONDS=str(SWEEP_INTERVAL_SECONDS),
+            # A reservation whose reply was never stored (its process killed in between) is given
+            # back only when it expires at user-service: short here, so that the harness sees it.
+            REPLY_RESERVATION_SECONDS=str(REPLY_RESERVATION_SECONDS),
         ),
         "llm-service": lambda: run_llm_service(
             lmstudio.url, urls["user-service"], root, port=ports["llm-service"], **LLM_TIMEOUTS
@@ -313,6 +318,7 @@ def fault_fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
 @pytest.fixture
 def fleet(fault_fleet: Fleet) -> Iterator[Fleet]:
     """The fault fleet, every service running and the stand-in back to its defaults after the test."""
+    fault_fleet.test_started = time.time()
     yield fault_fleet
     fault_fleet.standin.reset()
     for service in fault_fleet.services.values():
@@ -330,8 +336,8 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
     terminalreporter.section("fault scenarios: what the clients saw, and recovery")
     for report in RESULTS:
         terminalreporter.write_line(
-            f"{report.name}: served again {report.served_again:.1f}s, books settled {report.settled:.1f}s "
-            f"after the fault was lifted; {len(report.accepted)} messages accepted, "
+            f"{report.name}: lifted in {report.lifting:.1f}s, then served again {report.served_again:.1f}s "
+            f"and books settled {report.settled:.1f}s later; {len(report.accepted)} messages accepted, "
             f"{len(report.violations)} violations"
         )
         for seen in report.seen()[:4]:

@@ -36,15 +36,18 @@ class Outcome:
     message: str = ""
     user_message_id: str | None = None  # accepted: the fleet stored it
     reply_status: str | None = None  # completed, stopped, failed (from the end of a reply)
+    reply_id: str | None = None
+    reattached: bool = False  # its stream broke and the client read the reply's end again
 
     @property
     def ok(self) -> bool:
         return self.reply_status == "completed" and self.code is None
 
     def describe(self) -> str:
+        kind = f"{self.kind} (broken, re-attached)" if self.reattached else self.kind
         if self.ok:
-            return f"{self.kind} {self.status} completed"
-        return f"{self.kind} {self.status} {self.code} ({self.service}): {self.message[:120]}"
+            return f"{kind} {self.status} completed"
+        return f"{kind} {self.status} {self.code} ({self.service}): {self.message[:120]}"
 
 
 @dataclass
@@ -109,14 +112,38 @@ async def send_streamed(http: httpx.AsyncClient, client: Client, content: str) -
                     _note_event(outcome, name, data)
     except httpx.HTTPError as exc:
         outcome.code, outcome.message = outcome.code or "no_answer", repr(exc)
+        if outcome.reply_id is not None:  # the stream broke: re-attach to the reply, as a client does
+            await _reattach(http, client, outcome)
     outcome.ended = time.monotonic()
     client.outcomes.append(outcome)
     return outcome
 
 
+async def _reattach(http: httpx.AsyncClient, client: Client, outcome: Outcome, within: float = 30) -> None:
+    """Read the reply's events again from `GET /messages/{id}/stream` (any replica, or the restarted
+    process) until its end, retrying while message-service does not answer."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        try:
+            async with http.stream(
+                "GET", f"/api/v1/messages/{outcome.reply_id}/stream", headers=client.user.headers
+            ) as response:
+                if response.status_code == 200:
+                    outcome.status, outcome.code, outcome.message = 200, None, ""
+                    async for name, data in _events(response):
+                        _note_event(outcome, name, data)
+                    outcome.reattached = True
+                    return
+        except httpx.HTTPError:
+            pass
+        await asyncio.sleep(0.3)
+
+
 def _note_event(outcome: Outcome, name: str, data: dict[str, Any]) -> None:
-    if name == "message.created" and data.get("user_message"):
-        outcome.user_message_id = data["user_message"]["id"]
+    if name == "message.created":
+        outcome.reply_id = data.get("reply_id")
+        if data.get("user_message"):
+            outcome.user_message_id = data["user_message"]["id"]
     elif name == "message.completed":
         outcome.reply_status = data.get("status")
     elif name == "error":
@@ -142,8 +169,10 @@ class Report:
     """What a scenario's clients saw, and how long the fleet took to come back."""
 
     name: str
+    outcomes: list[Outcome]  # every send of the scenario
     during: list[Outcome]  # sends started while the fault was on
     after: list[Outcome]  # sends started after it was lifted
+    lifting: float  # seconds lifting the fault took (a service or backend started again and ready)
     served_again: float  # seconds from the fault lifted to the next completed reply
     settled: float  # seconds from the fault lifted until the invariants held
     violations: list[Violation]
@@ -165,10 +194,18 @@ class Traffic:
     """`clients` users, each in its own conversation, sending (streamed and plain in turn) until
     stopped, one message at a time each."""
 
-    def __init__(self, fleet: Fleet, clients: list[Client], content: Callable[[int], str]) -> None:
+    def __init__(
+        self,
+        fleet: Fleet,
+        clients: list[Client],
+        content: Callable[[int], str],
+        *,
+        streamed_only: bool = False,
+    ) -> None:
         self.fleet = fleet
         self.clients = clients
         self.content = content
+        self.streamed_only = streamed_only
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -184,10 +221,10 @@ class Traffic:
 
     async def _run(self, client: Client, index: int) -> None:
         url = self.fleet.url("message-service")
-        async with httpx.AsyncClient(base_url=url, timeout=httpx.Timeout(60, connect=5)) as http:
+        async with httpx.AsyncClient(base_url=url, timeout=httpx.Timeout(30, connect=5)) as http:
             turn = index
             while not self._stop.is_set():
-                send = send_streamed if turn % 2 == 0 else send_plain
+                send = send_streamed if turn % 2 == 0 or self.streamed_only else send_plain
                 outcome = await send(http, client, self.content(turn))
                 turn += 1
                 if not outcome.ok:  # the fleet is in trouble: do not hammer it
@@ -253,11 +290,12 @@ async def run_scenario(
     fault_seconds: float = 4.0,
     content: Callable[[int], str] = lambda turn: f"Message {turn}: how is the weather up there?",
     recover_within: float = 60.0,
+    streamed_only: bool = False,
 ) -> Report:
     """Traffic, then `fault` on for `fault_seconds` (at least until one send started under it ended),
     then lifted; traffic until a reply completes again; then the invariants, until they hold."""
     people = await make_clients(fleet, clients)
-    async with Traffic(fleet, people, content) as traffic:
+    async with Traffic(fleet, people, content, streamed_only=streamed_only) as traffic:
         await traffic.served_since(time.monotonic(), 60)  # the fleet serves before the fault
         async with fault():
             fault_on = time.monotonic()
@@ -273,8 +311,10 @@ async def run_scenario(
     )
     report = Report(
         name=name,
+        outcomes=outcomes,
         during=[o for o in outcomes if fault_on <= o.started < fault_off_requested],
         after=[o for o in outcomes if o.started >= lifted],
+        lifting=lifted - fault_off_requested,
         served_again=served_again,
         settled=time.monotonic() - lifted,
         violations=violations,

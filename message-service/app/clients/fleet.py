@@ -155,7 +155,9 @@ class Fleet:
                         continue
                     chunk = json.loads(event.data)
                     if "error" in chunk:
-                        raise _llm_error(502, chunk["error"])
+                        # a timeout upstream is a gateway timeout, mid-stream or not
+                        timed_out = chunk["error"].get("code") == "llm_timeout"
+                        raise _llm_error(504 if timed_out else 502, chunk["error"])
                     yield chunk
         except httpx.ReadTimeout as exc:
             raise GatewayTimeoutError(

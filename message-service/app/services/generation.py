@@ -84,7 +84,8 @@ async def run(rt: Runtime, job: Job) -> AppError | None:
     status: Status = "completed"
     error: AppError | None = None
     interrupted = False
-    keeper = asyncio.ensure_future(_keep_alive(rt, job))
+    ended = asyncio.Event()
+    keeper = asyncio.ensure_future(_keep_alive(rt, job, ended))
     try:
         try:
             status = await _generate(rt, job, progress)
@@ -103,9 +104,11 @@ async def run(rt: Runtime, job: Job) -> AppError | None:
         interrupted = True
         status, error = "failed", AppError(bookkeeping.LOST_MESSAGE, code=bookkeeping.LOST)
     finally:
-        keeper.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await keeper
+        # told to stop, never cancelled: a renewal cut off inside a Redis command could leave its
+        # connection unusable for the next user of the pool (what a cancelled keeper did under load)
+        ended.set()
+        with contextlib.suppress(Exception, asyncio.CancelledError):
+            await asyncio.shield(keeper)
     if job.ready is not None:  # it ended before its first piece: its end still comes after its start
         with contextlib.suppress(Exception):
             await job.ready
@@ -270,11 +273,13 @@ async def _purged(rt: Runtime, reply: Message) -> None:
     await rt.live.publish_end(str(reply.id), "error", GONE, rt.settings.stream_retention_seconds)
 
 
-async def _keep_alive(rt: Runtime, job: Job) -> None:
-    """Renew the lease (MongoDB), the conversation lock and the user's slot (Redis) while running."""
+async def _keep_alive(rt: Runtime, job: Job, ended: asyncio.Event) -> None:
+    """Renew the lease (MongoDB), the conversation lock and the user's slot (Redis) until `ended`."""
     lease = rt.settings.job_lease_seconds
     while True:
-        await asyncio.sleep(lease / 3)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(ended.wait(), lease / 3)
+            return
         with contextlib.suppress(Exception):  # a missed renewal is retried; the lease is long enough
             await rt.messages.renew_lease(job.reply.id, now() + timedelta(seconds=lease))  # type: ignore[arg-type]
             await rt.live.renew_conversation_lock(job.conversation["id"], job.lock_token, lease)

@@ -10,7 +10,7 @@ from bson.errors import InvalidId
 
 from app.core.runtime import Runtime, now
 from app.models import Message
-from app.services import access, bookkeeping
+from app.services import access, bookkeeping, followups
 from app.services.prompt_text import substitute
 from app.services.prompting import persona_name
 from app.services.tree import GREETING_MARKER, Tree
@@ -134,12 +134,22 @@ async def add_branch(
     try:
         if message.parent_id and await rt.messages.get_by_str(message.parent_id) is None:
             raise message_not_found()
+        # A message of the conversation like any other: counted (its activity and the character's
+        # counter, by its own id) as a reply's follow-ups are, and retried by the sweeper until told.
         branch = await rt.messages.insert(
-            new_message(conversation, role="user", content=content, parent_id=message.parent_id)
+            new_message(
+                conversation,
+                role="user",
+                content=content,
+                parent_id=message.parent_id,
+                followups_pending=True,
+                with_parent=False,
+            )
         )
         await rt.messages.set_active_leaf(conversation["id"], conversation["user_id"], str(branch.id), now())
     finally:
         await rt.live.unlock_conversation(conversation["id"], lock)
+    followups.queue(rt, branch)
     tree = await load_tree(rt, conversation)
     return tree, tree.by_id[str(branch.id)]
 

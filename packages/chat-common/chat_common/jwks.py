@@ -37,6 +37,7 @@ def auth_unavailable(retry_after: float) -> ServiceUnavailableError:
     return ServiceUnavailableError(
         "Cannot verify tokens: the signing keys of user-service (its JWKS) are unavailable",
         code="auth_unavailable",
+        details={"service": "user-service"},  # named like every failing dependency
         headers={"Retry-After": str(max(1, math.ceil(retry_after)))},
     )
 

@@ -264,7 +264,9 @@ async def test_rejection_message_is_fixed_and_the_reason_is_logged(
     }.items() <= next(line for line in logged if line["logger"] == "chat_common.auth").items()
 
 
-async def test_auth_unavailable_is_a_503_in_the_error_shape(mints: tuple[TokenMint, TokenMint]) -> None:
+async def test_auth_unavailable_is_a_503_in_the_error_shape_naming_user_service(
+    mints: tuple[TokenMint, TokenMint],
+) -> None:
     app = create_service_app(CommonSettings(service_name="demo"), title="demo", description="demo")
     app.state.token_verifier = verifier_for(f"http://127.0.0.1:{free_port()}/jwks", backoff_seconds=30)
 
@@ -277,6 +279,7 @@ async def test_auth_unavailable_is_a_503_in_the_error_shape(mints: tuple[TokenMi
         response = await client.get("/me", headers=headers)
     assert response.status_code == 503 and response.headers["Retry-After"] == "30"
     assert response.json()["error"]["code"] == "auth_unavailable"
+    assert response.json()["error"]["details"] == {"service": "user-service"}
     assert response.json()["error"]["message"] == (
         "Cannot verify tokens: the signing keys of user-service (its JWKS) are unavailable"
     )

@@ -187,7 +187,7 @@ class LMStudioClient:
                 data = line[5:].strip()
                 if data == "[DONE]":
                     return
-                event = json.loads(data)
+                event = _event(data)
                 if error_message(event) is not None:
                     raise error_from_body(200, event)
                 started = True
@@ -277,3 +277,15 @@ class LMStudioClient:
             return Health(status="not_lmstudio", base_url=self.base_url, detail=detail)
         loaded = [m.id for m in models if m.is_loaded]
         return Health(status="ok", base_url=self.base_url, models=loaded)
+
+
+def _event(data: str) -> dict[str, Any]:
+    """One streamed `data:` line as its JSON object; anything else (cut-off or non-JSON text, a bare
+    value) is LM Studio failing mid-answer, never a crash of the caller."""
+    try:
+        event = json.loads(data)
+    except ValueError:
+        event = None
+    if not isinstance(event, dict):
+        raise UpstreamError(f"LM Studio sent a malformed stream event: {data[:120]!r}")
+    return event

@@ -14,8 +14,10 @@ from lmstudio_client import (
     BadRequest,
     LMStudioClient,
     LMStudioTimeout,
+    NotLMStudio,
     Timeouts,
     UnsupportedByServer,
+    UpstreamError,
 )
 from lmstudio_client.testing import StandinProcess, _free_port, run_standin
 
@@ -203,3 +205,24 @@ async def test_loading_has_its_own_longer_bound(standin: StandinProcess) -> None
         with standin.frozen(), pytest.raises(LMStudioTimeout) as info:
             await asyncio.wait_for(client.load_model(ECHO), 30)
     assert info.value.phase == "load" and "1s" in info.value.message
+
+
+async def test_a_stream_that_turns_to_garbage_is_an_upstream_error_after_the_good_chunks(
+    standin: StandinProcess,
+) -> None:
+    standin.configure(failure="garbage", garbage_after=2)
+    texts: list[str] = []
+    async with LMStudioClient(standin.url) as client:
+        with pytest.raises(UpstreamError, match="malformed stream event"):
+            async for chunk in client.stream_chat(
+                {"model": ECHO, "messages": [{"role": "user", "content": "one two three four"}]}
+            ):
+                texts.append(chunk.text)
+    assert texts == ["You ", "said: "]
+
+
+async def test_a_plain_answer_that_is_an_html_page_is_not_lmstudio(standin: StandinProcess) -> None:
+    standin.configure(failure="garbage")
+    async with LMStudioClient(standin.url) as client:
+        with pytest.raises(NotLMStudio):
+            await client.chat({"model": ECHO, "messages": [{"role": "user", "content": "hi"}]})

@@ -14,13 +14,16 @@ The invariants (docs/reliability.md):
   charged, none when all of it was), released or expired (a row giving all of it back); none is held
   past its TTL, and once `settled` none is held at all.
 - `reply`: once `settled`, every reply is `completed`, `stopped` or `failed` with its credits settled
-  (`committed` for completed and stopped, `released` or `none` for failed) and its follow-ups told.
+  (`committed` for completed and stopped; for failed `released`, or `none` without a reservation, or
+  `committed` for the part generated before the failure, which the reply keeps) and its follow-ups
+  told.
 - `charge`: a reply was charged exactly once: the committed amounts of all the reservations made for
   it (a continued reply has one per continuation) add up to what it says it spent, and its last
   reservation, once committed, was committed with the reply's last cost.
 - `message_stored`: every user message a client saw accepted is stored (`accepted_user_messages`).
 - `message_count`: once `settled`, a live conversation's `message_count` equals its stored messages,
-  greetings excepted (they are the character's, not sent by anyone).
+  greetings excepted (they are the character's, not sent by anyone). Deleting messages does not lower
+  the count yet (docs/reliability.md): a conversation whose messages were deleted breaks it.
 
 While traffic runs (`settled=False`), replies generating, reservations held within their TTL and
 pending commits, releases and follow-ups are allowed: they are the bookkeeping under way.
@@ -205,7 +208,8 @@ def _check_replies(stored: list[dict[str, Any]], settled: bool) -> list[Violatio
             continue
         if not settled:
             continue
-        wanted = ("released", "none") if status == "failed" else ("committed",)
+        # A reply that failed midway keeps the part generated before the failure, and pays for it.
+        wanted = ("released", "none", "committed") if status == "failed" else ("committed",)
         if credits not in wanted:
             violations.append(Violation("reply", subject, f"{status} with credits {credits!r}"))
         if message.get("followups_pending"):
