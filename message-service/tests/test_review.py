@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -399,3 +400,54 @@ async def test_streaming_a_user_message_is_409_not_a_reply_not_a_replay_of_it_as
 
     assert response.status_code == 409, response.text
     assert response.json()["error"]["code"] == "not_a_reply"
+
+
+async def test_a_commit_user_service_refuses_for_good_is_recorded_not_retried_and_the_reply_stays_usable(
+    client: httpx.AsyncClient,
+    fleet: Fleet,
+    alice: FleetUser,
+    messages: AsyncCollection[dict[str, Any]],
+) -> None:
+    """A pending commit user-service answers with 409 `reservation_settled` (its reservation settled
+    otherwise: expired while user-service was away past its TTL, say) is final: the reply's credits
+    become `refused` (logged as an error), the sweeper stops retrying it, and the reply can be deleted
+    (before, every delete or continue of it was a 503 naming user-service, for ever)."""
+    conversation = fleet.conversation(alice)
+    sent = await client.post(
+        f"/api/v1/conversations/{conversation['id']}/messages",
+        json={"content": "Hello"},
+        headers=alice.headers,
+    )
+    assert sent.status_code == 201, sent.text
+    reply_id = sent.json()["reply"]["id"]
+
+    async def credits() -> str:
+        found = await messages.find_one({"_id": ObjectId(reply_id)})
+        assert found is not None
+        return str(found["generation"]["credits"])
+
+    await until_credits(credits, "committed")
+    # Its reservation is committed: a commit of another amount is refused as settled.
+    stored = await messages.find_one({"_id": ObjectId(reply_id)})
+    assert stored is not None
+    await messages.update_one(
+        {"_id": ObjectId(reply_id)},
+        {
+            "$set": {
+                "generation.credits": "commit_pending",
+                "generation.cost": stored["generation"]["cost"] + 1,
+            }
+        },
+    )
+    balance = fleet.balance(alice)
+    await until_credits(credits, "refused")
+    deleted = await client.delete(f"/api/v1/messages/{reply_id}", headers=alice.headers)
+    assert deleted.status_code == 204, deleted.text
+    assert fleet.balance(alice) == balance  # nothing charged or given back twice
+
+
+async def until_credits(credits: Any, state: str, within: float = 15) -> None:
+    deadline = time.monotonic() + within
+    while (seen := await credits()) != state:
+        assert time.monotonic() < deadline, f"credits {seen}, not {state}"
+        await asyncio.sleep(0.2)

@@ -14,7 +14,11 @@ Role = Literal["user", "assistant"]
 # generating -> completed | stopped | failed (DESIGN.md, "a reply's life").
 Status = Literal["generating", "completed", "stopped", "failed"]
 # The reply's credits: what the bookkeeping still has to do at user-service.
-CreditsState = Literal["none", "reserved", "commit_pending", "committed", "release_pending", "released"]
+# `refused`: user-service answered that the reservation is settled otherwise or unknown (it expired while
+# user-service was away longer than its TTL, say): final, logged as an error, never retried.
+CreditsState = Literal[
+    "none", "reserved", "commit_pending", "committed", "release_pending", "released", "refused"
+]
 
 
 class Usage(BaseModel):

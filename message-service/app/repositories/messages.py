@@ -122,7 +122,7 @@ class MessageRepository:
             {
                 "_id": message_id,
                 "status": {"$in": ["completed", "stopped"]},
-                "generation.credits": {"$in": ["committed", "released", "none"]},
+                "generation.credits": {"$in": ["committed", "released", "refused", "none"]},
             },
             {
                 "$set": {

@@ -51,9 +51,24 @@ async def _tell_credits(rt: Runtime, reply: Message) -> tuple[CreditsState, Cred
             await rt.fleet.credits.release(reservation)
             return "release_pending", "released"
     except AppError as exc:
+        if _refused(exc):
+            logger.error(
+                "credits of reply %s refused by user-service (%s): %s; %s is not retried",
+                reply.id,
+                exc.code,
+                exc.message,
+                generation.credits,
+            )
+            return generation.credits, "refused"
         logger.warning("credits of reply %s not settled yet (%s): %s", reply.id, exc.code, exc.message)
         return False
     return True
+
+
+def _refused(exc: AppError) -> bool:
+    """user-service's final no to a commit or release: the reservation is unknown, or settled otherwise
+    (expired while user-service was away past its TTL, say). Retrying cannot change it."""
+    return exc.status_code == 404 or (exc.status_code == 409 and exc.code == "reservation_settled")
 
 
 async def settle_now(rt: Runtime, reply: Message) -> None:
