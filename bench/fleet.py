@@ -9,6 +9,7 @@ conversation- and llm-service processes, the LM Studio stand-in at zero delay an
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
 from collections.abc import Iterator
@@ -201,11 +202,9 @@ def pss_bytes(pids: set[int]) -> int:
 
 
 def _proc_kib(path: str, key: str) -> int:
-    try:
-        with open(path) as file:
-            for line in file:
-                if line.startswith(key):
-                    return int(line.split()[1])
-    except OSError:
-        pass
+    """`key`'s value (KiB) in a /proc status file; 0 when the process is gone."""
+    with contextlib.suppress(OSError), open(path) as file:
+        for line in file:
+            if line.startswith(key):
+                return int(line.split()[1])
     return 0

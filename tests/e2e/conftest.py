@@ -21,11 +21,13 @@ import httpx
 import pytest
 from httpx_sse import connect_sse
 
-from chat_common.embedded import free_port
+from chat_common.embedded import distinct_free_ports
 from chat_common.testing import ServiceProcess, create_database
 from chat_common.testing.fleet import (
     FleetUser,
     MessageServiceDownstream,
+    create_character,
+    create_conversation,
     register_user,
     run_character_service,
     run_conversation_service,
@@ -100,25 +102,10 @@ class Fleet:
         return register_user(self.users, prefix)
 
     def character(self, owner: FleetUser, **fields: Any) -> dict[str, Any]:
-        body = {
-            "name": "Mira",
-            "description": "{{char}} is a sky captain who talks to {{user}}.",
-            "greeting": "Welcome aboard, {{user}}!",
-            "visibility": "private",
-            **fields,
-        }
-        response = self.http.post(f"{self.characters}/api/v1/characters", json=body, headers=owner.headers)
-        assert response.status_code == 201, response.text
-        return dict(response.json())
+        return create_character(self.http, self.characters, owner, **fields)
 
     def conversation(self, owner: FleetUser, character_id: str) -> dict[str, Any]:
-        response = self.http.post(
-            f"{self.conversations}/api/v1/conversations",
-            json={"character_id": character_id},
-            headers=owner.headers,
-        )
-        assert response.status_code == 201, response.text
-        return dict(response.json())
+        return create_conversation(self.http, self.conversations, owner, character_id)
 
     def send(self, owner: FleetUser, conversation_id: str, content: str) -> dict[str, Any]:
         response = self.http.post(
@@ -175,7 +162,7 @@ def fleet(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Fleet]:
     data_dir: Path = tmp_path_factory.mktemp("e2e-fleet")
-    ports = dict(zip(SERVICES, _distinct_free_ports(len(SERVICES)), strict=True))
+    ports = dict(zip(SERVICES, distinct_free_ports(len(SERVICES)), strict=True))
     urls = {name: f"http://127.0.0.1:{port}" for name, port in ports.items()}
     jwks_url = f"{urls['user-service']}/.well-known/jwks.json"
     user_service_database = run_sync(create_database(postgres_url, "users"))
@@ -233,12 +220,3 @@ def fleet(
         fleet = Fleet(processes, standin, lambda: stack.enter_context(user_service()))
         stack.callback(fleet.http.close)
         yield fleet
-
-
-def _distinct_free_ports(count: int) -> list[int]:
-    ports: list[int] = []
-    while len(ports) < count:
-        port = free_port()
-        if port not in ports:
-            ports.append(port)
-    return ports

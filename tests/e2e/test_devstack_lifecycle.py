@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from chat_common.embedded import free_port
+from chat_common.embedded import distinct_free_ports
 
 ROOT = Path(__file__).resolve().parents[2]
 BACKEND_VARIABLES = ("DATABASE_URL", "REDIS_URL", "MONGODB_URL", "LMSTUDIO_BASE_URL")
@@ -79,14 +79,6 @@ def listening(ports: list[int]) -> list[int]:
         with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
             open_ports.append(port)
     return open_ports
-
-
-def distinct_free_ports(count: int) -> list[int]:
-    ports: list[int] = []
-    while len(ports) < count:
-        if (port := free_port()) not in ports:
-            ports.append(port)
-    return ports
 
 
 class Devstack:

@@ -23,11 +23,20 @@ from typing import Any
 import httpx
 import pytest
 
-from chat_common.embedded import EmbeddedServer, free_port, start_mongodb, start_postgres, start_redis
+from chat_common.embedded import (
+    EmbeddedServer,
+    distinct_free_ports,
+    free_port,
+    start_mongodb,
+    start_postgres,
+    start_redis,
+)
 from chat_common.testing import ServiceProcess, create_database
 from chat_common.testing.fleet import (
     FleetUser,
     MessageServiceDownstream,
+    create_character,
+    create_conversation,
     register_user,
     run_character_service,
     run_conversation_service,
@@ -173,26 +182,10 @@ class Fleet:
         return register_user(self.url("user-service"), prefix)
 
     def character(self, owner: FleetUser) -> dict[str, Any]:
-        body = {
-            "name": "Mira",
-            "description": "{{char}} is a sky captain who talks to {{user}}.",
-            "greeting": "Welcome aboard, {{user}}!",
-            "visibility": "private",
-        }
-        response = self.http.post(
-            f"{self.url('character-service')}/api/v1/characters", json=body, headers=owner.headers
-        )
-        assert response.status_code == 201, response.text
-        return dict(response.json())
+        return create_character(self.http, self.url("character-service"), owner)
 
     def conversation(self, owner: FleetUser, character_id: str) -> dict[str, Any]:
-        response = self.http.post(
-            f"{self.url('conversation-service')}/api/v1/conversations",
-            json={"character_id": character_id},
-            headers=owner.headers,
-        )
-        assert response.status_code == 201, response.text
-        return dict(response.json())
+        return create_conversation(self.http, self.url("conversation-service"), owner, character_id)
 
     def violations(
         self, user_ids: list[str], accepted: list[str], *, settled: bool = True
@@ -231,11 +224,7 @@ def fault_fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
         "mongodb": Backend("mongodb", start_mongodb, root / "mongodb"),
     }
     postgres, redis, mongodb = (backends[n].url for n in ("postgres", "redis", "mongodb"))
-    ports: dict[str, int] = {}
-    for name in SERVICES:
-        while (port := free_port()) in ports.values():
-            pass
-        ports[name] = port
+    ports = dict(zip(SERVICES, distinct_free_ports(len(SERVICES)), strict=True))
     urls = {name: f"http://127.0.0.1:{port}" for name, port in ports.items()}
     jwks_url = f"{urls['user-service']}/.well-known/jwks.json"
     users_db = run_sync(create_database(postgres, "users"))

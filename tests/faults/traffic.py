@@ -124,7 +124,7 @@ async def _reattach(http: httpx.AsyncClient, client: Client, outcome: Outcome, w
     process) until its end, retrying while message-service does not answer."""
     deadline = time.monotonic() + within
     while time.monotonic() < deadline:
-        try:
+        with contextlib.suppress(httpx.HTTPError):  # message-service not back yet: tried again
             async with http.stream(
                 "GET", f"/api/v1/messages/{outcome.reply_id}/stream", headers=client.user.headers
             ) as response:
@@ -134,8 +134,6 @@ async def _reattach(http: httpx.AsyncClient, client: Client, outcome: Outcome, w
                         _note_event(outcome, name, data)
                     outcome.reattached = True
                     return
-        except httpx.HTTPError:
-            pass
         await asyncio.sleep(0.3)
 
 

@@ -141,6 +141,34 @@ def register_user(user_service_url: str, prefix: str = "user") -> FleetUser:
     return FleetUser(str(created.json()["id"]), body["username"], body["display_name"], token)
 
 
+def create_character(
+    http: httpx.Client, character_service_url: str, owner: FleetUser, **fields: Any
+) -> dict[str, Any]:
+    """A private character of `owner` (Mira, with a greeting), `fields` overriding the defaults."""
+    body = {
+        "name": "Mira",
+        "description": "{{char}} is a sky captain who talks to {{user}}.",
+        "greeting": "Welcome aboard, {{user}}!",
+        "visibility": "private",
+        **fields,
+    }
+    response = http.post(f"{character_service_url}/api/v1/characters", json=body, headers=owner.headers)
+    assert response.status_code == 201, response.text
+    return dict(response.json())
+
+
+def create_conversation(
+    http: httpx.Client, conversation_service_url: str, owner: FleetUser, character_id: str
+) -> dict[str, Any]:
+    response = http.post(
+        f"{conversation_service_url}/api/v1/conversations",
+        json={"character_id": character_id},
+        headers=owner.headers,
+    )
+    assert response.status_code == 201, response.text
+    return dict(response.json())
+
+
 @contextmanager
 def run_conversation_service(
     mongodb_url: str,
