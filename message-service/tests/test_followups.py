@@ -302,3 +302,157 @@ async def test_counts_become_exact_once_a_service_that_was_away_is_back(
     assert pending_while_away == len(during)
     assert [scene.read_conversation(alice, chat["id"])["message_count"] for chat in chats] == [8, 8]
     assert _character_messages(scene, alice, character["id"]) == 16
+
+
+async def _deletions(mongodb_url: str, conversation_id: str, database: str = DATABASE) -> int:
+    """The conversation's deletions conversation-service has not acknowledged yet."""
+    mongo: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(mongodb_url)
+    try:
+        return len(await mongo[database]["deletions"].find({"conversation_id": conversation_id}).to_list())
+    finally:
+        await mongo.close()
+
+
+async def _delete(client: httpx.AsyncClient, owner: FleetUser, message_id: str) -> None:
+    deleted = await client.delete(f"/api/v1/messages/{message_id}", headers=owner.headers)
+    assert deleted.status_code == 204, deleted.text
+
+
+async def test_deleted_messages_leave_the_conversation_count_when_the_delete_returns(
+    client: httpx.AsyncClient, mongodb_url: str, fleet: Fleet, alice: FleetUser
+) -> None:
+    conversation = fleet.conversation(alice)
+    sent = []
+    for text in ("Hello, captain!", "Where to?"):
+        response = await client.post(
+            f"/api/v1/conversations/{conversation['id']}/messages",
+            json={"content": text},
+            headers=alice.headers,
+        )
+        assert response.status_code == 201, response.text
+        sent.append(response.json())
+    await _until(lambda: fleet.read_conversation(alice, conversation["id"])["message_count"] == 4)
+
+    await _delete(client, alice, sent[1]["user_message"]["id"])  # the user message and its reply
+    after_branch = fleet.read_conversation(alice, conversation["id"])["message_count"]
+    await _delete(client, alice, sent[0]["reply"]["id"])
+    after_reply = fleet.read_conversation(alice, conversation["id"])["message_count"]
+
+    assert (after_branch, after_reply) == (2, 1)
+    await asyncio.sleep(1.2)  # past two sweeps: nothing is taken out twice, nothing counted again
+    assert fleet.read_conversation(alice, conversation["id"])["message_count"] == 1
+    assert await _deletions(mongodb_url, conversation["id"]) == 0
+
+
+async def test_a_reply_deleted_before_its_follow_ups_went_out_is_never_counted(
+    mongodb_url: str, make_settings_for: Callable[..., Settings], fleet: Fleet, alice: FleetUser
+) -> None:
+    conversation = fleet.conversation(alice)
+    # The follow-ups wait a minute: only the shutdown tells them, after the delete.
+    database = f"message_service_test_{uuid.uuid4().hex[:8]}"
+    settings = make_settings_for(
+        follow_up_batch_seconds=60, sweep_interval_seconds=60, mongodb_database=database
+    )
+
+    with serve_app(create_app(settings)) as url:
+        async with httpx.AsyncClient(base_url=url, timeout=60) as client:
+            reply = await _send(client, alice, conversation["id"], "Hello, captain!")
+            await _delete(client, alice, reply)
+
+    await asyncio.sleep(0.3)
+    assert fleet.read_conversation(alice, conversation["id"])["message_count"] == 1  # the user message
+
+
+async def test_a_deletion_conversation_service_missed_is_told_once_it_is_back(
+    own_services: tuple[Restartable, Restartable],
+    extra_app: Any,
+    mongodb_url: str,
+    user_service: ServiceProcess,
+    alice: FleetUser,
+) -> None:
+    characters, conversations = own_services
+    database = f"message_service_test_{uuid.uuid4().hex[:8]}"
+    url, _ = extra_app(
+        character_service_url=characters.url,
+        conversation_service_url=conversations.url,
+        conversation_cache_seconds=300,
+        mongodb_database=database,
+    )
+    scene = Fleet(user_service, characters, conversations)  # type: ignore[arg-type]
+    chat = scene.conversation(alice, scene.character(alice)["id"])
+
+    async with httpx.AsyncClient(base_url=url, timeout=60) as client:
+        replies = [await _send(client, alice, chat["id"], f"Turn {t}") for t in range(2)]
+        await _until_async(lambda: _pending(mongodb_url, replies, database), 0)
+        conversations.stop()
+        deleted = await client.delete(f"/api/v1/messages/{replies[1]}", headers=alice.headers)
+        await asyncio.sleep(1.5)  # a few sweeps fail meanwhile
+        waiting = await _deletions(mongodb_url, chat["id"], database)
+        conversations.start()
+        await _until_async(lambda: _deletions(mongodb_url, chat["id"], database), 0, seconds=30)
+
+    await asyncio.sleep(1.5)  # past a few sweeps: taken out once
+    assert deleted.status_code == 204  # the delete does not wait for conversation-service
+    assert waiting == 1
+    assert scene.read_conversation(alice, chat["id"])["message_count"] == 3
+
+
+async def test_a_deletion_whose_process_died_before_deleting_takes_out_only_what_is_gone(
+    client: httpx.AsyncClient, mongodb_url: str, fleet: Fleet, alice: FleetUser
+) -> None:
+    """A deletion recorded, then the process killed before its messages were deleted: those are still
+    stored and stay counted; only a message that is gone leaves the count."""
+    conversation = fleet.conversation(alice)
+    replies = [await _send(client, alice, conversation["id"], f"Turn {t}") for t in range(2)]
+    await _until(lambda: fleet.read_conversation(alice, conversation["id"])["message_count"] == 4)
+    await _delete(client, alice, replies[1])  # gone, and already taken out: 3
+    mongo: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(mongodb_url)
+    try:
+        await mongo[DATABASE]["deletions"].insert_one(
+            {
+                "conversation_id": conversation["id"],
+                "user_id": alice.id,
+                "message_ids": [replies[0], replies[1]],
+                "created_at": 0,
+            }
+        )
+    finally:
+        await mongo.close()
+
+    await _until_async(lambda: _deletions(mongodb_url, conversation["id"]), 0)
+    assert fleet.read_conversation(alice, conversation["id"])["message_count"] == 3
+    assert (await _stored(mongodb_url, replies[0]))["content"]
+
+
+async def test_a_reply_deleted_while_conversation_service_is_away_leaves_its_user_message_counted(
+    own_services: tuple[Restartable, Restartable],
+    extra_app: Any,
+    mongodb_url: str,
+    user_service: ServiceProcess,
+    alice: FleetUser,
+) -> None:
+    """The reply's follow-ups (which count the user message it answers) could not be told before the
+    reply was deleted: the user message, which stays, is counted on its own once the service is back."""
+    characters, conversations = own_services
+    database = f"message_service_test_{uuid.uuid4().hex[:8]}"
+    url, _ = extra_app(
+        character_service_url=characters.url,
+        conversation_service_url=conversations.url,
+        conversation_cache_seconds=300,
+        mongodb_database=database,
+    )
+    scene = Fleet(user_service, characters, conversations)  # type: ignore[arg-type]
+    chat = scene.conversation(alice, scene.character(alice)["id"])
+
+    async with httpx.AsyncClient(base_url=url, timeout=60) as client:
+        first = await _send(client, alice, chat["id"], "Hello")  # the conversation cached
+        await _until_async(lambda: _pending(mongodb_url, [first], database), 0)
+        conversations.stop()
+        unanswered = await _send(client, alice, chat["id"], "Anyone there?")
+        await _delete(client, alice, unanswered)
+        conversations.start()
+        await _until_async(lambda: _deletions(mongodb_url, chat["id"], database), 0, seconds=30)
+        await _until(lambda: scene.read_conversation(alice, chat["id"])["message_count"] == 3, 30)
+
+    await asyncio.sleep(1.5)  # past a few sweeps: nothing more is counted
+    assert scene.read_conversation(alice, chat["id"])["message_count"] == 3  # Hello, its reply, Anyone

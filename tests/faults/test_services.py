@@ -23,9 +23,17 @@ async def test_character_service_down(fleet: Fleet) -> None:
 
 
 async def test_conversation_service_down(fleet: Fleet) -> None:
+    """With users deleting messages too: a delete during the outage is a 503 naming conversation-service
+    (or done, its count told later), and afterwards every conversation's count equals what is stored."""
     service = fleet.services["conversation-service"]
-    report = await run_scenario(fleet, "conversation-service down", fault(service.stop, service.start))
+    report = await run_scenario(
+        fleet, "conversation-service down", fault(service.stop, service.start), deleting=True
+    )
     assert_failed_naming(report, "conversation-service", {"dependency_unavailable"})
+    for deleted in report.deletes:
+        assert deleted.status == 204 or (deleted.status, deleted.service) == (503, "conversation-service"), (
+            deleted.describe()
+        )
 
 
 def _replies(fleet: Fleet, query: dict[str, Any]) -> list[dict[str, Any]]:

@@ -55,6 +55,8 @@ class Client:
     user: FleetUser
     conversation_id: str
     outcomes: list[Outcome] = field(default_factory=list)
+    deletes: list[Outcome] = field(default_factory=list)  # kind "delete"; `reply_id`: what it deleted
+    deleted_user_messages: list[str] = field(default_factory=list)  # accepted, then deleted (204)
 
 
 def _error_of(body: Any) -> dict[str, Any]:
@@ -119,6 +121,22 @@ async def send_streamed(http: httpx.AsyncClient, client: Client, content: str) -
     return outcome
 
 
+async def delete_message(http: httpx.AsyncClient, client: Client, message_id: str) -> Outcome:
+    """Delete a message (and what is below it) as its owner: 204, or an error naming a dependency."""
+    outcome = Outcome("delete", time.monotonic(), reply_id=message_id)
+    try:
+        response = await http.delete(f"/api/v1/messages/{message_id}", headers=client.user.headers)
+    except httpx.HTTPError as exc:
+        outcome.code, outcome.message = "no_answer", repr(exc)
+    else:
+        outcome.status = response.status_code
+        if response.status_code != 204:
+            _note_error(outcome, _error_of(response.json()))
+    outcome.ended = time.monotonic()
+    client.deletes.append(outcome)
+    return outcome
+
+
 async def _reattach(http: httpx.AsyncClient, client: Client, outcome: Outcome, within: float = 30) -> None:
     """Read the reply's events again from `GET /messages/{id}/stream` (any replica, or the restarted
     process) until its end, retrying while message-service does not answer."""
@@ -174,7 +192,8 @@ class Report:
     served_again: float  # seconds from the fault lifted to the next completed reply
     settled: float  # seconds from the fault lifted until the invariants held
     violations: list[Violation]
-    accepted: list[str]
+    accepted: list[str]  # user messages the fleet accepted and the clients did not delete
+    deletes: list[Outcome] = field(default_factory=list)  # started while the fault was on
 
     def seen(self) -> list[str]:
         """What the clients saw during the fault, each kind once, most frequent first."""
@@ -199,11 +218,13 @@ class Traffic:
         content: Callable[[int], str],
         *,
         streamed_only: bool = False,
+        deleting: bool = False,
     ) -> None:
         self.fleet = fleet
         self.clients = clients
         self.content = content
         self.streamed_only = streamed_only
+        self.deleting = deleting
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -225,9 +246,21 @@ class Traffic:
                 send = send_streamed if turn % 2 == 0 or self.streamed_only else send_plain
                 outcome = await send(http, client, self.content(turn))
                 turn += 1
+                if self.deleting and outcome.ok and turn % 3 == 0:
+                    await self._delete(http, client, outcome, whole=turn % 2 == 0)
                 if not outcome.ok:  # the fleet is in trouble: do not hammer it
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(self._stop.wait(), 0.3)
+
+    @staticmethod
+    async def _delete(http: httpx.AsyncClient, client: Client, sent: Outcome, *, whole: bool) -> None:
+        """Delete the reply just read, or (`whole`) the user message and its reply with it."""
+        target = sent.user_message_id if whole else sent.reply_id
+        if target is None:
+            return
+        deleted = await delete_message(http, client, target)
+        if deleted.status == 204 and whole:
+            client.deleted_user_messages.append(target)
 
     @property
     def outcomes(self) -> list[Outcome]:
@@ -289,11 +322,13 @@ async def run_scenario(
     content: Callable[[int], str] = lambda turn: f"Message {turn}: how is the weather up there?",
     recover_within: float = 60.0,
     streamed_only: bool = False,
+    deleting: bool = False,
 ) -> Report:
-    """Traffic, then `fault` on for `fault_seconds` (at least until one send started under it ended),
-    then lifted; traffic until a reply completes again; then the invariants, until they hold."""
+    """Traffic (`deleting`: every third exchange's reply, or the whole exchange, deleted after it), then
+    `fault` on for `fault_seconds` (at least until one send started under it ended), then lifted;
+    traffic until a reply completes again; then the invariants, until they hold."""
     people = await make_clients(fleet, clients)
-    async with Traffic(fleet, people, content, streamed_only=streamed_only) as traffic:
+    async with Traffic(fleet, people, content, streamed_only=streamed_only, deleting=deleting) as traffic:
         await traffic.served_since(time.monotonic(), 60)  # the fleet serves before the fault
         async with fault():
             fault_on = time.monotonic()
@@ -303,7 +338,8 @@ async def run_scenario(
         lifted = time.monotonic()
         served_again = await traffic.served_since(lifted, recover_within)
     outcomes = traffic.outcomes
-    accepted = [o.user_message_id for o in outcomes if o.user_message_id]
+    deleted = {message_id for client in people for message_id in client.deleted_user_messages}
+    accepted = [o.user_message_id for o in outcomes if o.user_message_id and o.user_message_id not in deleted]
     _, violations = await asyncio.to_thread(
         fleet.wait_for_invariants, [c.user.id for c in people], accepted, within=recover_within
     )
@@ -317,6 +353,9 @@ async def run_scenario(
         settled=time.monotonic() - lifted,
         violations=violations,
         accepted=accepted,
+        deletes=[
+            d for client in people for d in client.deletes if fault_on <= d.started < fault_off_requested
+        ],
     )
     RESULTS.append(report)
     return report

@@ -63,6 +63,9 @@ class Conversation(Document):
     deleted_key: str | None = None
     # Message ids already counted by the activity endpoint: a retried activity counts once.
     counted_message_ids: list[str] = Field(default_factory=list)
+    # Message ids deleted at message-service (each also in `counted_message_ids`, so that a late
+    # activity retry never counts it again); the count was lowered for those that had been counted.
+    uncounted_message_ids: list[str] = Field(default_factory=list)
     # Whether character-service acknowledged this conversation in its counter (retried until it does).
     character_counted: bool = False
 

@@ -18,8 +18,8 @@ from app.models import Conversation
 from app.models.conversation import Status
 from chat_common.mongo import MONGO_CONTEXT, to_millis
 
-# What reading a conversation needs; the counted message ids can grow long and nobody reads them.
-_WITHOUT_MESSAGE_IDS = {"counted_message_ids": 0}
+# What reading a conversation needs; the (un)counted message ids can grow long and nobody reads them.
+_WITHOUT_MESSAGE_IDS = {"counted_message_ids": 0, "uncounted_message_ids": 0}
 
 
 def _document(raw: dict[str, Any] | None) -> Conversation | None:
@@ -135,6 +135,45 @@ class ConversationRepository:
             },
         )
         return bool(result.modified_count)
+
+    async def uncount_all_at_once(self, conversation_id: ObjectId, message_ids: list[str]) -> bool:
+        """A deletion's common case in one update: lower the count by all of `message_ids` when every one
+        was counted and none uncounted yet. False when nothing changed: the caller then takes the exact
+        path (`uncount_message`)."""
+        result = await self.collection.update_one(
+            {
+                "_id": conversation_id,
+                "counted_message_ids": {"$all": message_ids},
+                "uncounted_message_ids": {"$nin": message_ids},
+            },
+            {
+                "$inc": {"message_count": -len(message_ids)},
+                "$push": {"uncounted_message_ids": {"$each": message_ids}},
+            },
+        )
+        return bool(result.modified_count)
+
+    async def uncount_message(self, conversation_id: ObjectId, message_id: str) -> bool:
+        """Take a deleted message out of the count, once: True when this call lowered the count. A
+        message never counted is only marked counted and uncounted, so that no late activity counts it;
+        the two updates exclude each other (counted or not), so a concurrent count is either undone
+        by the first or refused by the second."""
+        collection = self.collection
+        counted = {"_id": conversation_id, "counted_message_ids": message_id}
+        for _ in range(2):
+            result = await collection.update_one(
+                {**counted, "uncounted_message_ids": {"$nin": [message_id]}},
+                {"$inc": {"message_count": -1}, "$push": {"uncounted_message_ids": message_id}},
+            )
+            if result.modified_count:
+                return True
+            result = await collection.update_one(
+                {"_id": conversation_id, "counted_message_ids": {"$nin": [message_id]}},
+                {"$push": {"counted_message_ids": message_id, "uncounted_message_ids": message_id}},
+            )
+            if result.modified_count:
+                return False
+        return False  # counted and uncounted already (or no such conversation)
 
     async def advance_last_message(self, conversation_id: ObjectId, at: datetime) -> None:
         """Move the last-message and activity times forward to `at`, never back (a late retry of an

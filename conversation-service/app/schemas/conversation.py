@@ -116,6 +116,7 @@ class ActivityResult(BaseModel):
 
 MAX_ACTIVITY_ITEMS = 100  # conversations in one batch
 MAX_ACTIVITY_MESSAGE_IDS = 200  # message ids of one conversation in one batch
+MAX_DELETED_MESSAGE_IDS = 200  # message ids deleted in one call
 
 
 def _distinct(message_ids: list[str]) -> list[str]:
@@ -172,6 +173,25 @@ class ActivityBatchResult(BaseModel):
     items: list[ActivityOutcome] = Field(description="One per item, in the order given")
 
 
+class DeletedMessages(InputModel):
+    model_config = ConfigDict(extra="forbid")
+
+    message_ids: Annotated[
+        list[MessageId],
+        Field(min_length=1, max_length=MAX_DELETED_MESSAGE_IDS),
+        AfterValidator(_distinct),
+    ]
+
+
+class DeletedMessagesResult(BaseModel):
+    conversation_id: str
+    message_count: int
+    uncounted_message_ids: list[str] = Field(
+        description="The ids whose deletion lowered the count now (not those told before, nor those "
+        "never counted: a retry lowers nothing)"
+    )
+
+
 class DeletedConversation(BaseModel):
     id: str
     user_id: str
@@ -195,7 +215,7 @@ class ChangedConversations(BaseModel):
 def conversation_fields(conversation: Conversation) -> dict[str, Any]:
     """A stored conversation as the fields of its public shapes."""
     fields = conversation.model_dump(
-        exclude={"id", "counted_message_ids", "character_counted", "deleted_key"}
+        exclude={"id", "counted_message_ids", "uncounted_message_ids", "character_counted", "deleted_key"}
     )
     return {**fields, "id": str(conversation.id)}
 

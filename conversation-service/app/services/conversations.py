@@ -246,6 +246,21 @@ async def record_activity(
     return await get_any(repository, conversation_id), counted
 
 
+async def forget_messages(
+    repository: ConversationRepository, *, conversation_id: str, message_ids: list[str]
+) -> tuple[Conversation, list[str]]:
+    """Messages deleted at message-service: each taken out of `message_count` once if it was counted,
+    and never counted afterwards, however often this is retried (deleted conversation or not: its
+    count still reads). The conversation after, and the ids this call lowered the count for."""
+    oid = conversation_oid(conversation_id)
+    if await repository.uncount_all_at_once(oid, message_ids):
+        return await get_any(repository, conversation_id), message_ids
+    uncounted = [
+        message_id for message_id in message_ids if await repository.uncount_message(oid, message_id)
+    ]
+    return await get_any(repository, conversation_id), uncounted
+
+
 async def record_activities(
     repository: ConversationRepository, *, items: list[ActivityItem], clock: Clock
 ) -> list[ActivityOutcome]:

@@ -26,6 +26,7 @@ SCOPES = [
     "llm:generate",
 ]
 LLM = "llm-service"
+FORGET_BATCH = 200  # conversation-service's most message ids per deleted-messages call
 
 
 class Fleet:
@@ -92,6 +93,18 @@ class Fleet:
         )
         answers: list[dict[str, Any]] = response.json()["items"]
         return answers
+
+    async def forget_messages(self, conversation_id: str, message_ids: list[str]) -> None:
+        """Messages deleted: conversation-service takes them out of the conversation's count (once per
+        message id, and none counted again later), in calls of at most FORGET_BATCH ids."""
+        path = f"/api/v1/internal/conversations/{quote(conversation_id, safe='')}/deleted-messages"
+        for start in range(0, len(message_ids), FORGET_BATCH):
+            await self.conversations_http.post(
+                path,
+                json={"message_ids": message_ids[start : start + FORGET_BATCH]},
+                token=await self._token(),
+                idempotent=True,  # each id taken out once
+            )
 
     async def deleted_conversations(self, since: str) -> dict[str, Any]:
         response = await self.conversations_http.get(

@@ -1,7 +1,7 @@
 """MongoDB documents of message-service."""
 
-from app.models.message import ConversationState, Generation, Message, Usage
+from app.models.message import ConversationState, Deletion, Generation, Message, Usage
 
-DOCUMENTS = [Message, ConversationState]
+DOCUMENTS = [Message, ConversationState, Deletion]
 
-__all__ = ["DOCUMENTS", "ConversationState", "Generation", "Message", "Usage"]
+__all__ = ["DOCUMENTS", "ConversationState", "Deletion", "Generation", "Message", "Usage"]

@@ -95,3 +95,17 @@ class ConversationState(Document):
 
     class Settings:
         name = "conversation_states"
+
+
+class Deletion(Document):
+    """Messages deleted that conversation-service has not acknowledged yet (its `message_count` still
+    counts them): written before the messages are deleted, removed once told, retried by the sweeper."""
+
+    conversation_id: str
+    user_id: str
+    message_ids: list[str]
+    created_at: MongoTime
+
+    class Settings:
+        name = "deletions"
+        indexes = [IndexModel([("created_at", ASCENDING)], name="by_age")]

@@ -1,4 +1,4 @@
-"""Every query on the messages and conversation_states collections.
+"""Every query on the messages, conversation_states and deletions collections.
 
 Times are stored as integer milliseconds (chat_common.mongo.MongoTime); every change is a single-
 document update, conditional where a race matters (MONGODB.md rules 4 and 5).
@@ -7,16 +7,17 @@ document update, conditional where a race matters (MONGODB.md rules 4 and 5).
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
 from beanie import PydanticObjectId
 from bson import ObjectId
-from pymongo import ReturnDocument
+from pymongo import ASCENDING, ReturnDocument
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
-from app.models import ConversationState, Generation, Message
+from app.models import ConversationState, Deletion, Generation, Message
 from app.models.message import CreditsState, Status
 from chat_common.mongo import MONGO_CONTEXT, to_millis
 
@@ -24,7 +25,7 @@ DUPLICATE_KEY = 11000
 PENDING_CREDITS = ("commit_pending", "release_pending")
 
 
-def _stored(document: Message | ConversationState) -> dict[str, Any]:
+def _stored(document: Message | ConversationState | Deletion) -> dict[str, Any]:
     stored: dict[str, Any] = document.model_dump(by_alias=True, context=MONGO_CONTEXT)
     return stored
 
@@ -33,6 +34,7 @@ class MessageRepository:
     def __init__(self, database: AsyncDatabase[dict[str, Any]]) -> None:
         self.messages = database[Message.Settings.name]
         self.states = database[ConversationState.Settings.name]
+        self.deletions = database[Deletion.Settings.name]
 
     # Messages.
 
@@ -164,6 +166,14 @@ class MessageRepository:
         query = {"followups_pending": True, "updated_at": {"$lt": to_millis(updated_before)}}
         return [Message.model_validate(raw) async for raw in self.messages.find(query).limit(limit)]
 
+    async def count_apart(self, message_ids: Sequence[ObjectId], at: datetime) -> None:
+        """Leave these (user) messages' follow-ups pending, each counting itself only: the reply that
+        would have counted them is being deleted before it could."""
+        await self.messages.update_many(
+            {"_id": {"$in": message_ids}},
+            {"$set": {"followups_pending": True, "with_parent": False, "updated_at": to_millis(at)}},
+        )
+
     async def followups_done(self, message_ids: list[ObjectId]) -> None:
         await self.messages.update_many({"_id": {"$in": message_ids}}, {"$set": {"followups_pending": False}})
 
@@ -175,6 +185,27 @@ class MessageRepository:
         result = await self.messages.delete_many({"conversation_id": conversation_id})
         await self.states.delete_one({"_id": conversation_id})
         return int(result.deleted_count)
+
+    # Deletions not told to conversation-service yet.
+
+    async def record_deletion(self, deletion: Deletion) -> Deletion:
+        deletion.id = deletion.id or PydanticObjectId()
+        await self.deletions.insert_one(_stored(deletion))
+        return deletion
+
+    async def deletions_before(self, created_before: datetime, limit: int = 100) -> list[Deletion]:
+        query = {"created_at": {"$lt": to_millis(created_before)}}
+        found = self.deletions.find(query).sort("created_at", ASCENDING).limit(limit)
+        return [Deletion.model_validate(raw) async for raw in found]
+
+    async def deletion_told(self, deletion_id: ObjectId) -> None:
+        await self.deletions.delete_one({"_id": deletion_id})
+
+    async def stored_ids(self, message_ids: list[str]) -> set[str]:
+        """Which of these messages are stored."""
+        oids = [ObjectId(message_id) for message_id in message_ids if ObjectId.is_valid(message_id)]
+        found = self.messages.find({"_id": {"$in": oids}}, {"_id": 1})
+        return {str(raw["_id"]) async for raw in found}
 
     # Conversation state.
 

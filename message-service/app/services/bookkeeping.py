@@ -15,7 +15,7 @@ from app.core.runtime import Runtime, now
 from app.models import Generation, Message
 from app.models.message import CreditsState
 from app.repositories.messages import PENDING_CREDITS
-from app.services import followups
+from app.services import deletions, followups
 from chat_common.errors import AppError, ServiceUnavailableError
 from chat_common.redis import UNAVAILABLE as REDIS_UNAVAILABLE
 
@@ -189,7 +189,7 @@ async def _settled_in(rt: Runtime, conversation_id: str) -> bool:
 async def sweep_forever(rt: Runtime) -> None:
     while True:
         await asyncio.sleep(rt.settings.sweep_interval_seconds)
-        for step in (fail_expired, retry_pending, purge_deleted):
+        for step in (fail_expired, retry_pending, deletions.retry, purge_deleted):
             try:
                 await step(rt)
             except Exception as exc:  # a backend away: the next round tries again

@@ -10,7 +10,7 @@ from bson.errors import InvalidId
 
 from app.core.runtime import Runtime, now
 from app.models import Message
-from app.services import access, bookkeeping, followups
+from app.services import access, bookkeeping, deletions, followups
 from app.services.prompt_text import substitute
 from app.services.prompting import persona_name
 from app.services.tree import GREETING_MARKER, Tree
@@ -167,6 +167,20 @@ async def delete(rt: Runtime, message_id: str, user_id: str) -> int:
         await rt.live.unlock_conversation(conversation["id"], lock)
 
 
+async def _count_what_stays(rt: Runtime, tree: Tree, doomed: list[Message]) -> None:
+    """A reply deleted before its follow-ups were told would take its parent's count with it (a send's
+    reply counts the user message it answers): told now, or when the services are away, each such
+    parent left to count itself, retried by the sweeper."""
+    pending = [m for m in doomed if m.followups_pending]
+    if not pending or await followups.tell(rt, [(m, None) for m in pending]):
+        return
+    doomed_ids = {str(m.id) for m in doomed}
+    parents = [tree.get(m.parent_id) for m in pending if m.with_parent is not False and m.parent_id]
+    stays = [p.id for p in parents if p and p.id and p.role == "user" and str(p.id) not in doomed_ids]
+    if stays:
+        await rt.messages.count_apart(stays, now())
+
+
 def generation_in_progress() -> ConflictError:
     return ConflictError(
         "A reply is being generated in this conversation: stop it first", code="generation_in_progress"
@@ -182,7 +196,9 @@ async def _delete_branch(rt: Runtime, conversation: dict[str, Any], message: Mes
         raise generation_in_progress()
     for doomed_message in doomed:
         await bookkeeping.settle_now(rt, doomed_message)
+    await _count_what_stays(rt, tree, doomed)
     state = await rt.messages.state(conversation["id"])
+    deletion = await deletions.record(rt, conversation, doomed)
     deleted = await rt.messages.delete([m.id for m in doomed if m.id is not None])
     doomed_ids = {str(m.id) for m in doomed}
     if state and state.active_leaf_id in doomed_ids:
@@ -193,4 +209,5 @@ async def _delete_branch(rt: Runtime, conversation: dict[str, Any], message: Mes
             await rt.messages.set_active_leaf(
                 conversation["id"], conversation["user_id"], str(leaf.id), now()
             )
+    await deletions.tell_now(rt, deletion)
     return deleted

@@ -1,5 +1,5 @@
-"""Endpoints for the other services (service tokens only): read, activity (one or a batch), deleted and
-changes feeds."""
+"""Endpoints for the other services (service tokens only): read, activity (one or a batch), messages
+deleted, deleted and changes feeds."""
 
 from __future__ import annotations
 
@@ -18,6 +18,8 @@ from app.schemas.conversation import (
     ConversationInternal,
     DeletedConversation,
     DeletedFeed,
+    DeletedMessages,
+    DeletedMessagesResult,
     internal,
 )
 from app.services import conversations as conversation_service
@@ -115,4 +117,20 @@ async def record_activity(
         message_count=conversation.message_count,
         last_message_at=conversation.last_message_at,
         counted=counted,
+    )
+
+
+@router.post("/{conversation_id}/deleted-messages", response_model=DeletedMessagesResult)
+async def forget_messages(
+    conversations: ConversationsDep, conversation_id: str, deleted: DeletedMessages, _: Writer
+) -> DeletedMessagesResult:
+    """Messages deleted: each counted one taken out of `message_count` once, and none counted again by
+    a later activity, however often this is retried (in any order with the activity calls)."""
+    conversation, uncounted = await conversation_service.forget_messages(
+        conversations, conversation_id=conversation_id, message_ids=deleted.message_ids
+    )
+    return DeletedMessagesResult(
+        conversation_id=conversation_id,
+        message_count=conversation.message_count,
+        uncounted_message_ids=uncounted,
     )

@@ -22,8 +22,9 @@ The invariants (docs/reliability.md):
   reservation, once committed, was committed with the reply's last cost.
 - `message_stored`: every user message a client saw accepted is stored (`accepted_user_messages`).
 - `message_count`: once `settled`, a live conversation's `message_count` equals its stored messages,
-  greetings excepted (they are the character's, not sent by anyone). Deleting messages does not lower
-  the count yet (docs/reliability.md): a conversation whose messages were deleted breaks it.
+  greetings excepted (they are the character's, not sent by anyone), deletes included: a message
+  deleted at message-service leaves the count once conversation-service is told (at once, or by the
+  sweeper from its durable `deletions` record).
 
 While traffic runs (`settled=False`), replies generating, reservations held within their TTL and
 pending commits, releases and follow-ups are allowed: they are the bookkeeping under way.
