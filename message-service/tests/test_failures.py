@@ -5,6 +5,7 @@ stopped reply's (the issue's rule: "partial: only the generated part")."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -117,6 +118,24 @@ async def test_lm_studio_away_fails_the_reply_naming_it_and_gives_the_credits_ba
         error = response.json()["error"]
     assert error["code"] == "llm_unavailable" and error["details"]["service"] == "lmstudio"
     await assert_failed_and_released(client, fleet, alice, conversation["id"], "llm_unavailable", before)
+
+
+async def test_a_failed_replys_end_read_back_from_storage_still_names_the_dependency(
+    fleet: Fleet, alice: FleetUser, extra_app: Any, lmstudio_away_llm_service: ServiceProcess
+) -> None:
+    """Its events expired from Redis: the end is told from MongoDB, with the details it had live."""
+    url, _ = extra_app(llm_service_url=lmstudio_away_llm_service.url, stream_retention_seconds=1)
+    conversation = fleet.conversation(alice)
+
+    response = await send(url, alice, conversation["id"], stream=False)
+    reply_id = response.json()["error"]["details"]["reply_id"]
+    await asyncio.sleep(1.5)  # its Redis stream expires
+    async with httpx.AsyncClient(base_url=url, timeout=30) as http:
+        replayed = await http.get(f"/api/v1/messages/{reply_id}/stream", headers=alice.headers)
+
+    name, error = sse_events(replayed.text)[-1][1:]
+    assert name == "error" and error["code"] == "llm_unavailable"
+    assert error["details"]["service"] == "lmstudio"
 
 
 async def test_lm_studio_slower_than_the_timeout_fails_the_reply_and_gives_the_credits_back(

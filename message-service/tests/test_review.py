@@ -241,14 +241,26 @@ async def test_reading_or_regenerating_a_message_deleted_meanwhile_is_404_never_
         )
         assert sent.status_code == 201, sent.text
         user_id, reply_id = sent.json()["user_message"]["id"], sent.json()["reply"]["id"]
-        answers = await asyncio.gather(
-            client.delete(f"/api/v1/messages/{user_id}", headers=alice.headers),
-            *(client.get(f"/api/v1/messages/{reply_id}/siblings", headers=alice.headers) for _ in range(3)),
-            *(client.post(f"/api/v1/messages/{reply_id}/select", headers=alice.headers) for _ in range(3)),
-            client.post(
-                f"/api/v1/messages/{reply_id}/regenerate", json={"max_tokens": 16}, headers=alice.headers
-            ),
-        )
+        deleting = asyncio.ensure_future(client.delete(f"/api/v1/messages/{user_id}", headers=alice.headers))
+        answers: list[httpx.Response] = []
+        while True:  # reads during the delete, and one round after it
+            deleted = deleting.done()
+            answers += await asyncio.gather(
+                *(
+                    client.get(f"/api/v1/messages/{reply_id}/siblings", headers=alice.headers)
+                    for _ in range(3)
+                ),
+                *(
+                    client.post(f"/api/v1/messages/{reply_id}/select", headers=alice.headers)
+                    for _ in range(3)
+                ),
+                client.post(
+                    f"/api/v1/messages/{reply_id}/regenerate", json={"max_tokens": 16}, headers=alice.headers
+                ),
+            )
+            if deleted:
+                break
+        answers.append(await deleting)
         statuses.update(a.status_code for a in answers)
         for answer in answers:
             assert answer.status_code < 500, answer.text

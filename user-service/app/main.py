@@ -24,6 +24,7 @@ from app.services.keys import TokenSigner, load_private_key_pem
 from app.services.passwords import PasswordHasher
 from chat_common.app import create_service_app
 from chat_common.auth import TOKEN_PATH, StaticKeySource, TokenVerifier
+from chat_common.database import UNAVAILABLE as DATABASE_UNAVAILABLE
 from chat_common.database import open_database
 
 logger = logging.getLogger(__name__)
@@ -80,6 +81,8 @@ async def sweep_reservations(sessionmaker: async_sessionmaker[AsyncSession], eve
                 expired = await credit_service.expire_due(session)
             if expired:
                 logger.info("released %d expired credit reservations", expired)
+        except DATABASE_UNAVAILABLE as exc:  # an outage: one line a round, not a traceback
+            logger.warning("reservation sweep skipped, PostgreSQL is away (%s); retrying next round", exc)
         except Exception:
             logger.exception("reservation sweep failed; retrying next round")
 

@@ -36,6 +36,9 @@ class Generation(BaseModel):
     finish_reason: str | None = None
     error_code: str | None = None
     error_message: str | None = None
+    # The error's details as its readers were told them live (`service`: the dependency that failed),
+    # so that a reader told the end from MongoDB later is told the same.
+    error_details: dict[str, object] | None = None
     reserved: int = 0
     cost: int = 0  # of the last generation (a continued reply: of its continuation)
     spent: int = 0  # everything this reply was charged, continuations included

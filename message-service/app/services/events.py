@@ -99,7 +99,12 @@ async def _stored_end(rt: Runtime, reply_id: str, after: str) -> Event | None:
 
 def _end_of(reply: Message, ident: str) -> Event:
     if reply.status == "failed" and reply.generation is not None:
-        error = {"code": reply.generation.error_code, "message": reply.generation.error_message}
+        generation = reply.generation
+        error = {
+            "code": generation.error_code,
+            "message": generation.error_message,
+            "details": generation.error_details,
+        }
         return ident, "error", error
     return ident, "message.completed", public(reply).model_dump(mode="json")
 

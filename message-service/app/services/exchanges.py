@@ -51,7 +51,8 @@ async def _gone(rt: Runtime, reply: Message) -> NotFoundError:
 
 def _failure(reply: Message, user_message: MessagePublic | None, error: AppError | None) -> AppError:
     generation = reply.generation
-    details = dict(error.details) if error is not None and isinstance(error.details, dict) else {}
+    known = error.details if error is not None else generation.error_details if generation else None
+    details = dict(known) if isinstance(known, dict) else {}
     details.update(reply_id=str(reply.id), user_message_id=user_message.id if user_message else None)
     failure = AppError(
         generation.error_message if generation and generation.error_message else "The reply failed",

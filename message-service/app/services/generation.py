@@ -312,6 +312,7 @@ async def _finish(
             "finish_reason": "stop_requested" if status == "stopped" else progress.finish_reason,
             "error_code": error.code if error else None,
             "error_message": error.message if error else None,
+            "error_details": error.details if error and isinstance(error.details, dict) else None,
             "cost": cost,
             "spent": reply.generation.spent + cost,
             "credits": "commit_pending" if paid else "release_pending",
