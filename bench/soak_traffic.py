@@ -6,10 +6,13 @@ logins, character browsing (list, search, get), new conversations, their list, t
 single messages, and chats: streamed (to `message.completed`); streamed with a disconnect after
 `message.created` (before any text) or after the first `delta`, then a reattach
 (`GET /messages/{id}/stream` with `Last-Event-ID`) whose text must complete and equal the stored
-reply; and plain (201). Now and then it signs up again (a new user, as new people arrive) and goes on
-as them. It chats only in its own user's conversations, one request at a time, so the
-per-conversation lock should never refuse it: a 409 `generation_in_progress` means the lock of a
-reply whose end the client already read was not yet freed.
+reply; and plain (201). A plain send's exchange is sometimes deleted after it (`DELETE_SHARE`): its
+reply alone, or its user message with the reply (a leaf then: nothing below it), which the
+invariants then no longer expect stored, and whose conversation's count must drop. Now and then it
+signs up again (a new user, as new people arrive) and goes on as them. It chats only in its own
+user's conversations, one request at a time, so the per-conversation lock should never refuse it: a
+409 `generation_in_progress` means the lock of a reply whose end the client already read was not yet
+freed.
 """
 
 from __future__ import annotations
@@ -45,6 +48,7 @@ WEIGHTS = {
     "chat.reattach": 10,
     "chat.send": 10,
 }
+DELETE_SHARE = 0.25  # of plain sends whose exchange is deleted after it (half of them, only the reply)
 WORDS = [
     *("harbour", "ship", "storm", "lantern", "captain", "map", "island", "tide", "compass", "river"),
     *("castle", "dragon", "forest", "library", "potion", "market", "train", "station", "moon"),
@@ -312,7 +316,18 @@ class VirtualUser:
         if sent["reply"]["status"] != "completed":
             raise self.failed("chat.send", 201, f"reply_{sent['reply']['status']}")
         self.shared.stats.exchanges += 1
+        if random.random() < DELETE_SHARE:
+            await self.message_delete(sent)
+            return
         self.messages = [*self.messages[-49:], str(sent["reply"]["id"])]
+
+    async def message_delete(self, sent: dict[str, Any]) -> None:
+        """Delete the exchange just sent (a leaf): its reply alone, or its user message with it."""
+        whole = random.random() < 0.5
+        target = str(sent["user_message" if whole else "reply"]["id"])
+        await self.call("message.delete", "messages", "DELETE", f"/api/v1/messages/{target}", expect=204)
+        if whole:
+            self.shared.accepted.remove(target)
 
     async def chat_stream(self) -> None:
         await self.stream(disconnect="")

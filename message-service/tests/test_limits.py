@@ -171,6 +171,8 @@ async def test_an_impersonation_takes_a_place_among_the_users_running_generation
                 f"/api/v1/conversations/{other['id']}/impersonate", json={}, headers=alice.headers
             )
             await http.post(f"/api/v1/messages/{reply_id}/stop", headers=alice.headers)
+            # read to its end (a stop is 202: the job ends just after), as a client learns it stopped
+            await http.get(f"/api/v1/messages/{reply_id}/stream", headers=alice.headers)
     finally:
         await close()
     standin.configure(tokens_per_second=0)
