@@ -4,7 +4,6 @@ reserve, commit and release with a service token carrying `credits:write`."""
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
 from typing import Any, Literal
 
 import httpx
@@ -28,7 +27,6 @@ class Reservation(BaseModel):
     committed_amount: int | None = None
     status: Literal["held", "committed", "released", "expired"]
     idempotency_key: str | None = None
-    created_at: datetime | None = None
 
 
 def may_have_reserved(exc: BaseException) -> bool:
