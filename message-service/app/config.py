@@ -68,6 +68,10 @@ class Settings(MongoSettings):
     reply_reservation_seconds: int = Field(
         default=3600, gt=0
     )  # at most user-service's MAX_RESERVATION_TTL_SECONDS
+    # A reservation still held this long after it was made, for a reply nobody stored (the process was
+    # killed between reserving and storing), is released by the sweeper. A send that has not stored
+    # its reply within half of it gives up (503), so the sweeper never takes a slow send for a lost one.
+    orphaned_reservation_grace_seconds: int = Field(default=60, gt=0)
 
     # Credits: per reply, plus per 1k generated tokens (rounded up).
     cost_per_message: int = Field(default=1, ge=0)
@@ -77,6 +81,12 @@ class Settings(MongoSettings):
     def _max_tokens_within_limit(self) -> Settings:
         if self.default_max_tokens > self.max_tokens_limit:
             raise ValueError("DEFAULT_MAX_TOKENS must not exceed MAX_TOKENS_LIMIT")
+        return self
+
+    @model_validator(mode="after")
+    def _orphans_found_before_they_expire(self) -> Settings:
+        if self.orphaned_reservation_grace_seconds >= self.reply_reservation_seconds:
+            raise ValueError("ORPHANED_RESERVATION_GRACE_SECONDS must be below REPLY_RESERVATION_SECONDS")
         return self
 
     @model_validator(mode="after")

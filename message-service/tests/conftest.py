@@ -223,8 +223,8 @@ class Fleet:
             assert response.status_code == 201, response.text
         assert self.balance(owner) == balance
 
-    def reservation(self, reservation_id: str) -> dict[str, Any]:
-        """A reservation as user-service keeps it, read as message-service (the client that made it)."""
+    def service_headers(self) -> dict[str, str]:
+        """Authorization as message-service itself (its dev client credentials, `credits:write`)."""
         token = httpx.post(
             f"{self.users}/api/v1/auth/service-token",
             data={
@@ -237,13 +237,37 @@ class Fleet:
             },
             timeout=10,
         ).json()["access_token"]
+        return {"Authorization": f"Bearer {token}"}
+
+    def reservation(self, reservation_id: str) -> dict[str, Any]:
+        """A reservation as user-service keeps it, read as message-service (the client that made it)."""
         response = httpx.get(
             f"{self.users}/api/v1/credits/reservations/{reservation_id}",
-            headers={"Authorization": f"Bearer {token}"},
+            headers=self.service_headers(),
             timeout=10,
         )
         assert response.status_code == 200, response.text
         return dict(response.json())
+
+    def reserve(self, owner: FleetUser, key: str, amount: int) -> dict[str, Any]:
+        """A reservation made as message-service makes a reply's, but recorded nowhere (as when its
+        process is killed before it stores the reply)."""
+        response = httpx.post(
+            f"{self.users}/api/v1/credits/reservations",
+            json={"user_id": owner.id, "amount": amount, "idempotency_key": key, "reference": "test"},
+            headers=self.service_headers(),
+            timeout=10,
+        )
+        assert response.status_code == 201, response.text
+        return dict(response.json())
+
+    def release(self, reservation_id: str) -> None:
+        response = httpx.post(
+            f"{self.users}/api/v1/credits/reservations/{reservation_id}/release",
+            headers=self.service_headers(),
+            timeout=10,
+        )
+        assert response.status_code == 200, response.text
 
     def ledger(self, owner: FleetUser) -> list[dict[str, Any]]:
         response = httpx.get(

@@ -61,7 +61,9 @@ LLM_TIMEOUTS = {
 MESSAGE_SERVICE_LLM_IDLE_SECONDS = 4  # above llm-service's first-token timeout, as in production
 JOB_LEASE_SECONDS = 3
 SWEEP_INTERVAL_SECONDS = 0.5
-REPLY_RESERVATION_SECONDS = 30
+# A reservation made for a reply its process was killed before storing is released this long after
+# (the default TTL of an hour stays: the books must settle long before it).
+ORPHANED_RESERVATION_GRACE_SECONDS = 15
 
 
 class Backend:
@@ -281,9 +283,7 @@ def fault_fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
             LLM_IDLE_TIMEOUT_SECONDS=str(MESSAGE_SERVICE_LLM_IDLE_SECONDS),
             JOB_LEASE_SECONDS=str(JOB_LEASE_SECONDS),
             SWEEP_INTERVAL_SECONDS=str(SWEEP_INTERVAL_SECONDS),
-            # A reservation whose reply was never stored (its process killed in between) is given
-            # back only when it expires at user-service: short here, so that the harness sees it.
-            REPLY_RESERVATION_SECONDS=str(REPLY_RESERVATION_SECONDS),
+            ORPHANED_RESERVATION_GRACE_SECONDS=str(ORPHANED_RESERVATION_GRACE_SECONDS),
         ),
         "llm-service": lambda: run_llm_service(
             lmstudio.url, urls["user-service"], root, port=ports["llm-service"], **LLM_TIMEOUTS

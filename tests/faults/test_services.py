@@ -5,13 +5,16 @@ message-service, a broken stream they re-attach to), and afterwards the books ho
 
 from __future__ import annotations
 
+import contextlib
 import signal
+import threading
 import time
 from typing import Any
 
+import httpx
 from pymongo import MongoClient
 
-from tests.faults.conftest import Fleet
+from tests.faults.conftest import INITIAL_CREDITS, ORPHANED_RESERVATION_GRACE_SECONDS, Fleet
 from tests.faults.test_lmstudio import assert_failed_naming
 from tests.faults.traffic import fault, run_scenario
 
@@ -85,14 +88,39 @@ async def test_message_service_killed_mid_generation(fleet: Fleet) -> None:
     """message-service SIGKILLed while replies generate, then started again: the replies it was
     generating are failed `generation_lost` by the sweeper once their leases expire, and their
     reservations released; clients in flight lose their connection (a streamed one may re-attach and
-    read the `error` event), nobody gets a 5xx of a half-done request."""
-    messages = fleet.services["message-service"]
+    read the `error` event), nobody gets a 5xx of a half-done request. A send killed after reserving
+    its reply's credits but before storing the reply (here: character-service hung meanwhile) has its
+    reservation released by the restarted sweeper after ORPHANED_RESERVATION_GRACE_SECONDS, not at the
+    reservation's TTL (an hour)."""
+    messages, characters = fleet.services["message-service"], fleet.services["character-service"]
     killed: list[dict[str, Any]] = []
+    lost = fleet.register("orphan")
+    lost_conversation = fleet.conversation(lost, fleet.character(lost)["id"])
+
+    def balance() -> int:
+        response = fleet.http.get(f"{fleet.url('user-service')}/api/v1/credits", headers=lost.headers)
+        return int(response.json()["balance"])
+
+    def send_lost() -> None:
+        with contextlib.suppress(httpx.HTTPError):  # its process is killed under it
+            fleet.http.post(
+                f"{fleet.url('message-service')}/api/v1/conversations/{lost_conversation['id']}/messages",
+                json={"content": "Hello?"},
+                headers=lost.headers,
+            )
 
     def on() -> None:
         fleet.standin.configure(tokens_per_second=5)
         _until(lambda: _replies(fleet, {"status": "generating"}), 30)
-        messages.kill(signal.SIGKILL)
+        characters.freeze()  # a send reserves while it reads the character: it stops there
+        try:
+            sending = threading.Thread(target=send_lost)
+            sending.start()
+            _until(lambda: balance() < INITIAL_CREDITS, 2.5)  # reserved, nothing stored yet
+            messages.kill(signal.SIGKILL)
+        finally:
+            characters.thaw()
+        sending.join(10)
         killed.extend(_replies(fleet, {"status": "generating"}))
 
     def off() -> None:
@@ -111,3 +139,5 @@ async def test_message_service_killed_mid_generation(fleet: Fleet) -> None:
     for outcome in report.during:
         assert outcome.ok or outcome.code in ("no_answer", "generation_lost"), outcome.describe()
     assert report.violations == [], [str(v) for v in report.violations]
+    assert not _replies(fleet, {"conversation_id": lost_conversation["id"], "role": "user"})  # never stored
+    _until(lambda: balance() == INITIAL_CREDITS, ORPHANED_RESERVATION_GRACE_SECONDS + 10)

@@ -322,6 +322,43 @@ async def test_another_clients_idempotency_key_does_not_return_its_reservation(
     assert await _balance(client, user) == 90
 
 
+async def test_a_service_lists_its_own_reservations_still_held_oldest_first_and_older_than_asked(
+    app: FastAPI,
+    client: AsyncClient,
+    make_user: UserFactory,
+    service_headers: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    settings = app.state.auth.settings
+    client_id = f"sweeper-{uuid.uuid4().hex[:8]}"  # its own client: nothing of other tests is listed
+    config = ServiceClientConfig(secret=SecretStr("sweeper-test-secret"), scopes=["credits:write"])
+    monkeypatch.setattr(settings, "service_clients", {**settings.service_clients, client_id: config})
+    mine = await service_token(client, client_id=client_id, secret="sweeper-test-secret")
+    user = await make_user()
+    old, new, released = [(await _reserve(client, mine, user, 5)).json() for _ in range(3)]
+    await _reserve(client, service_headers, user, 5)  # another client's: never listed
+    await client.post(f"/api/v1/credits/reservations/{released['id']}/release", headers=mine)
+    async with app.state.sessionmaker() as session:
+        await session.execute(
+            update(CreditReservation)
+            .where(CreditReservation.id == uuid.UUID(old["id"]))
+            .values(created_at=utcnow() - timedelta(seconds=120))
+        )
+        await session.commit()
+
+    aged = await client.get("/api/v1/credits/reservations", params={"older_than_seconds": 60}, headers=mine)
+    every = await client.get("/api/v1/credits/reservations", headers=mine)
+    second = await client.get("/api/v1/credits/reservations", params={"limit": 1, "offset": 1}, headers=mine)
+    as_user = await client.get("/api/v1/credits/reservations", headers=user.headers)
+
+    assert aged.status_code == 200, aged.text
+    assert [r["id"] for r in aged.json()["items"]] == [old["id"]] and aged.json()["total"] == 1
+    assert [r["id"] for r in every.json()["items"]] == [old["id"], new["id"]]
+    assert every.json()["items"][0]["idempotency_key"] == old["idempotency_key"]
+    assert [r["id"] for r in second.json()["items"]] == [new["id"]] and second.json()["total"] == 2
+    assert as_user.status_code == 403
+
+
 # --- one statement round trip per reserve, commit and release ---
 
 

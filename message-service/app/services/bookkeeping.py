@@ -186,10 +186,64 @@ async def _settled_in(rt: Runtime, conversation_id: str) -> bool:
     return True
 
 
+ORPHANS_PAGE = 100
+
+
+async def release_orphans(rt: Runtime) -> int:
+    """Release the reservations this service made for a reply (or a continuation) that it never stored
+    with them: its process was killed between reserving and storing. user-service lists what is still
+    held past the grace; a reservation that the reply of its key records is the reply's own (settled
+    by its credits state), any other key (an impersonation's) is left to its TTL. A send stores its
+    reply within half the grace or gives up (services.sending), so a slow one is never taken for lost;
+    a release is idempotent, so replicas sweeping together release each orphan once."""
+    released, offset = 0, 0
+    while True:
+        held = await rt.fleet.credits.held(
+            older_than_seconds=rt.settings.orphaned_reservation_grace_seconds,
+            limit=ORPHANS_PAGE,
+            offset=offset,
+        )
+        replies = {r.id: _reply_of(r.idempotency_key or "") for r in held}
+        stored = await rt.messages.by_ids([reply_id for reply_id in replies.values() if reply_id])
+        for reservation in held:
+            reply_id = replies[reservation.id]
+            if reply_id is None or _recorded(stored.get(reply_id)) == str(reservation.id):
+                offset += 1  # still listed on the next page: stepped over
+            elif await _release_orphan(rt, reservation.id):
+                released += 1
+            else:
+                offset += 1  # refused: whatever it is now, never asked again this round
+        if len(held) < ORPHANS_PAGE:
+            return released
+
+
+def _recorded(reply: Message | None) -> str | None:
+    """The reservation the stored reply holds (its last generation's)."""
+    return reply.generation.reservation_id if reply is not None and reply.generation is not None else None
+
+
+def _reply_of(key: str) -> str | None:
+    """The reply a reservation's idempotency key was made for (`reply:<id>`, `continue:<id>:<attempt>`:
+    services.sending), None for another key."""
+    kind, _, rest = key.partition(":")
+    return rest.partition(":")[0] if kind in ("reply", "continue") else None
+
+
+async def _release_orphan(rt: Runtime, reservation_id: uuid.UUID) -> bool:
+    try:
+        await rt.fleet.credits.release(reservation_id)
+    except AppError as exc:
+        if not _refused(exc):
+            raise  # user-service away: the next sweep tries again
+        return False  # settled meanwhile (expired, say): nothing held any more
+    logger.warning("reservation %s of a reply never stored released", reservation_id)
+    return True
+
+
 async def sweep_forever(rt: Runtime) -> None:
     while True:
         await asyncio.sleep(rt.settings.sweep_interval_seconds)
-        for step in (fail_expired, retry_pending, deletions.retry, purge_deleted):
+        for step in (fail_expired, retry_pending, deletions.retry, purge_deleted, release_orphans):
             try:
                 await step(rt)
             except Exception as exc:  # a backend away: the next round tries again

@@ -23,7 +23,14 @@ from app.services import access, bookkeeping, generation, history, prompting
 from app.services.history import message_not_found, new_message
 from app.services.tree import Tree
 from chat_common.credits import Reservation, may_have_reserved
-from chat_common.errors import AppError, ConflictError, NotFoundError, RateLimitedError, UnprocessableError
+from chat_common.errors import (
+    AppError,
+    ConflictError,
+    NotFoundError,
+    RateLimitedError,
+    ServiceUnavailableError,
+    UnprocessableError,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -88,7 +95,7 @@ async def send(
     chosen = generation_options(rt, options)
     lock = await _lock(rt, conversation, reply_id)
     # the credits are asked for while the tree and the character are read
-    reserving = _reserve_early(rt, conversation, chosen, reply_id, None)
+    reserving, store_by = _reserve_early(rt, conversation, chosen, reply_id, None)
     try:
         (tree, path), character = await asyncio.gather(
             history.active_path(rt, conversation), access.character(rt, conversation["character_id"])
@@ -98,7 +105,18 @@ async def send(
         if parent is None and parent_id:
             raise NotFoundError("parent_id: no such message in this conversation", code="message_not_found")
         return await _reserve_and_start(
-            rt, conversation, character, tree, parent, content, chosen, reply_id, lock, reserving, None
+            rt,
+            conversation,
+            character,
+            tree,
+            parent,
+            content,
+            chosen,
+            reply_id,
+            lock,
+            reserving,
+            store_by,
+            None,
         )
     except BaseException as exc:
         await _give_up(rt, reserving, exc)
@@ -123,7 +141,7 @@ async def start_reply(
     assert reply_id is not None
     chosen = generation_options(rt, options)
     lock = await _lock(rt, conversation, reply_id)
-    reserving = _reserve_early(rt, conversation, chosen, reply_id, continue_of)
+    reserving, store_by = _reserve_early(rt, conversation, chosen, reply_id, continue_of)
     try:
         # under the lock no delete runs: a parent deleted since the tree was read stays deleted
         found, character = await asyncio.gather(
@@ -143,6 +161,7 @@ async def start_reply(
             reply_id,
             lock,
             reserving,
+            store_by,
             continue_of,
         )
     except BaseException as exc:
@@ -157,12 +176,16 @@ def _reserve_early(
     chosen: dict[str, Any],
     reply_id: PydanticObjectId,
     continue_of: Message | None,
-) -> asyncio.Future[Reservation]:
+) -> tuple[asyncio.Future[Reservation], float]:
     """The reply's credits reserved at user-service (keyed by the reply, or by this attempt to continue
     it), asked for at once: the reads that follow run meanwhile. Whatever fails after it gives it up
     (`_give_up`). A continuation's key is new on every attempt: one that failed before the reply
     changed (an unknown model) released its reservation, and the same key again would be given that
-    released reservation back, the continuation generated and its commit refused forever."""
+    released reservation back, the continuation generated and its commit refused forever.
+
+    Also the loop time by which the reply must be stored (`_check_store_by`): half the grace after
+    which the sweeper takes a reservation nothing stored for an orphan (`bookkeeping.release_orphans`),
+    counted from before the reservation was asked for, so from before user-service made it."""
     key = f"reply:{reply_id}" if continue_of is None else f"continue:{reply_id}:{uuid.uuid4().hex}"
     hold = {
         "user_id": conversation["user_id"],
@@ -171,7 +194,15 @@ def _reserve_early(
         "reference": f"message-service reply {reply_id}",
         "ttl_seconds": rt.settings.reply_reservation_seconds,
     }
-    return asyncio.ensure_future(reserve(rt, hold))
+    store_by = asyncio.get_running_loop().time() + rt.settings.orphaned_reservation_grace_seconds / 2
+    return asyncio.ensure_future(reserve(rt, hold)), store_by
+
+
+def _check_store_by(store_by: float) -> None:
+    """503 when the reply could not be stored in time: storing it now could race the sweeper, which
+    may be releasing its reservation as an orphan. The caller's `_give_up` releases it."""
+    if asyncio.get_running_loop().time() > store_by:
+        raise ServiceUnavailableError("Starting the reply took too long: try again")
 
 
 def reserved_for(rt: Runtime, chosen: dict[str, Any]) -> int:
@@ -227,6 +258,7 @@ async def _reserve_and_start(
     reply_id: PydanticObjectId,
     lock: str,
     reserving: asyncio.Future[Reservation],
+    store_by: float,
     continue_of: Message | None,
 ) -> tuple[Message | None, Message]:
     if continue_of is not None:
@@ -251,6 +283,7 @@ async def _reserve_and_start(
         return retried, smaller.estimated_tokens
 
     reservation = await reserving  # a failure from here on releases it (the callers' `_give_up`)
+    _check_store_by(store_by)
     reply = await _store(
         rt,
         conversation,

@@ -26,6 +26,7 @@ class Reservation(BaseModel):
     amount: int
     committed_amount: int | None = None
     status: Literal["held", "committed", "released", "expired"]
+    idempotency_key: str | None = None
 
 
 def may_have_reserved(exc: BaseException) -> bool:
@@ -101,6 +102,15 @@ class CreditsClient:
 
     async def release(self, reservation_id: uuid.UUID) -> Reservation:
         return await self._post(f"/api/v1/credits/reservations/{reservation_id}/release", None)
+
+    async def held(self, *, older_than_seconds: int, limit: int, offset: int) -> list[Reservation]:
+        """This service's reservations still held, made at least `older_than_seconds` ago, oldest first."""
+        response = await self.http.get(
+            "/api/v1/credits/reservations",
+            params={"older_than_seconds": older_than_seconds, "limit": limit, "offset": offset},
+            token=await self.tokens.token(),
+        )
+        return [Reservation.model_validate(item) for item in response.json()["items"]]
 
     async def _post(
         self, path: str, body: dict[str, Any] | None, *, passed: frozenset[str] | set[str] = frozenset()

@@ -342,3 +342,23 @@ async def lock_due_reservations(session: AsyncSession, now: datetime, limit: int
         .with_for_update(skip_locked=True)
     )
     return list((await session.execute(query)).scalars())
+
+
+async def held_reservations(
+    session: AsyncSession, client_id: str, created_before: datetime, *, limit: int, offset: int
+) -> tuple[list[CreditReservation], int]:
+    """This client's reservations still held that were made before `created_before`, oldest first."""
+    where = (
+        CreditReservation.status == "held",
+        CreditReservation.client_id == client_id,
+        CreditReservation.created_at < created_before,
+    )
+    total = await session.execute(select(func.count()).select_from(CreditReservation).where(*where))
+    rows = await session.execute(
+        select(CreditReservation)
+        .where(*where)
+        .order_by(CreditReservation.created_at, CreditReservation.id)
+        .limit(limit)
+        .offset(offset)
+    )
+    return list(rows.scalars()), int(total.scalar_one())

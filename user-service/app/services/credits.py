@@ -146,6 +146,18 @@ async def get_reservation(
     return _reservation(row)
 
 
+async def list_held(
+    session: AsyncSession, *, client_id: str, older_than_seconds: int, limit: int, offset: int
+) -> tuple[list[ReservationPublic], int]:
+    """This client's reservations still held, made at least `older_than_seconds` ago (by this
+    service's clock, so the caller's clock does not matter): what it may have lost track of."""
+    created_before = utcnow() - timedelta(seconds=older_than_seconds)
+    rows, total = await credit_repo.held_reservations(
+        session, client_id, created_before, limit=limit, offset=offset
+    )
+    return [ReservationPublic.model_validate(row) for row in rows], total
+
+
 async def _settle(
     session: AsyncSession, *, reservation_id: uuid.UUID, client_id: str, status: str, charged: int
 ) -> tuple[Row[Any], ReservationPublic | None]:

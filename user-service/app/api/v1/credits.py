@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Request, Response, status
+from fastapi import APIRouter, Depends, Query, Request, Response, status
 
 from app.core.deps import MeReadOnly
 from app.schemas.credit import (
@@ -43,6 +43,7 @@ async def transactions(me: MeReadOnly, session: ReadSessionDep, page: PageDep) -
 # each (see app/repositories/credits.py), so a transaction around them would only add round trips.
 # A reservation belongs to the service client that made it: to any other it does not exist (404).
 AutocommitSessionDep = ReadSessionDep
+MAX_AGE_SECONDS = 366 * 86_400
 
 
 def _client_id(service: Principal) -> str:
@@ -87,6 +88,28 @@ async def reserve(
     else:
         response.status_code = status.HTTP_200_OK
     return reservation
+
+
+@router.get("/reservations", response_model=Page[ReservationPublic])
+async def held_reservations(
+    service: CreditWriter,
+    session: AutocommitSessionDep,
+    page: PageDep,
+    older_than_seconds: Annotated[
+        int, Query(ge=0, le=MAX_AGE_SECONDS, description="Only those made at least this long ago")
+    ] = 0,
+) -> Page[ReservationPublic]:
+    """The calling service's reservations still held, oldest first: a service that may have lost
+    track of some (killed between reserving and recording what it reserved for) finds and releases
+    them long before they expire."""
+    items, total = await credit_service.list_held(
+        session,
+        client_id=_client_id(service),
+        older_than_seconds=older_than_seconds,
+        limit=page.limit,
+        offset=page.offset,
+    )
+    return Page.of(items, total, page)
 
 
 @router.get("/reservations/{reservation_id}", response_model=ReservationPublic)
