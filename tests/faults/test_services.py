@@ -110,7 +110,8 @@ async def test_message_service_killed_mid_generation(fleet: Fleet) -> None:
             )
 
     def on() -> None:
-        fleet.standin.configure(tokens_per_second=5)
+        # slow enough that the replies generating now still are when it is killed, seconds later
+        fleet.standin.configure(tokens_per_second=1)
         _until(lambda: _replies(fleet, {"status": "generating"}), 30)
         characters.freeze()  # a send reserves while it reads the character: it stops there
         try:
