@@ -98,6 +98,7 @@ async def test_deletes_raced_with_activities_of_the_same_ids_end_with_none_of_th
     await asyncio.gather(
         *(client.post(activity, json={"message_id": m}, headers=writer_headers) for m in ids),
         *(client.post(deleted, json={"message_ids": [m]}, headers=writer_headers) for m in ids),
+        *(client.post(deleted, json={"message_ids": ids[i:]}, headers=writer_headers) for i in (0, 7, 13)),
         *(client.post(activity, json={"message_id": m}, headers=writer_headers) for m in ids),
     )
 

@@ -456,3 +456,28 @@ async def test_a_reply_deleted_while_conversation_service_is_away_leaves_its_use
 
     await asyncio.sleep(1.5)  # past a few sweeps: nothing more is counted
     assert scene.read_conversation(alice, chat["id"])["message_count"] == 3  # Hello, its reply, Anyone
+
+
+async def test_a_deletion_refused_for_a_token_is_kept_and_retried_not_dropped(
+    extra_app: Any, mongodb_url: str, fleet: Fleet, alice: FleetUser
+) -> None:
+    """A refusal that configuration fixes (here user-service refusing message-service's secret, as in a
+    secret rotated in the wrong order) is not "unknown conversation": the deletion stays to be told."""
+    database = f"message_service_test_{uuid.uuid4().hex[:8]}"
+    extra_app(message_service_client_secret="not-the-secret", mongodb_database=database)
+    conversation = fleet.conversation(alice)
+    mongo: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(mongodb_url)
+    try:
+        await mongo[database]["deletions"].insert_one(
+            {
+                "conversation_id": conversation["id"],
+                "user_id": alice.id,
+                "message_ids": [str(ObjectId())],
+                "created_at": 0,
+            }
+        )
+        await asyncio.sleep(2)  # a few sweeps, each refused
+    finally:
+        await mongo.close()
+
+    assert await _deletions(mongodb_url, conversation["id"], database) == 1

@@ -153,6 +153,38 @@ class ConversationRepository:
         )
         return bool(result.modified_count)
 
+    async def uncount_as_read(self, conversation_id: ObjectId, message_ids: list[str]) -> list[str] | None:
+        """A deletion of ids in any state in one update, planned from the ids the conversation holds:
+        the counted ones lowered and marked uncounted, the never counted ones marked both, the
+        uncounted ones left. The ids lowered; None when another call changed them meanwhile (the
+        filter guards the plan), an empty list when there is nothing to do or no such conversation."""
+        held = {"counted_message_ids": 1, "uncounted_message_ids": 1}
+        raw = await self.collection.find_one({"_id": conversation_id}, held)
+        if raw is None:
+            return []
+        counted, uncounted = (
+            set(raw.get("counted_message_ids") or ()),
+            set(raw.get("uncounted_message_ids") or ()),
+        )
+        lowered = [m for m in message_ids if m in counted and m not in uncounted]
+        marked = [m for m in message_ids if m not in counted]
+        if not lowered and not marked:
+            return []
+        # `$all: []` matches nothing on MongoDB (everything on nx-27017): only with ids
+        still_counted: dict[str, Any] = {"$nin": marked, **({"$all": lowered} if lowered else {})}
+        push: dict[str, Any] = {"uncounted_message_ids": {"$each": lowered + marked}}
+        if marked:
+            push["counted_message_ids"] = {"$each": marked}
+        result = await self.collection.update_one(
+            {
+                "_id": conversation_id,
+                "counted_message_ids": still_counted,
+                "uncounted_message_ids": {"$nin": lowered + marked},
+            },
+            {"$push": push, "$inc": {"message_count": -len(lowered)}},
+        )
+        return lowered if result.modified_count else None
+
     async def uncount_message(self, conversation_id: ObjectId, message_id: str) -> bool:
         """Take a deleted message out of the count, once: True when this call lowered the count. A
         message never counted is only marked counted and uncounted, so that no late activity counts it;

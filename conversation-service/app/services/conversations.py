@@ -28,6 +28,9 @@ class PreconditionFailedError(AppError):
     status_code, code = 412, "precondition_failed"
 
 
+UNCOUNT_TRIES = 3  # planned updates of a deletion before it is taken id by id
+
+
 def _not_found() -> NotFoundError:
     return NotFoundError("Conversation not found", code="conversation_not_found")
 
@@ -253,8 +256,14 @@ async def forget_messages(
     and never counted afterwards, however often this is retried (deleted conversation or not: its
     count still reads). The conversation after, and the ids this call lowered the count for."""
     oid = conversation_oid(conversation_id)
-    if await repository.uncount_all_at_once(oid, message_ids):
+    if await repository.uncount_all_at_once(oid, message_ids):  # the usual case: all counted
         return await get_any(repository, conversation_id), message_ids
+    # One update planned from what the conversation holds (a greeting never counted, a retry): each
+    # update costs more as the id lists grow. Id by id only while other calls keep changing them.
+    for _ in range(UNCOUNT_TRIES):
+        lowered = await repository.uncount_as_read(oid, message_ids)
+        if lowered is not None:
+            return await get_any(repository, conversation_id), lowered
     uncounted = [
         message_id for message_id in message_ids if await repository.uncount_message(oid, message_id)
     ]

@@ -43,8 +43,9 @@ async def tell(rt: Runtime, deletion: Deletion, *, deleted: bool = False) -> boo
         if gone:
             await rt.fleet.forget_messages(deletion.conversation_id, gone)
     except AppError as exc:
-        if exc.status_code >= 500:
-            logger.warning(
+        if exc.status_code != 404:  # an outage, or a refusal (a token, a scope) that configuration fixes
+            log = logger.warning if exc.status_code >= 500 else logger.error
+            log(
                 "deletion in conversation %s not told yet (%s): %s",
                 deletion.conversation_id,
                 exc.code,

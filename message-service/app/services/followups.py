@@ -110,7 +110,8 @@ async def _answered(
     try:
         answers = await call(items)
     except AppError as exc:
-        if exc.status_code >= 500:
+        if exc.status_code >= 500 or exc.status_code in (401, 403):  # an outage, or a token or scope
+            # refused until configuration is fixed: retried, never dropped
             logger.warning("follow-ups (%s) not told yet (%s): %s", what, exc.code, exc.message)
             return False
         logger.error("follow-ups (%s) refused for good (%s): %s", what, exc.code, exc.message)

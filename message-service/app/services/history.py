@@ -9,7 +9,7 @@ from bson import ObjectId
 from bson.errors import InvalidId
 
 from app.core.runtime import Runtime, now
-from app.models import Message
+from app.models import Deletion, Message
 from app.services import access, bookkeeping, deletions, followups
 from app.services.prompt_text import substitute
 from app.services.prompting import persona_name
@@ -162,9 +162,13 @@ async def delete(rt: Runtime, message_id: str, user_id: str) -> int:
     if lock is None:
         raise generation_in_progress()
     try:
-        return await _delete_branch(rt, conversation, message)
+        deleted, deletion = await _delete_branch(rt, conversation, message)
     finally:
         await rt.live.unlock_conversation(conversation["id"], lock)
+    # After the lock: the deletion is recorded, and a conversation-service slow to answer must not keep
+    # the conversation locked (a retry by the sweeper meanwhile is harmless: both are idempotent).
+    await deletions.tell_now(rt, deletion)
+    return deleted
 
 
 async def _count_what_stays(rt: Runtime, tree: Tree, doomed: list[Message]) -> None:
@@ -172,10 +176,15 @@ async def _count_what_stays(rt: Runtime, tree: Tree, doomed: list[Message]) -> N
     reply counts the user message it answers): told now, or when the services are away, each such
     parent left to count itself, retried by the sweeper."""
     pending = [m for m in doomed if m.followups_pending]
-    if not pending or await followups.tell(rt, [(m, None) for m in pending]):
+    size, untold = rt.settings.follow_up_batch_size, []
+    for start in range(0, len(pending), size):  # a call tells at most a batch
+        batch = pending[start : start + size]
+        if not await followups.tell(rt, [(m, None) for m in batch]):
+            untold += batch
+    if not untold:
         return
     doomed_ids = {str(m.id) for m in doomed}
-    parents = [tree.get(m.parent_id) for m in pending if m.with_parent is not False and m.parent_id]
+    parents = [tree.get(m.parent_id) for m in untold if m.with_parent is not False and m.parent_id]
     stays = [p.id for p in parents if p and p.id and p.role == "user" and str(p.id) not in doomed_ids]
     if stays:
         await rt.messages.count_apart(stays, now())
@@ -187,7 +196,7 @@ def generation_in_progress() -> ConflictError:
     )
 
 
-async def _delete_branch(rt: Runtime, conversation: dict[str, Any], message: Message) -> int:
+async def _delete_branch(rt: Runtime, conversation: dict[str, Any], message: Message) -> tuple[int, Deletion]:
     tree = await load_tree(rt, conversation)
     doomed = [message, *tree.descendants(message)]
     if any(
@@ -209,5 +218,4 @@ async def _delete_branch(rt: Runtime, conversation: dict[str, Any], message: Mes
             await rt.messages.set_active_leaf(
                 conversation["id"], conversation["user_id"], str(leaf.id), now()
             )
-    await deletions.tell_now(rt, deletion)
-    return deleted
+    return deleted, deletion
