@@ -10,6 +10,7 @@ from typing import Any
 import httpx
 
 from chat_common.testing.fleet import FleetUser
+from tests.test_activity_batch import _read
 
 BATCH = "/api/v1/internal/conversations/activity"
 
@@ -20,9 +21,7 @@ def _paths(conversation: dict[str, Any]) -> tuple[str, str]:
 
 
 async def _count(client: httpx.AsyncClient, conversation: dict[str, Any], headers: dict[str, str]) -> int:
-    response = await client.get(f"/api/v1/internal/conversations/{conversation['id']}", headers=headers)
-    assert response.status_code == 200, response.text
-    return int(response.json()["message_count"])
+    return int((await _read(client, conversation, headers))["message_count"])
 
 
 async def test_deleting_counted_messages_lowers_the_count_once_however_often_it_is_told(

@@ -263,6 +263,23 @@ def own_services(
         characters.stop()
 
 
+def _own_message_service(
+    extra_app: Any, services: tuple[Restartable, Restartable], user_service: ServiceProcess, **caches: float
+) -> tuple[str, str, Fleet]:
+    """A message-service on the test's own character- and conversation-service, with a database of its
+    own (the session's message-service sweeps its own, and would tell its fleet): its URL, database
+    and the fleet it talks to."""
+    characters, conversations = services
+    database = f"message_service_test_{uuid.uuid4().hex[:8]}"
+    url, _ = extra_app(
+        character_service_url=characters.url,
+        conversation_service_url=conversations.url,
+        mongodb_database=database,
+        **caches,
+    )
+    return url, database, Fleet(user_service, characters, conversations)  # type: ignore[arg-type]
+
+
 @pytest.mark.parametrize("away", ["character-service", "conversation-service"])
 async def test_counts_become_exact_once_a_service_that_was_away_is_back(
     away: str,
@@ -273,17 +290,10 @@ async def test_counts_become_exact_once_a_service_that_was_away_is_back(
     alice: FleetUser,
 ) -> None:
     characters, conversations = own_services
-    # Long caches: the sends read the conversation and the character before the outage only. A
-    # database of its own: the session's message-service sweeps its own, and would tell its fleet.
-    database = f"message_service_test_{uuid.uuid4().hex[:8]}"
-    url, _ = extra_app(
-        character_service_url=characters.url,
-        conversation_service_url=conversations.url,
-        conversation_cache_seconds=300,
-        character_cache_seconds=300,
-        mongodb_database=database,
+    # Long caches: the sends read the conversation and the character before the outage only.
+    url, database, scene = _own_message_service(
+        extra_app, own_services, user_service, conversation_cache_seconds=300, character_cache_seconds=300
     )
-    scene = Fleet(user_service, characters, conversations)  # type: ignore[arg-type]
     character = scene.character(alice)
     chats = [scene.conversation(alice, character["id"]) for _ in range(2)]
     service = characters if away == "character-service" else conversations
@@ -370,15 +380,10 @@ async def test_a_deletion_conversation_service_missed_is_told_once_it_is_back(
     user_service: ServiceProcess,
     alice: FleetUser,
 ) -> None:
-    characters, conversations = own_services
-    database = f"message_service_test_{uuid.uuid4().hex[:8]}"
-    url, _ = extra_app(
-        character_service_url=characters.url,
-        conversation_service_url=conversations.url,
-        conversation_cache_seconds=300,
-        mongodb_database=database,
+    conversations = own_services[1]
+    url, database, scene = _own_message_service(
+        extra_app, own_services, user_service, conversation_cache_seconds=300
     )
-    scene = Fleet(user_service, characters, conversations)  # type: ignore[arg-type]
     chat = scene.conversation(alice, scene.character(alice)["id"])
 
     async with httpx.AsyncClient(base_url=url, timeout=60) as client:
@@ -433,15 +438,10 @@ async def test_a_reply_deleted_while_conversation_service_is_away_leaves_its_use
 ) -> None:
     """The reply's follow-ups (which count the user message it answers) could not be told before the
     reply was deleted: the user message, which stays, is counted on its own once the service is back."""
-    characters, conversations = own_services
-    database = f"message_service_test_{uuid.uuid4().hex[:8]}"
-    url, _ = extra_app(
-        character_service_url=characters.url,
-        conversation_service_url=conversations.url,
-        conversation_cache_seconds=300,
-        mongodb_database=database,
+    conversations = own_services[1]
+    url, database, scene = _own_message_service(
+        extra_app, own_services, user_service, conversation_cache_seconds=300
     )
-    scene = Fleet(user_service, characters, conversations)  # type: ignore[arg-type]
     chat = scene.conversation(alice, scene.character(alice)["id"])
 
     async with httpx.AsyncClient(base_url=url, timeout=60) as client:

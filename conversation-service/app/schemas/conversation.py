@@ -115,24 +115,24 @@ class ActivityResult(BaseModel):
 
 
 MAX_ACTIVITY_ITEMS = 100  # conversations in one batch
-MAX_ACTIVITY_MESSAGE_IDS = 200  # message ids of one conversation in one batch
-MAX_DELETED_MESSAGE_IDS = 200  # message ids deleted in one call
+MAX_MESSAGE_IDS = 200  # message ids of one conversation in one call (counted, or deleted)
 
 
 def _distinct(message_ids: list[str]) -> list[str]:
-    # A message id given twice is one message: counted once, as by the single endpoint.
+    # A message id given twice is one message: counted (or taken out) once, as by the single endpoint.
     return list(dict.fromkeys(message_ids))
+
+
+MessageIds = Annotated[
+    list[MessageId], Field(min_length=1, max_length=MAX_MESSAGE_IDS), AfterValidator(_distinct)
+]
 
 
 class ActivityItem(InputModel):
     model_config = ConfigDict(extra="forbid")
 
     conversation_id: Annotated[str, StringConstraints(min_length=1, max_length=64)]
-    message_ids: Annotated[
-        list[MessageId],
-        Field(min_length=1, max_length=MAX_ACTIVITY_MESSAGE_IDS),
-        AfterValidator(_distinct),
-    ]
+    message_ids: MessageIds
     at: Annotated[AwareDatetime, AfterValidator(_since_epoch)] = Field(
         description="When the newest of these messages was stored, with its offset, from 1970; never "
         "later than now"
@@ -176,11 +176,7 @@ class ActivityBatchResult(BaseModel):
 class DeletedMessages(InputModel):
     model_config = ConfigDict(extra="forbid")
 
-    message_ids: Annotated[
-        list[MessageId],
-        Field(min_length=1, max_length=MAX_DELETED_MESSAGE_IDS),
-        AfterValidator(_distinct),
-    ]
+    message_ids: MessageIds
 
 
 class DeletedMessagesResult(BaseModel):
