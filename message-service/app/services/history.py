@@ -192,7 +192,9 @@ async def _count_what_stays(rt: Runtime, tree: Tree, doomed: list[Message]) -> N
 
 def generation_in_progress() -> ConflictError:
     return ConflictError(
-        "A reply is being generated in this conversation: stop it first", code="generation_in_progress"
+        "A reply is being generated in this conversation, or it is being changed (an edit, a delete): "
+        "stop the reply, or try again in a moment",
+        code="generation_in_progress",
     )
 
 
