@@ -60,13 +60,20 @@ async def _pending(mongodb_url: str, reply_ids: list[str], database: str = DATAB
     return sum(bool(message["followups_pending"]) for message in stored)
 
 
-async def _send(client: httpx.AsyncClient, owner: FleetUser, conversation_id: str, text: str) -> str:
-    """A plain send; the reply's id."""
+async def _exchange(
+    client: httpx.AsyncClient, owner: FleetUser, conversation_id: str, text: str
+) -> dict[str, Any]:
+    """A plain send; its answer (the user message and the reply)."""
     sent = await client.post(
         f"/api/v1/conversations/{conversation_id}/messages", json={"content": text}, headers=owner.headers
     )
     assert sent.status_code == 201, sent.text
-    return str(sent.json()["reply"]["id"])
+    return dict(sent.json())
+
+
+async def _send(client: httpx.AsyncClient, owner: FleetUser, conversation_id: str, text: str) -> str:
+    """A plain send; the reply's id."""
+    return str((await _exchange(client, owner, conversation_id, text))["reply"]["id"])
 
 
 async def test_an_edit_without_a_reply_counts_its_new_message_once(
@@ -332,15 +339,9 @@ async def test_deleted_messages_leave_the_conversation_count_when_the_delete_ret
     client: httpx.AsyncClient, mongodb_url: str, fleet: Fleet, alice: FleetUser
 ) -> None:
     conversation = fleet.conversation(alice)
-    sent = []
-    for text in ("Hello, captain!", "Where to?"):
-        response = await client.post(
-            f"/api/v1/conversations/{conversation['id']}/messages",
-            json={"content": text},
-            headers=alice.headers,
-        )
-        assert response.status_code == 201, response.text
-        sent.append(response.json())
+    sent = [
+        await _exchange(client, alice, conversation["id"], text) for text in ("Hello, captain!", "Where to?")
+    ]
     await _until(lambda: fleet.read_conversation(alice, conversation["id"])["message_count"] == 4)
 
     await _delete(client, alice, sent[1]["user_message"]["id"])  # the user message and its reply
